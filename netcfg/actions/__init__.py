@@ -1,0 +1,1 @@
+"""Actions: build, run, describe... Each returns data and prints nothing."""

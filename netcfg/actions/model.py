@@ -1,0 +1,92 @@
+"""Build and run actions: load a spec, build it, run the sample input. Return data."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import torch
+
+from netcfg.build import Built, build_spec, sample_input
+from netcfg.errors import InputError, Loc
+from netcfg.spec import Spec
+
+
+@dataclass(frozen=True)
+class Summary:
+    tree: str
+    parameters: int
+    """Unique parameters: a tied tensor counts once."""
+    entries: int
+    """Parameter entries in state_dict() (tied tensors count once per path)."""
+    bytes: int
+    device: str
+    device_note: str
+    dtype: str
+
+
+def summarize(built: Built) -> Summary:
+    model = built.model
+    unique = list(model.parameters())
+    all_entries = list(model.named_parameters(remove_duplicate=False))
+    buffers = list(model.buffers())
+    size = sum(t.numel() * t.element_size() for t in unique + buffers)
+    return Summary(
+        tree=str(model),
+        parameters=sum(p.numel() for p in unique),
+        entries=sum(p.numel() for _, p in all_entries),
+        bytes=size,
+        device=str(built.device),
+        device_note=built.device_note,
+        dtype=str(built.dtype).replace("torch.", ""),
+    )
+
+
+@dataclass(frozen=True)
+class RunResult:
+    summary: Summary
+    input_shape: tuple
+    input_dtype: str
+    output: torch.Tensor
+    checksum: str
+    """sha256 of the output bytes (first 16 hex digits): equal outputs, equal checksums."""
+
+
+def run(spec: Spec, device: str | None = None, seed: int | None = None, inputs: torch.Tensor | None = None) -> RunResult:
+    built = build_spec(spec, device=device, seed=seed)
+    if built.device.type == "meta":
+        raise InputError("cannot run on the meta device: it holds no values (use validate or build)", Loc("--device"))
+    x = sample_input(spec, built.device, seed) if inputs is None else inputs.to(built.device)
+    if x.is_floating_point() and built.dtype != x.dtype:
+        x = x.to(built.dtype)
+    built.model.eval()
+    with torch.no_grad():
+        out = built.model(x)
+    return RunResult(summarize(built), tuple(x.shape), str(x.dtype).replace("torch.", ""), out, checksum(out))
+
+
+def checksum(t: torch.Tensor) -> str:
+    data = t.detach().to("cpu").contiguous()
+    if data.is_complex():
+        data = torch.view_as_real(data)
+    raw = data.reshape(-1).view(torch.uint8) if data.numel() else torch.empty(0, dtype=torch.uint8)
+    return hashlib.sha256(bytes(raw.numpy())).hexdigest()[:16]
+
+
+def read_input(path: str) -> torch.Tensor:
+    """The input tensor of `run --input FILE.safetensors`: its only tensor, or the one named 'input'."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    where = Loc(f"--input {path}")
+    try:
+        tensors = load_file(path)
+    except FileNotFoundError:
+        raise InputError("no such file", where) from None
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(f"not a readable safetensors file: {exc}", where) from None
+    if len(tensors) == 1:
+        return next(iter(tensors.values()))
+    if "input" in tensors:
+        return tensors["input"]
+    raise InputError(f"{len(tensors)} tensors and none named 'input' ({', '.join(sorted(tensors))})", where)

@@ -1,0 +1,243 @@
+"""Spec -> nn.Module. No printing, no file I/O.
+
+1. Build on the meta device, node by node: each layer is constructed from its args
+   and the shapes of the meta tensors reaching it, then run on them to learn its
+   output shape (lazy shape inference without allocating anything).
+2. Check and apply parameter ties.
+3. Unless the target is meta: allocate on the target device (`to_empty`), run every
+   module's default `reset_parameters()` in module order under the seed, re-apply the
+   ties, then the initializer rules; finally cast to the spec's dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from netcfg import devices, init, ties
+from netcfg.catalog import Node
+from netcfg.errors import BuildError, Diagnostic, Loc
+from netcfg.registry import REGISTRY, Registry
+from netcfg.shapes import ShapeError, fmt
+from netcfg.spec import Spec
+
+_TORCH_ERRORS = (ShapeError, ValueError, RuntimeError, TypeError, IndexError, NotImplementedError)
+
+
+@dataclass
+class Built:
+    """A built model and what the builder learned about it."""
+
+    model: nn.Module
+    spec: Spec
+    device: torch.device
+    device_note: str
+    dtype: torch.dtype
+    seed: int
+    types: dict[str, str] = field(default_factory=dict)
+    """Module path ('' is the root) -> layer type of the spec node that made it."""
+    locs: dict[str, Loc] = field(default_factory=dict)
+    """Module path -> the spec node's location."""
+    shapes: dict[str, tuple[list[tuple], tuple]] = field(default_factory=dict)
+    """Module path -> (input shapes, output shape) for the sample input."""
+    init_rules: dict[str, int] = field(default_factory=dict)
+    """Parameter path -> index of the init rule that set it (absent: PyTorch default)."""
+
+
+class Builder:
+    """Builds the module tree on the meta device; passed to build functions as `ctx`."""
+
+    def __init__(self, spec: Spec, registry: Registry):
+        self.spec = spec
+        self.registry = registry
+        self.prefix: list[str] = []
+        self.types: dict[str, str] = {}
+        self.locs: dict[str, Loc] = {}
+        self.shapes: dict[str, tuple[list[tuple], tuple]] = {}
+        self.shared: dict[str, tuple[nn.Module, str]] = {}
+
+    def path(self, name: str | None = None) -> str:
+        return ".".join(self.prefix + ([name] if name else []))
+
+    def fail(self, node: Node, message: str, key: str | None = None) -> None:
+        where = node._path + ((key,) if key else ())
+        raise BuildError(message, self.spec.loc(where))
+
+    def build(self, node: Node, xs: list[torch.Tensor], name: str | None = None) -> tuple[nn.Module, torch.Tensor]:
+        """Build `node` as child `name` of the current module, for inputs `xs` (meta)."""
+        path = self.path(name)
+        entry = self.registry.get(node.type)
+        if entry.kind == "layer" and len(xs) != 1:
+            self.fail(node, f"layer '{_show(path)}' ({node.type}) takes one input, got {len(xs)}")
+        if name:
+            self.prefix.append(name)
+        try:
+            module, out = self._construct(entry, node, xs, path)
+        finally:
+            if name:
+                self.prefix.pop()
+        if not node.trainable:
+            module.requires_grad_(False)
+        self.types.setdefault(path, node.type)
+        self.locs.setdefault(path, self.spec.loc(node._path))
+        self.shapes.setdefault(path, ([tuple(x.shape) for x in xs], tuple(out.shape)))
+        return module, out
+
+    def _construct(self, entry, node: Node, xs: list, path: str) -> tuple[nn.Module, torch.Tensor]:
+        build = self.registry.builder(node.type)
+        try:
+            with torch.device("meta"):
+                result = build(node, xs, self)
+                if isinstance(result, tuple):
+                    return result
+                return result, self.run_meta(result, xs)
+        except _TORCH_ERRORS as exc:
+            shapes = ", ".join(fmt(x.shape) for x in xs)
+            raise BuildError(
+                f"layer '{_show(path)}' ({node.type}) with input {shapes}: {_first_line(exc)}",
+                self.spec.loc(node._path),
+            ) from exc
+
+    def run_meta(self, module: nn.Module, xs: list) -> torch.Tensor:
+        with torch.no_grad():
+            out = module(*xs)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"the layer returned {type(out).__name__}, not a tensor")
+        return out
+
+    def use_shared(self, ref: str, xs: list) -> tuple[nn.Module, torch.Tensor]:
+        """First use builds the shared module here; later uses reuse the same object."""
+        node = self.spec.shared[ref]
+        here = self.path()
+        if ref not in self.shared:
+            with _Detached(self):
+                module, out = self.build(node, xs)
+            self.shared[ref] = (module, here)
+            return module, out
+        module, first = self.shared[ref]
+        try:
+            with torch.device("meta"):
+                return module, self.run_meta(module, xs)
+        except _TORCH_ERRORS as exc:
+            shapes = ", ".join(fmt(x.shape) for x in xs)
+            raise BuildError(
+                f"shared module '{ref}' (built at '{_show(first)}') cannot take input {shapes} at "
+                f"'{_show(here)}': {_first_line(exc)}",
+                self.spec.loc(node._path),
+            ) from exc
+
+
+class _Detached:
+    """A shared module is built as if at the place of its first use (no extra name level)."""
+
+    def __init__(self, builder: Builder):
+        self.builder = builder
+
+    def __enter__(self) -> None:
+        self.saved = list(self.builder.prefix)
+
+    def __exit__(self, *exc) -> None:
+        self.builder.prefix = self.saved
+
+
+def _show(path: str) -> str:
+    return path or "model"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def sample_input(spec: Spec, device: torch.device | str = "cpu", seed: int | None = None) -> torch.Tensor:
+    """The spec's sample input, drawn on the CPU from `seed` so every device sees the same values."""
+    inp = spec.head.input
+    dtype = devices.DTYPES[inp.dtype]
+    if torch.device(device).type == "meta":
+        return torch.empty(inp.shape, dtype=dtype, device="meta")
+    gen = torch.Generator().manual_seed(spec.head.seed if seed is None else seed)
+    if dtype.is_floating_point:
+        high = 1.0 if inp.high is None else inp.high
+        x = torch.rand(inp.shape, generator=gen) * (high - inp.low) + inp.low
+    else:
+        x = torch.randint(int(inp.low), int(inp.high), inp.shape, generator=gen)
+    return x.to(device=device, dtype=dtype)
+
+
+def build_spec(
+    spec: Spec,
+    device: str | None = None,
+    seed: int | None = None,
+    dtype: str | None = None,
+    registry: Registry = REGISTRY,
+) -> Built:
+    target, note = devices.resolve(device or spec.head.device)
+    seed = spec.head.seed if seed is None else seed
+    float_type = devices.DTYPES[dtype or spec.head.dtype]
+    builder = Builder(spec, registry)
+    model, _ = builder.build(spec.model, [sample_input(spec, "meta")])
+    groups = [list(g) for g in spec.head.ties]
+    ties.check(model, groups, [[spec.loc(("ties", i, j)) for j in range(len(g))] for i, g in enumerate(groups)])
+    ties.tie(model, groups)
+    built = Built(model, spec, target, note, float_type, seed, builder.types, builder.locs, builder.shapes)
+    rule_locs = [spec.loc(("init", i)) for i in range(len(spec.head.init))]
+    if target.type == "meta":
+        built.init_rules = init.assign(model, list(spec.head.init), builder.types)
+        _check_rules(model, spec, built.init_rules, rule_locs)
+        built.model = model.to(float_type)
+        return built
+    model = model.to_empty(device=target)
+    with _seeded(seed, target):
+        reset_all(model)
+        ties.tie(model, groups)  # to_empty gave each path its own tensor
+        built.init_rules = init.apply_rules(model, list(spec.head.init), builder.types, rule_locs)
+    built.model = model.to(float_type) if float_type != torch.float32 else model
+    return built
+
+
+def _check_rules(model: nn.Module, spec: Spec, chosen: dict[str, int], locs: list[Loc]) -> None:
+    """On meta, check that each rule fits the parameters it selects (no values drawn)."""
+    params = dict(model.named_parameters())
+    problems = []
+    for name, index in chosen.items():
+        kind = spec.head.init[index].init.kind
+        if kind in init._NEEDS_MATRIX and params[name].dim() < 2:
+            problems.append(Diagnostic(locs[index], (
+                f"cannot initialize '{name}': {kind} needs at least 2 dimensions, "
+                f"the tensor has shape {list(params[name].shape)}"
+            )))  # fmt: skip
+    if problems:
+        raise BuildError(problems)
+
+
+class _seeded:
+    """Fork the RNG of the CPU (and the target GPU), seed it, restore it afterwards."""
+
+    def __init__(self, seed: int, device: torch.device):
+        cuda = [device.index or 0] if device.type == "cuda" else []
+        self.fork = torch.random.fork_rng(devices=cuda)
+        self.seed, self.cuda = seed, cuda
+
+    def __enter__(self) -> None:
+        self.fork.__enter__()
+        torch.default_generator.manual_seed(self.seed)
+        for index in self.cuda:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(self.seed)
+
+    def __exit__(self, *exc) -> None:
+        self.fork.__exit__(*exc)
+
+
+def reset_all(model: nn.Module) -> None:
+    """PyTorch's default initialization of every module that owns tensors, in module order."""
+    for module in model.modules():
+        owns = any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False))
+        if not owns:
+            continue
+        reset = getattr(module, "reset_parameters", None)
+        if reset is None:
+            raise BuildError(f"module {type(module).__name__} owns tensors but has no reset_parameters()")
+        reset()

@@ -1,0 +1,66 @@
+"""Options shared by commands, and the printing helpers."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+SpecArg = Annotated[Path, typer.Argument(help="Spec file (YAML).", show_default=False)]
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", help="Override a spec value: path.to.key=value (YAML value; repeatable).", show_default=False),
+]
+DeviceOpt = Annotated[
+    Optional[str], typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps | meta (default: the spec's).")
+]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Initialization seed (default: the spec's).")]
+PluginOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--plugin", help="Load a plugin (module name or .py file) that registers layers. Runs its code.",
+                 show_default=False),
+]  # fmt: skip
+
+
+def debug_callback(ctx: typer.Context, value: bool) -> bool:
+    if value:
+        ctx.meta["netcfg_debug"] = True
+    return value
+
+
+DebugOpt = Annotated[
+    bool,
+    typer.Option("--debug", help="Show the Python traceback of errors.", callback=debug_callback, is_eager=True),
+]
+
+
+def load(spec: Path, overrides: list[str] | None, plugins: list[str] | None):
+    """Load plugins the user named, then the spec."""
+    from netcfg import plugins as plugin_loader
+    from netcfg.loader import load_spec
+
+    plugin_loader.load(plugins or [])
+    return load_spec(spec, overrides or [])
+
+
+def out(text: str = "") -> None:
+    typer.echo(text)
+
+
+def note(text: str) -> None:
+    typer.echo(text, err=True)
+
+
+def human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty()

@@ -1,0 +1,41 @@
+"""netcfg build: build the model and print its module tree and a summary line."""
+
+from __future__ import annotations
+
+import typer
+
+from netcfg.cli._common import DebugOpt, DeviceOpt, PluginOpt, SeedOpt, SetOpt, SpecArg, human_bytes, load, out
+
+
+def build(
+    spec: SpecArg,
+    device: DeviceOpt = None,
+    seed: SeedOpt = None,
+    set_: SetOpt = None,
+    plugin: PluginOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Build a spec into a PyTorch module; print the module tree and the parameter count.
+
+    Example: netcfg build configs/resnet18.yaml --device cpu --seed 1
+    """
+    from netcfg.actions.model import summarize
+    from netcfg.build import build_spec
+
+    built = build_spec(load(spec, set_, plugin), device=device, seed=seed)
+    summary = summarize(built)
+    out(summary.tree)
+    out(summary_line(summary))
+
+
+def summary_line(s) -> str:
+    where = s.device if s.device_note == s.device else f"{s.device} ({s.device_note})"
+    tied = f" ({s.entries:,} counting each tied path)" if s.entries != s.parameters else ""
+    return (
+        f"{s.parameters:,} parameters{tied}, {s.bytes:,} bytes ({human_bytes(s.bytes)}), "
+        f"device {where}, dtype {s.dtype}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build")(build)

@@ -1,0 +1,39 @@
+"""netcfg schema: the JSON Schema of the spec language. No torch import."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from netcfg.cli._common import DebugOpt, PluginOpt, out
+
+OutOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")]
+
+
+def schema(output: OutOpt = None, plugin: PluginOpt = None, debug: DebugOpt = False) -> None:
+    """Print the JSON Schema of spec files (for editor completion, e.g. yaml-language-server).
+
+    Example: netcfg schema -o netcfg.schema.json
+    """
+    from netcfg import plugins
+    from netcfg.actions.catalogue import json_schema
+    from netcfg.errors import InputError, Loc
+
+    if plugin:
+        plugins.load(plugin)
+    text = json.dumps(json_schema(), indent=2)
+    if output is None:
+        out(text)
+        return
+    try:
+        output.write_text(text + "\n")
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror}", Loc(f"--output {output}")) from None
+    out(f"wrote {output}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("schema")(schema)

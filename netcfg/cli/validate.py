@@ -1,0 +1,25 @@
+"""netcfg validate: schema and shapes, on the meta device; nothing is allocated."""
+
+from __future__ import annotations
+
+import typer
+
+from netcfg.cli._common import DebugOpt, PluginOpt, SetOpt, SpecArg, load, out
+
+
+def validate(spec: SpecArg, set_: SetOpt = None, plugin: PluginOpt = None, debug: DebugOpt = False) -> None:
+    """Check a spec: keys, types, templates, shapes and ties. Exit 0 when valid, 2 when not.
+
+    Example: netcfg validate configs/mlp.yaml --set model.layers.0.out_features=128
+    """
+    from netcfg.build import build_spec
+
+    loaded = load(spec, set_, plugin)
+    built = build_spec(loaded, device="meta")
+    count = sum(p.numel() for p in built.model.parameters())
+    shape = list(built.shapes[""][1])
+    out(f"{spec}: ok ({count:,} parameters, output shape {shape})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("validate")(validate)

@@ -1,0 +1,73 @@
+"""One exception hierarchy for every problem a user can cause.
+
+Each error carries one or more diagnostics; a diagnostic says where (a place in a
+file, or the command-line flag that caused it) and what. The CLI prints each one as
+``where: error: message`` and exits with code 2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Loc:
+    """A place in a file (1-based line and column) or a command-line flag."""
+
+    file: str
+    line: int = 0
+    col: int = 0
+
+    def __str__(self) -> str:
+        if self.line <= 0:
+            return self.file
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    loc: Loc | None
+    message: str
+
+    def __str__(self) -> str:
+        if self.loc is None:
+            return f"error: {self.message}"
+        return f"{self.loc}: error: {self.message}"
+
+
+class NetcfgError(Exception):
+    """Base of every error a user can cause; holds all the problems found at once."""
+
+    def __init__(self, diagnostics: list[Diagnostic] | str, loc: Loc | None = None):
+        if isinstance(diagnostics, str):
+            diagnostics = [Diagnostic(loc, diagnostics)]
+        self.diagnostics = _unique(diagnostics)
+        super().__init__("\n".join(str(d) for d in self.diagnostics))
+
+
+def _unique(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    # A block template instantiated many times yields the same problem many times.
+    seen: dict[Diagnostic, None] = {}
+    for d in diagnostics:
+        seen.setdefault(d, None)
+    return list(seen)
+
+
+class SpecError(NetcfgError):
+    """The YAML text or the spec it describes is invalid."""
+
+
+class BuildError(NetcfgError):
+    """The spec is valid but the network cannot be built (shapes, ties, devices)."""
+
+
+class DeviceError(NetcfgError):
+    """A requested device or dtype is not available here."""
+
+
+class InputError(NetcfgError):
+    """A file or flag given on the command line cannot be used."""
+
+
+class PluginError(NetcfgError):
+    """A plugin named by the user could not be loaded or registers something invalid."""

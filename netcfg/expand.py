@@ -1,0 +1,206 @@
+"""Template expansion: blocks, repeat, `if` and ${...} values, before validation.
+
+Works on plain data and keeps, for every value it produces, the location of the
+source value it came from, so errors inside a block template point into the
+template. ``repeat`` becomes a ``sequential`` of independent copies (the body's
+``${index}`` seeing 0..N-1); ``block`` becomes the template body with its arguments
+bound; a node whose ``if`` is false disappears.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from netcfg import catalog
+from netcfg.errors import Diagnostic, Loc
+from netcfg.expr import ExprError, has_expr, substitute
+from netcfg.registry import Registry
+from netcfg.yaml_source import Document, Path
+
+MAX_EXPANDED_NODES = 100_000
+_DROP = object()
+FAILED = object()
+"""Stands for a node whose expansion already reported a problem."""
+
+
+class Expander:
+    def __init__(self, doc: Document, registry: Registry, blocks: dict, variables: dict):
+        self.doc = doc
+        self.registry = registry
+        self.blocks = blocks
+        self.variables = variables
+        self.locs: dict[Path, Loc] = {}
+        self.key_locs: dict[Path, Loc] = {}
+        self.problems: list[Diagnostic] = []
+        self.count = 0
+
+    # -- bookkeeping
+
+    def mark(self, dst: Path, src: Path) -> None:
+        self.locs[dst] = self.doc.loc(src)
+        if src in self.doc.key_locs:
+            self.key_locs[dst] = self.doc.key_locs[src]
+
+    def fail(self, src: Path, message: str, key: bool = False) -> None:
+        loc = self.doc.key_loc(src) if key else self.doc.loc(src)
+        self.problems.append(Diagnostic(loc, message))
+
+    def value(self, raw: Any, src: Path, scope: dict) -> Any:
+        """Substitute ${...} in plain (non-module) data."""
+        if isinstance(raw, dict):
+            return {k: self.value(v, src + (k,), scope) for k, v in raw.items()}
+        if isinstance(raw, list):
+            return [self.value(v, src + (i,), scope) for i, v in enumerate(raw)]
+        if has_expr(raw):
+            try:
+                return substitute(raw, scope)
+            except ExprError as exc:
+                self.fail(src, str(exc))
+                return None
+        return raw
+
+    def copy_locs(self, raw: Any, src: Path, dst: Path) -> None:
+        self.mark(dst, src)
+        if isinstance(raw, dict):
+            for k, v in raw.items():
+                self.copy_locs(v, src + (k,), dst + (k,))
+        elif isinstance(raw, list):
+            for i, v in enumerate(raw):
+                self.copy_locs(v, src + (i,), dst + (i,))
+
+    # -- module nodes
+
+    def node(self, raw: Any, src: Path, dst: Path, scope: dict, stack: tuple = ()) -> Any:
+        self.count += 1
+        if self.count > MAX_EXPANDED_NODES:
+            if self.count == MAX_EXPANDED_NODES + 1:
+                self.fail(src, f"the model expands to more than {MAX_EXPANDED_NODES:,} module nodes")
+            return FAILED
+        if not isinstance(raw, dict):
+            self.copy_locs(raw, src, dst)
+            return self.value(raw, src, scope)
+        if "if" in raw:
+            keep = self.value(raw["if"], src + ("if",), scope)
+            if not isinstance(keep, bool):
+                self.fail(src + ("if",), f"'if' must be true or false, got {keep!r}")
+            elif not keep:
+                return _DROP
+            raw = {k: v for k, v in raw.items() if k != "if"}
+        kind = self.value(raw.get("type"), src + ("type",), scope)
+        if kind == "block":
+            return self.block(raw, src, dst, scope, stack)
+        if kind == "repeat":
+            return self.repeat(raw, src, dst, scope, stack)
+        return self.plain(raw, kind, src, dst, scope, stack)
+
+    def plain(self, raw: dict, kind: Any, src: Path, dst: Path, scope: dict, stack: tuple) -> dict:
+        self.mark(dst, src)
+        children = catalog.CHILD_FIELDS.get(kind, {}) if isinstance(kind, str) else {}
+        out: dict = {}
+        for key, val in raw.items():
+            shape = children.get(key)
+            if shape is None or val is None:
+                self.copy_locs(val, src + (key,), dst + (key,))
+                out[key] = self.value(val, src + (key,), scope)
+            else:
+                out[key] = self.children(shape, val, src + (key,), dst + (key,), scope, stack)
+        return out
+
+    def children(self, shape: str, val: Any, src: Path, dst: Path, scope: dict, stack: tuple) -> Any:
+        self.mark(dst, src)
+        if shape == "one":
+            result = self.node(val, src, dst, scope, stack)
+            return {"type": "identity"} if result is _DROP else result
+        if shape == "list" and isinstance(val, list):
+            kept = [(i, v) for i, v in enumerate(val)]
+            out = []
+            for i, item in kept:
+                result = self.node(item, src + (i,), dst + (len(out),), scope, stack)
+                if result is not _DROP:
+                    out.append(result)
+            return out
+        if shape == "map" and isinstance(val, dict):
+            out_map = {}
+            for name, item in val.items():
+                result = self.node(item, src + (name,), dst + (name,), scope, stack)
+                if result is not _DROP:
+                    out_map[name] = result
+            return out_map
+        self.copy_locs(val, src, dst)
+        return val  # wrong shape: validation reports it
+
+    def repeat(self, raw: dict, src: Path, dst: Path, scope: dict, stack: tuple) -> Any:
+        fields = self.value({k: v for k, v in raw.items() if k != "body"}, src, scope)
+        args = self.validated(catalog.Repeat, {**fields, "body": None}, src)
+        if args is None:
+            return FAILED
+        self.mark(dst, src)
+        layers = []
+        for i in range(args.times):
+            inner = {**scope, args.index: i}
+            result = self.node(raw.get("body"), src + ("body",), dst + ("layers", len(layers)), inner, stack)
+            if result is not _DROP:
+                layers.append(result)
+        self.mark(dst + ("layers",), src + ("body",))
+        return _carry(fields, {"type": "sequential", "layers": layers})
+
+    def block(self, raw: dict, src: Path, dst: Path, scope: dict, stack: tuple) -> Any:
+        call = self.validated(catalog.Block, self.value(raw, src, scope), src)
+        if call is None:
+            return FAILED
+        template = self.blocks.get(call.block)
+        if template is None:
+            hint = _suggest(call.block, list(self.blocks))
+            self.fail(src + ("block",), f"unknown block '{call.block}'{hint}")
+            return FAILED
+        if call.block in stack:
+            chain = " -> ".join(stack + (call.block,))
+            self.fail(src + ("block",), f"block '{call.block}' instantiates itself ({chain})")
+            return FAILED
+        bound = self.bind(call, template, src)
+        if bound is None:
+            return FAILED
+        body_src = ("blocks", call.block, "body")
+        result = self.node(template.body, body_src, dst, {**self.variables, **bound}, stack + (call.block,))
+        if not isinstance(result, dict):
+            return result
+        for key in ("name", "inputs", "trainable"):
+            if key in raw:
+                self.copy_locs(raw[key], src + (key,), dst + (key,))
+        return _carry(self.value(raw, src, scope), result)
+
+    def bind(self, call: catalog.Block, template: Any, src: Path) -> dict | None:
+        bound = dict(template.args)
+        ok = True
+        for name, val in call.args.items():
+            if name not in template.args:
+                hint = _suggest(name, list(template.args))
+                self.fail(src + ("args", name), f"block '{call.block}' has no argument '{name}'{hint}", key=True)
+                ok = False
+            bound[name] = val
+        for name, default in template.args.items():
+            if default is None and call.args.get(name) is None:
+                self.fail(src, f"block '{call.block}' needs argument '{name}'")
+                ok = False
+        return bound if ok else None
+
+    def validated(self, model: type[catalog.Node], data: dict, src: Path) -> Any:
+        from netcfg.validate import pydantic_problems  # validate imports this module
+
+        problems, result = pydantic_problems(model, data, lambda path: self.doc.loc(src + path))
+        self.problems.extend(problems)
+        return result
+
+
+def _carry(call_fields: dict, result: dict) -> dict:
+    """A block or repeat's own name/inputs/trainable apply to the node it expands to."""
+    for key in ("name", "inputs", "trainable"):
+        if key in call_fields:
+            result[key] = call_fields[key]
+    return result
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""

@@ -1,0 +1,146 @@
+"""A tiny, closed expression language for ``${...}`` values in specs.
+
+Expressions are parsed with :mod:`ast` and evaluated by walking the tree here, over a
+whitelist of node types: numbers, strings, booleans, names bound by the spec (block
+arguments, repeat indices, top-level vars), arithmetic, comparisons, ``and``/``or``/
+``not``, ``a if cond else b`` and the functions min, max, abs, int. Nothing else is
+reachable: no attribute access, no subscripts, no calls to anything but those four.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+import re
+from typing import Any
+
+WHOLE = re.compile(r"^\$\{([^{}]*)\}$")
+PART = re.compile(r"\$\{([^{}]*)\}")
+
+_BINARY = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_}
+_COMPARE = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+}
+_FUNCTIONS = {"min": min, "max": max, "abs": abs, "int": int}
+MAX_LENGTH = 200
+
+
+class ExprError(ValueError):
+    """An expression is malformed, names something unknown, or fails to compute."""
+
+
+def has_expr(value: Any) -> bool:
+    return isinstance(value, str) and "${" in value
+
+
+def substitute(value: str, scope: dict[str, Any]) -> Any:
+    """Evaluate ``${...}`` in a string: a whole-string expression keeps its type."""
+    whole = WHOLE.match(value.strip())
+    if whole:
+        return evaluate(whole.group(1), scope)
+    return PART.sub(lambda m: str(evaluate(m.group(1), scope)), value)
+
+
+def evaluate(text: str, scope: dict[str, Any]) -> Any:
+    if len(text) > MAX_LENGTH:
+        raise ExprError(f"expression longer than {MAX_LENGTH} characters")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError:
+        raise ExprError(f"invalid expression '{text.strip()}'") from None
+    try:
+        return _Eval(scope).visit(tree.body)
+    except (ArithmeticError, TypeError, ValueError) as exc:
+        if isinstance(exc, ExprError):
+            raise
+        raise ExprError(f"cannot compute '{text.strip()}': {exc}") from None
+
+
+class _Eval:
+    def __init__(self, scope: dict[str, Any]):
+        self.scope = scope
+
+    def visit(self, node: ast.AST) -> Any:
+        method = _VISITORS.get(type(node))
+        if method is None:
+            raise ExprError(f"'{ast.unparse(node)}' is not allowed in an expression")
+        return method(self, node)
+
+    def visit_Constant(self, node: ast.Constant) -> Any:
+        if not isinstance(node.value, (int, float, str, bool, type(None))):
+            raise ExprError(f"constant {node.value!r} is not allowed")
+        return node.value
+
+    def visit_Name(self, node: ast.Name) -> Any:
+        if node.id in self.scope:
+            return self.scope[node.id]
+        known = ", ".join(sorted(self.scope)) or "none"
+        raise ExprError(f"unknown name '{node.id}' in expression (names available: {known})")
+
+    def visit_BinOp(self, node: ast.BinOp) -> Any:
+        op = _BINARY.get(type(node.op))
+        if op is None:
+            raise ExprError(f"operator in '{ast.unparse(node)}' is not allowed")
+        left, right = self.visit(node.left), self.visit(node.right)
+        if op is operator.pow and isinstance(right, (int, float)) and abs(right) > 64:
+            raise ExprError("exponent larger than 64")
+        return op(left, right)
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> Any:
+        op = _UNARY.get(type(node.op))
+        if op is None:
+            raise ExprError(f"operator in '{ast.unparse(node)}' is not allowed")
+        return op(self.visit(node.operand))
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> Any:
+        values = [self.visit(v) for v in node.values]
+        if isinstance(node.op, ast.And):
+            return all(values)
+        return any(values)
+
+    def visit_Compare(self, node: ast.Compare) -> Any:
+        left = self.visit(node.left)
+        for op_node, right_node in zip(node.ops, node.comparators):
+            op = _COMPARE.get(type(op_node))
+            if op is None:
+                raise ExprError(f"comparison in '{ast.unparse(node)}' is not allowed")
+            right = self.visit(right_node)
+            if not op(left, right):
+                return False
+            left = right
+        return True
+
+    def visit_IfExp(self, node: ast.IfExp) -> Any:
+        return self.visit(node.body) if self.visit(node.test) else self.visit(node.orelse)
+
+    def visit_Call(self, node: ast.Call) -> Any:
+        if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS or node.keywords:
+            raise ExprError(f"call '{ast.unparse(node)}' is not allowed (functions: min, max, abs, int)")
+        return _FUNCTIONS[node.func.id](*[self.visit(a) for a in node.args])
+
+
+# A table, not getattr: the set of evaluable node types is fixed here.
+_VISITORS = {
+    ast.Constant: _Eval.visit_Constant,
+    ast.Name: _Eval.visit_Name,
+    ast.BinOp: _Eval.visit_BinOp,
+    ast.UnaryOp: _Eval.visit_UnaryOp,
+    ast.BoolOp: _Eval.visit_BoolOp,
+    ast.Compare: _Eval.visit_Compare,
+    ast.IfExp: _Eval.visit_IfExp,
+    ast.Call: _Eval.visit_Call,
+}

@@ -1,0 +1,215 @@
+"""Composition modules (sequential, parallel, residual, graph, shared) and merges.
+
+The forward passes are kept lean: a graph precomputes, for each node, the positions
+of its inputs in a flat list of values, so running it costs one list lookup per edge
+on top of the layers themselves.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from netcfg import catalog as c
+from netcfg.registry import builds
+from netcfg.shapes import ShapeError, fmt
+
+
+class Add(nn.Module):
+    """Sum of all inputs."""
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+
+class Mul(nn.Module):
+    """Product of all inputs."""
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        out = xs[0]
+        for x in xs[1:]:
+            out = out * x
+        return out
+
+
+class Concat(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return torch.cat(xs, dim=self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class Stack(Concat):
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return torch.stack(xs, dim=self.dim)
+
+
+def merge_module(kind: str, dim: int) -> nn.Module:
+    return {"add": Add, "mul": Mul}[kind]() if kind in ("add", "mul") else {"concat": Concat, "stack": Stack}[kind](dim)
+
+
+def check_merge(kind: str, dim: int, xs: list) -> None:
+    shapes = [tuple(x.shape) for x in xs]
+    if kind in ("add", "mul"):
+        try:
+            torch.broadcast_shapes(*shapes)
+        except RuntimeError:
+            raise ShapeError(f"cannot {kind} inputs of shapes {', '.join(fmt(s) for s in shapes)}") from None
+        return
+    if kind == "stack" and len(set(shapes)) > 1:
+        raise ShapeError(f"cannot stack inputs of different shapes {', '.join(fmt(s) for s in shapes)}")
+    if kind == "concat":
+        rank = len(shapes[0])
+        axis = dim % rank if -rank <= dim < rank else None
+        if axis is None or any(len(s) != rank for s in shapes):
+            raise ShapeError(f"cannot concat inputs of shapes {', '.join(fmt(s) for s in shapes)} along dim {dim}")
+        rest = {s[:axis] + s[axis + 1:] for s in shapes}
+        if len(rest) > 1:
+            raise ShapeError(
+                f"cannot concat inputs of shapes {', '.join(fmt(s) for s in shapes)} along dim {dim}: "
+                "the other dimensions differ"
+            )
+
+
+for _kind in ("add", "mul", "concat", "stack"):
+    def _merge(a, xs, ctx, _kind=_kind):
+        dim = a.dim if isinstance(a, (c.Concat, c.Stack)) else -1
+        check_merge(_kind, dim, xs)
+        return merge_module(_kind, dim)
+
+    builds(_kind)(_merge)
+
+
+class Parallel(nn.Module):
+    """Every branch on the same inputs; outputs merged."""
+
+    def __init__(self, branches: OrderedDict, merge: nn.Module):
+        super().__init__()
+        for name, module in branches.items():
+            self.add_module(name, module)
+        self._branches = list(branches.values())
+        self.merge = merge
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return self.merge(*[branch(*xs) for branch in self._branches])
+
+
+class Residual(nn.Module):
+    """body(x) + shortcut(x), shortcut defaulting to the identity."""
+
+    def __init__(self, body: nn.Module, shortcut: nn.Module | None):
+        super().__init__()
+        self.body = body
+        self.shortcut = shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.shortcut is None:
+            return x + self.body(x)
+        return self.shortcut(x) + self.body(x)
+
+
+class Graph(nn.Module):
+    """Runs named nodes in order; node i reads the values at positions steps[i]."""
+
+    def __init__(self, nodes: OrderedDict, steps: list[list[int]], output: int):
+        super().__init__()
+        for name, module in nodes.items():
+            self.add_module(name, module)
+        self._plan = [(module, idx[0] if len(idx) == 1 else None, idx) for module, idx in zip(nodes.values(), steps)]
+        self._output = output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        values = [x]
+        for module, single, idx in self._plan:
+            if single is not None:
+                values.append(module(values[single]))
+            else:
+                values.append(module(*[values[i] for i in idx]))
+        return values[self._output]
+
+
+@builds("sequential")
+def sequential(a: c.Sequential, xs: list, ctx):
+    modules: OrderedDict = OrderedDict()
+    current = xs
+    for i, node in enumerate(a.layers):
+        name = node.name or str(i)
+        module, out = ctx.build(node, current, name)
+        modules[name] = module
+        current = [out]
+    return nn.Sequential(modules), current[0]
+
+
+@builds("parallel")
+def parallel(a: c.Parallel, xs: list, ctx):
+    branches: OrderedDict = OrderedDict()
+    outs = []
+    for i, node in enumerate(a.branches):
+        name = node.name or str(i)
+        branches[name], out = ctx.build(node, xs, name)
+        outs.append(out)
+    try:
+        check_merge(a.merge, a.dim, outs)
+    except ShapeError as exc:
+        raise ShapeError(f"branch outputs: {exc}") from None
+    merge = merge_module(a.merge, a.dim)
+    return Parallel(branches, merge), merge(*outs)
+
+
+@builds("residual")
+def residual(a: c.Residual, xs: list, ctx):
+    body, out = ctx.build(a.body, xs, "body")
+    shortcut, short_out = ctx.build(a.shortcut, xs, "shortcut") if a.shortcut is not None else (None, xs[0])
+    if tuple(out.shape) != tuple(short_out.shape):
+        raise ShapeError(f"body output {fmt(out.shape)} and shortcut output {fmt(short_out.shape)} differ")
+    return Residual(body, shortcut), out + short_out
+
+
+@builds("graph")
+def graph(a: c.Graph, xs: list, ctx):
+    if len(xs) != 1:
+        raise ShapeError(f"a graph takes one input, got {len(xs)}")
+    index = {"input": 0}
+    values = [xs[0]]
+    modules: OrderedDict = OrderedDict()
+    steps = []
+    previous = "input"
+    for name, node in a.nodes.items():
+        if name == "input":
+            ctx.fail(node, "'input' names the graph's input; pick another node name")
+        refs = [node.inputs] if isinstance(node.inputs, str) else (node.inputs or [previous])
+        idx = [_ref(ctx, node, r, index, a) for r in refs]
+        modules[name], out = ctx.build(node, [values[i] for i in idx], name)
+        index[name] = len(values)
+        values.append(out)
+        steps.append(idx)
+        previous = name
+    if a.output is not None and a.output not in index:
+        raise ShapeError(f"output '{a.output}' is not a node of this graph")
+    out_index = index[a.output] if a.output else len(values) - 1
+    return Graph(modules, steps, out_index), values[out_index]
+
+
+def _ref(ctx, node: c.Node, ref: str, index: dict, graph: c.Graph) -> int:
+    if ref in index:
+        return index[ref]
+    if ref in graph.nodes:
+        ctx.fail(node, f"input '{ref}' is a later node: a graph runs in order, so it cannot read it (cycle?)", "inputs")
+    from netcfg.validate import suggest
+
+    ctx.fail(node, f"unknown input '{ref}'{suggest(ref, list(index))}", "inputs")
+
+
+@builds("shared")
+def shared(a: c.Shared, xs: list, ctx):
+    return ctx.use_shared(a.ref, xs)

@@ -1,0 +1,223 @@
+"""From a spec file (plus --set overrides) to a validated, expanded Spec. No torch.
+
+Steps, each collecting every problem before raising one SpecError:
+read the file -> safe YAML with locations -> apply overrides -> validate the top level
+-> check the format version -> expand blocks/repeat/if/${} -> validate module nodes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path as FsPath
+from typing import Any
+
+from netcfg import spec as spec_mod
+from netcfg.errors import Diagnostic, InputError, Loc, SpecError
+from netcfg.expand import Expander
+from netcfg.registry import REGISTRY, Registry
+from netcfg.validate import NodeValidator, pydantic_problems, suggest, yaml_repr
+from netcfg.yaml_source import Document, read_yaml
+
+MAX_FILE_BYTES = 10 * 1024 * 1024
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """Read a text file, turning every OS problem into a one-line InputError."""
+    name = str(path)
+    p = FsPath(path)
+    if p.is_dir():
+        raise InputError("is a directory, not a spec file", Loc(name))
+    if not p.exists():
+        raise InputError("no such file", Loc(name))
+    try:
+        if p.stat().st_size > MAX_FILE_BYTES:
+            raise InputError(f"file larger than {MAX_FILE_BYTES // 2**20} MiB; not a spec", Loc(name))
+        return p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start})", Loc(name)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", Loc(name)) from None
+
+
+def load_spec(
+    path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = (), registry: Registry = REGISTRY
+) -> spec_mod.Spec:
+    """Read, override, expand and validate a spec file."""
+    doc = read_yaml(read_text(path), str(path))
+    apply_overrides(doc, overrides)
+    return resolve(doc, registry)
+
+
+def load_spec_data(data: Any, file: str, registry: Registry = REGISTRY) -> spec_mod.Spec:
+    """Validate an already-parsed spec (for example one embedded in a checkpoint)."""
+    return resolve(Document(data=data, file=file), registry)
+
+
+# ---------------------------------------------------------------- overrides
+
+
+def apply_overrides(doc: Document, overrides: list[str] | tuple[str, ...]) -> None:
+    problems: list[Diagnostic] = []
+    for text in overrides:
+        try:
+            _apply_one(doc, text)
+        except SpecError as exc:
+            problems.extend(exc.diagnostics)
+    if problems:
+        raise SpecError(problems)
+
+
+def _apply_one(doc: Document, text: str) -> None:
+    flag = Loc(f"--set {text}")
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise SpecError("expected --set path.to.key=value", flag)
+    try:
+        value = read_yaml(raw, flag.file).data
+    except SpecError as exc:
+        raise SpecError(f"bad value: {exc.diagnostics[0].message}", flag) from None
+    parts = [int(p) if p.lstrip("-").isdigit() else p for p in key.strip().split(".")]
+    parent = _walk(doc.data, parts[:-1], flag)
+    _set(parent, parts[-1], value, flag, parts)
+    path = tuple(parts)
+    for old in [p for p in doc.locs if p[: len(path)] == path]:
+        del doc.locs[old]
+    _mark_all(doc, value, path, flag)
+
+
+def _walk(data: Any, parts: list, flag: Loc) -> Any:
+    for i, part in enumerate(parts):
+        where = ".".join(str(p) for p in parts[:i]) or "the top level"
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and -len(data) <= part < len(data):
+            data = data[part]
+        elif isinstance(data, list):
+            raise SpecError(f"'{part}' is not an index of the list at {where} (it has {len(data)} items)", flag)
+        elif isinstance(data, dict):
+            raise SpecError(f"no key '{part}' under {where}{suggest(str(part), list(data))}", flag)
+        else:
+            raise SpecError(f"{where} is {yaml_repr(data)}, which has no key '{part}'", flag)
+    return data
+
+
+def _set(parent: Any, last: Any, value: Any, flag: Loc, parts: list) -> None:
+    if isinstance(parent, dict):
+        parent[last] = value
+    elif isinstance(parent, list) and isinstance(last, int) and -len(parent) <= last < len(parent):
+        parent[last] = value
+    else:
+        where = ".".join(str(p) for p in parts[:-1]) or "the top level"
+        raise SpecError(f"cannot set '{last}' under {where}", flag)
+
+
+def _mark_all(doc: Document, value: Any, path: tuple, flag: Loc) -> None:
+    doc.locs[path] = flag
+    doc.key_locs[path] = flag
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _mark_all(doc, v, path + (k,), flag)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _mark_all(doc, v, path + (i,), flag)
+
+
+# ---------------------------------------------------------------- resolution
+
+
+def resolve(doc: Document, registry: Registry) -> spec_mod.Spec:
+    data = doc.data
+    if not isinstance(data, dict):
+        raise SpecError(f"a spec is a mapping with keys netcfg, input and model; got {yaml_repr(data)}", doc.loc(()))
+    _check_version(doc)
+    problems, head = pydantic_problems(spec_mod.SpecHead, data, lambda p: _loc(doc, p), owner="at the top level")
+    blocks, variables, shared_raw = _parts(head, data)
+    if head is not None:
+        problems += _check_init_layers(doc, head, registry)
+    expander = Expander(doc, registry, blocks, variables)
+    model_data = expander.node(data["model"], ("model",), ("model",), dict(variables)) if "model" in data else None
+    shared_data = {
+        name: expander.node(raw, ("shared", name), ("shared", name), dict(variables))
+        for name, raw in shared_raw.items()
+    }
+    problems += expander.problems
+    locs = dict(expander.locs)
+    key_locs = expander.key_locs
+    for path, loc in doc.locs.items():
+        if path and path[0] not in ("model", "shared", "blocks"):
+            locs[path] = loc
+
+    def loc_of(p: tuple) -> Loc:
+        return _nearest(locs, p, doc.file)
+
+    def key_loc_of(p: tuple) -> Loc:
+        return key_locs.get(p) or loc_of(p)
+
+    validator = NodeValidator(registry, loc_of, key_loc_of, list(shared_data))
+    model = validator.node(model_data, ("model",)) if "model" in data else None
+    shared = {name: validator.node(raw, ("shared", name)) for name, raw in shared_data.items()}
+    problems += validator.problems
+    if problems or head is None:
+        raise SpecError(problems)
+    resolved = head.model_dump(mode="json", exclude={"blocks", "model", "shared"}, exclude_defaults=True)
+    resolved.update(netcfg=head.netcfg, input=head.input.model_dump(mode="json"), model=model_data)
+    if shared_data:
+        resolved["shared"] = shared_data
+    return spec_mod.Spec(head=head, model=model, shared=shared, data=resolved, file=doc.file, locs=locs)
+
+
+def _parts(head: spec_mod.SpecHead | None, data: dict) -> tuple[dict, dict, dict]:
+    """Blocks, vars and shared modules; from the raw data when the top level is invalid,
+    so that problems inside the model are reported in the same run."""
+    if head is not None:
+        return head.blocks, dict(head.vars), head.shared
+    blocks = {}
+    for name, raw in (data.get("blocks") or {}).items() if isinstance(data.get("blocks"), dict) else []:
+        try:
+            blocks[name] = spec_mod.BlockDef.model_validate(raw)
+        except ValueError:
+            pass
+    variables = data.get("vars") if isinstance(data.get("vars"), dict) else {}
+    shared = data.get("shared") if isinstance(data.get("shared"), dict) else {}
+    return blocks, variables, shared
+
+
+def _loc(doc: Document, path: tuple) -> Loc:
+    if path and path[-1] == "<key>":
+        return doc.key_loc(path[:-1])
+    return doc.loc(path)
+
+
+def _nearest(locs: dict, path: tuple, file: str) -> Loc:
+    if path and path[-1] == "<key>":
+        path = path[:-1]
+    for i in range(len(path), -1, -1):
+        found = locs.get(path[:i])
+        if found is not None:
+            return found
+    return Loc(file, 1, 1)
+
+
+def _check_version(doc: Document) -> None:
+    version = doc.data.get("netcfg")
+    if isinstance(version, int) and not isinstance(version, bool) and version > spec_mod.FORMAT_VERSION:
+        raise SpecError(
+            f"this spec is written in netcfg format {version}; this netcfg reads format "
+            f"{spec_mod.FORMAT_VERSION}: upgrade netcfg",
+            doc.loc(("netcfg",)),
+        )
+    if isinstance(version, int) and not isinstance(version, bool) and version < 1:
+        raise SpecError(f"unknown format version {version}; the current format is {spec_mod.FORMAT_VERSION}",
+                        doc.loc(("netcfg",)))
+
+
+def _check_init_layers(doc: Document, head: spec_mod.SpecHead, registry: Registry) -> list[Diagnostic]:
+    names = [n for n, e in registry.entries.items() if e.kind in ("layer", "merge")]
+    problems = []
+    for i, rule in enumerate(head.init):
+        layers = [rule.layers] if isinstance(rule.layers, str) else (rule.layers or [])
+        for j, name in enumerate(layers):
+            if name not in names:
+                path = ("init", i, "layers") + ((j,) if isinstance(rule.layers, list) else ())
+                problems.append(Diagnostic(doc.loc(path), f"unknown layer type '{name}'{suggest(name, names)}"))
+    return problems

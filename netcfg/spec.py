@@ -1,0 +1,254 @@
+"""The spec language's top level: pydantic models, no torch.
+
+A spec file is a mapping::
+
+    netcfg: 1                      # format version
+    input: {shape: [2, 20]}        # the sample input that drives shape inference
+    model: {type: sequential, layers: [...]}
+
+plus optional ``name``, ``description``, ``vars``, ``seed``, ``device``, ``dtype``,
+``blocks`` (templates), ``shared`` (modules used in several places), ``ties`` and
+``init``. Module nodes (``model``, block bodies, shared modules) are validated node by
+node against the registry by :mod:`netcfg.validate` after template expansion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from netcfg.catalog import Node
+from netcfg.errors import Loc
+
+FORMAT_VERSION = 1
+
+FloatDType = Literal["float32", "float16", "bfloat16", "float64"]
+InputDType = Literal["float32", "float16", "bfloat16", "float64", "int64", "int32"]
+Scalar = Union[bool, int, float, str, None]
+
+_CONFIG = ConfigDict(extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True)
+
+
+class InputSpec(BaseModel):
+    """The sample input: its shape (batch first), dtype and value range."""
+
+    model_config = _CONFIG
+
+    shape: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(min_length=1, max_length=8)
+    """Full shape including the batch dimension, e.g. [2, 20] or [1, 3, 224, 224]."""
+    dtype: InputDType = "float32"
+    """Element type; integer types are token ids."""
+    low: float = 0.0
+    """Smallest value (floats: uniform in [low, high); integers: ids in [low, high))."""
+    high: float | None = None
+    """Upper bound, exclusive; default 1.0 for floats; required for integer inputs."""
+
+    @model_validator(mode="after")
+    def _integer_range(self) -> InputSpec:
+        if self.dtype.startswith("int") and self.high is None:
+            raise ValueError("integer inputs need `high` (for token ids: the vocabulary size)")
+        if self.high is not None and self.high <= self.low:
+            raise ValueError("`high` must be greater than `low`")
+        return self
+
+
+# ---------------------------------------------------------------- initializers
+
+
+class _Init(BaseModel):
+    model_config = _CONFIG
+
+
+class NormalInit(_Init):
+    """Gaussian N(mean, std^2)."""
+
+    kind: Literal["normal"]
+    mean: float = 0.0
+    std: float = Field(1.0, gt=0)
+
+
+class UniformInit(_Init):
+    """Uniform on [low, high)."""
+
+    kind: Literal["uniform"]
+    low: float = 0.0
+    high: float = 1.0
+
+
+class ConstantInit(_Init):
+    """Every element equal to `value`."""
+
+    kind: Literal["constant"]
+    value: float
+
+
+class ZerosInit(_Init):
+    """All zeros."""
+
+    kind: Literal["zeros"]
+
+
+class OnesInit(_Init):
+    """All ones."""
+
+    kind: Literal["ones"]
+
+
+class XavierUniformInit(_Init):
+    """Glorot uniform, bound gain * sqrt(6 / (fan_in + fan_out))."""
+
+    kind: Literal["xavier_uniform"]
+    gain: float = 1.0
+
+
+class XavierNormalInit(_Init):
+    """Glorot normal, std gain * sqrt(2 / (fan_in + fan_out))."""
+
+    kind: Literal["xavier_normal"]
+    gain: float = 1.0
+
+
+class _KaimingInit(_Init):
+    a: float = 0.0
+    """Negative slope of the rectifier that follows (leaky_relu only)."""
+    mode: Literal["fan_in", "fan_out"] = "fan_in"
+    nonlinearity: Literal["relu", "leaky_relu", "linear", "tanh", "sigmoid", "selu"] = "leaky_relu"
+
+
+class KaimingUniformInit(_KaimingInit):
+    """He uniform."""
+
+    kind: Literal["kaiming_uniform"]
+
+
+class KaimingNormalInit(_KaimingInit):
+    """He normal."""
+
+    kind: Literal["kaiming_normal"]
+
+
+class OrthogonalInit(_Init):
+    """(Semi-)orthogonal matrix scaled by gain."""
+
+    kind: Literal["orthogonal"]
+    gain: float = 1.0
+
+
+class TruncNormalInit(_Init):
+    """N(mean, std^2) redrawn outside [low, high]."""
+
+    kind: Literal["trunc_normal"]
+    mean: float = 0.0
+    std: float = Field(1.0, gt=0)
+    low: float = -2.0
+    high: float = 2.0
+
+
+class MixtureComponent(_Init):
+    """One component of a mixture: drawn with probability `p` from `init`."""
+
+    p: float = Field(gt=0, le=1)
+    init: Initializer
+
+
+class MixtureInit(_Init):
+    """Each element independently from one component, picked with probability p."""
+
+    kind: Literal["mixture"]
+    components: list[MixtureComponent] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> MixtureInit:
+        total = sum(c.p for c in self.components)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"mixture probabilities must sum to 1, they sum to {total:g}")
+        return self
+
+
+Initializer = Annotated[
+    Union[
+        NormalInit, UniformInit, ConstantInit, ZerosInit, OnesInit, XavierUniformInit, XavierNormalInit,
+        KaimingUniformInit, KaimingNormalInit, OrthogonalInit, TruncNormalInit, MixtureInit,
+    ],
+    Field(discriminator="kind"),
+]  # fmt: skip
+MixtureComponent.model_rebuild()
+
+
+class InitRule(BaseModel):
+    """Initializes the parameters it selects; a later rule overrides an earlier one."""
+
+    model_config = _CONFIG
+
+    params: str | list[str] = "*"
+    """Glob(s) on the parameter path as in named_parameters(), e.g. '*.weight' or '0.*'."""
+    layers: str | list[str] | None = None
+    """Only parameters of these layer types (e.g. linear); default: any."""
+    init: Initializer
+    """The initializer."""
+
+
+class BlockDef(BaseModel):
+    """A template: `args` with defaults (null = required) and a `body` module node."""
+
+    model_config = _CONFIG
+
+    args: dict[str, Scalar] = Field(default_factory=dict)
+    """Argument names and default values; null marks a required argument."""
+    body: Any
+    """Module node; `${name}` expressions see the arguments and the top-level vars."""
+    description: str | None = None
+
+
+class SpecHead(BaseModel):
+    """The top-level keys of a spec file; module nodes are validated separately."""
+
+    model_config = _CONFIG
+
+    netcfg: int
+    """Format version of the spec language (this netcfg reads 1)."""
+    name: str | None = None
+    description: str | None = None
+    vars: dict[str, Scalar] = Field(default_factory=dict)
+    """Named values usable as ${name} anywhere; change them with --set vars.name=value."""
+    input: InputSpec
+    """The sample input."""
+    seed: int = 0
+    """Seed of parameter initialization and of the random sample input."""
+    device: str = Field("auto", pattern=r"^(auto|cpu|meta|mps|cuda(:\d+)?)$")
+    """auto | cpu | cuda | cuda:N | mps | meta."""
+    dtype: FloatDType = "float32"
+    """Floating-point type of parameters and buffers."""
+    blocks: dict[str, BlockDef] = Field(default_factory=dict)
+    """Named templates, used with {type: block, block: NAME, args: {...}}."""
+    shared: dict[str, Any] = Field(default_factory=dict)
+    """Named modules used in several places with {type: shared, ref: NAME}: one module, shared parameters."""
+    model: Any
+    """The network: a module node."""
+    ties: list[Annotated[list[str], Field(min_length=2)]] = Field(default_factory=list)
+    """Groups of parameter paths made one tensor: the first path's tensor is kept."""
+    init: list[InitRule] = Field(default_factory=list)
+    """Initializer rules, applied in order after PyTorch's default initialization."""
+
+
+@dataclass
+class Spec:
+    """A validated, fully expanded spec."""
+
+    head: SpecHead
+    model: Node
+    shared: dict[str, Node]
+    data: dict
+    """The expanded spec as plain data (canonical form; validates to the same Spec)."""
+    file: str
+    locs: dict[tuple, Loc] = field(default_factory=dict)
+    """Location in the source of each path of `data`."""
+
+    def loc(self, path: tuple) -> Loc:
+        for i in range(len(path), -1, -1):
+            found = self.locs.get(tuple(path[:i]))
+            if found is not None:
+                return found
+        return Loc(self.file, 1, 1)

@@ -1,0 +1,53 @@
+"""Writing tensor files atomically: temp file in the same directory, fsync, rename."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from netcfg.errors import InputError, Loc
+
+
+def write_tensors(tensors: dict, path: str | os.PathLike, metadata: dict | None = None, flag: str = "") -> None:
+    """Save a dict of tensors as safetensors without ever leaving a half-written file."""
+    from safetensors.torch import save_file
+
+    target = Path(path)
+    where = Loc(f"{flag} {path}".strip())
+    if target.is_dir():
+        raise InputError("is a directory", where)
+    if not target.parent.is_dir():
+        raise InputError(f"directory '{target.parent}' does not exist", where)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise InputError(f"cannot write there: {exc.strerror}", where) from None
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().to("cpu") for k, v in tensors.items()}, tmp, metadata=metadata)
+        _fsync(tmp)
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,52 @@
+"""Parameter ties by path: check every group first (paths exist, shapes and dtypes
+agree, naming both sides), then alias by identity so the tensors are one."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from netcfg.errors import BuildError, Diagnostic, Loc
+from netcfg.shapes import fmt
+from netcfg.validate import suggest
+
+
+def check(model: nn.Module, groups: list[list[str]], locs: list[list[Loc]]) -> None:
+    params = dict(model.named_parameters(remove_duplicate=False))
+    problems = []
+    for group, group_locs in zip(groups, locs):
+        problems += _check_group(params, group, group_locs)
+    if problems:
+        raise BuildError(problems)
+
+
+def _check_group(params: dict, group: list[str], locs: list[Loc]) -> list[Diagnostic]:
+    problems = []
+    for path, loc in zip(group, locs):
+        if path not in params:
+            problems.append(Diagnostic(loc, f"tie: no parameter '{path}' in the model{suggest(path, list(params))}"))
+    if problems:
+        return problems
+    first = params[group[0]]
+    for path, loc in zip(group[1:], locs[1:]):
+        other = params[path]
+        if other.shape != first.shape or other.dtype != first.dtype:
+            problems.append(Diagnostic(loc, (
+                f"cannot tie '{path}' {fmt(other.shape)} {_dt(other)} to '{group[0]}' "
+                f"{fmt(first.shape)} {_dt(first)}: shapes or dtypes differ"
+            )))  # fmt: skip
+    return problems
+
+
+def _dt(p: nn.Parameter) -> str:
+    return str(p.dtype).replace("torch.", "")
+
+
+def tie(model: nn.Module, groups: list[list[str]]) -> None:
+    """Make every path of each group refer to the first path's Parameter object."""
+    modules = dict(model.named_modules(remove_duplicate=False))
+    params = dict(model.named_parameters(remove_duplicate=False))
+    for group in groups:
+        keep = params[group[0]]
+        for path in group[1:]:
+            owner, _, leaf = path.rpartition(".")
+            modules[owner].register_parameter(leaf, keep)

@@ -1,0 +1,214 @@
+"""Safe YAML reading that remembers where every value came from.
+
+PyYAML composes the text into a node graph with SafeLoader's scanner and parser (no
+object construction at all); this module then turns nodes into plain Python data
+itself, so it alone decides what is accepted:
+
+* YAML 1.2 core-schema scalars: ``1e-3`` is a float, ``no``/``on``/``y`` are strings,
+  ``0x10`` is 16, ``017`` is 17, ``1_000`` and ``3:25:45`` are strings;
+* only the standard tags (str, int, float, bool, null, map, seq); a python/* tag or
+  any other tag is an error, so no file can name code;
+* duplicate keys are an error that quotes both lines;
+* aliases are expanded with a cap on the total node count (alias bombs) and nesting
+  has a depth cap (no RecursionError reaches the user).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from netcfg.errors import Diagnostic, Loc, SpecError
+
+Path = tuple[str | int, ...]
+
+MAX_DEPTH = 100
+MAX_NODES = 200_000
+
+_TAG = "tag:yaml.org,2002:"
+_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT = re.compile(
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader's parser with YAML 1.2 core-schema implicit typing."""
+
+
+_Loader.yaml_implicit_resolvers = {}
+for _tag, _regex, _first in [
+    ("bool", _BOOL, list("tTfF")),
+    ("int", _INT, list("-+0123456789")),
+    ("float", _FLOAT, list("-+0123456789.")),
+    ("null", _NULL, ["~", "n", "N", ""]),
+]:
+    _Loader.add_implicit_resolver(_TAG + _tag, _regex, _first)
+
+
+@dataclass
+class Document:
+    """Plain data read from YAML plus the location of every value and key."""
+
+    data: Any
+    file: str
+    locs: dict[Path, Loc] = field(default_factory=dict)
+    key_locs: dict[Path, Loc] = field(default_factory=dict)
+
+    def loc(self, path: Path) -> Loc:
+        """Location of the value at ``path``, or of its nearest located ancestor."""
+        for i in range(len(path), -1, -1):
+            found = self.locs.get(path[:i])
+            if found is not None:
+                return found
+        return Loc(self.file, 1, 1)
+
+    def key_loc(self, path: Path) -> Loc:
+        return self.key_locs.get(path) or self.loc(path)
+
+
+def read_yaml(text: str, file: str) -> Document:
+    """Parse YAML text into a Document, or raise SpecError with every problem found."""
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except RecursionError:
+        raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", Loc(file, 1, 1)) from None
+    except yaml.MarkedYAMLError as exc:
+        raise SpecError(_yaml_message(exc), _mark_loc(file, exc.problem_mark or exc.context_mark))
+    except yaml.YAMLError as exc:
+        raise SpecError(f"cannot read YAML: {exc}", Loc(file, 1, 1)) from None
+    doc = Document(data=None, file=file)
+    if root is None:
+        return doc
+    reader = _Reader(doc)
+    doc.data = reader.value(root, ())
+    if reader.problems:
+        raise SpecError(reader.problems)
+    return doc
+
+
+def parse_scalar_text(text: str, where: Loc) -> Any:
+    """Parse an override value (``--set k=v``) with the same rules as a file."""
+    doc = read_yaml(text, where.file)
+    return doc.data
+
+
+def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
+    parts = [p for p in (exc.context, exc.problem) if p]
+    return "invalid YAML: " + "; ".join(parts)
+
+
+def _mark_loc(file: str, mark: Any) -> Loc:
+    if mark is None:
+        return Loc(file, 1, 1)
+    return Loc(file, mark.line + 1, mark.column + 1)
+
+
+class _Reader:
+    """Turns a composed node graph into plain data, recording locations."""
+
+    def __init__(self, doc: Document):
+        self.doc = doc
+        self.problems: list[Diagnostic] = []
+        self.count = 0
+
+    def where(self, node: yaml.Node) -> Loc:
+        return _mark_loc(self.doc.file, node.start_mark)
+
+    def fail(self, node: yaml.Node, message: str) -> None:
+        self.problems.append(Diagnostic(self.where(node), message))
+
+    def value(self, node: yaml.Node, path: Path) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise SpecError(
+                f"document expands to more than {MAX_NODES:,} values (alias bomb?)",
+                self.where(node),
+            )
+        if len(path) > MAX_DEPTH:
+            raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", self.where(node))
+        self.doc.locs[path] = self.where(node)
+        if isinstance(node, yaml.MappingNode):
+            return self.mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            self.check_tag(node, "seq")
+            return [self.value(item, path + (i,)) for i, item in enumerate(node.value)]
+        return self.scalar(node)
+
+    def check_tag(self, node: yaml.Node, expected: str) -> None:
+        if node.tag != _TAG + expected:
+            self.fail(node, f"unsupported YAML tag '{_short_tag(node.tag)}': netcfg files hold plain data only")
+
+    def mapping(self, node: yaml.MappingNode, path: Path) -> dict:
+        self.check_tag(node, "map")
+        out: dict = {}
+        first_seen: dict[Any, Loc] = {}
+        for key_node, value_node in node.value:
+            key = self.key(key_node)
+            if key is None:
+                continue
+            key_where = self.where(key_node)
+            if key in first_seen:
+                before = first_seen[key]
+                self.fail(key_node, f"duplicate key '{key}' (first defined at line {before.line})")
+                continue
+            first_seen[key] = key_where
+            self.doc.key_locs[path + (key,)] = key_where
+            out[key] = self.value(value_node, path + (key,))
+        return out
+
+    def key(self, node: yaml.Node) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            self.fail(node, "mapping keys must be plain scalars")
+            return None
+        key = self.scalar(node)
+        if isinstance(key, bool) or key is None or isinstance(key, float):
+            return str(node.value)
+        return key
+
+    def scalar(self, node: yaml.ScalarNode) -> Any:
+        tag = node.tag[len(_TAG):] if node.tag.startswith(_TAG) else None
+        text = node.value
+        if tag == "str":
+            return text
+        if tag == "null" and _NULL.match(text):
+            return None
+        if tag == "bool" and _BOOL.match(text):
+            return text.lower() == "true"
+        if tag == "int" and _INT.match(text):
+            return _to_int(text)
+        if tag == "float" and (_FLOAT.match(text) or _INT.match(text)):
+            return _to_float(text)
+        if tag in ("null", "bool", "int", "float"):
+            self.fail(node, f"'{text}' is not a valid !!{tag}")
+            return None
+        self.fail(node, f"unsupported YAML tag '{_short_tag(node.tag)}': netcfg files hold plain data only")
+        return None
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag[len(_TAG):] if tag.startswith(_TAG) else tag
+
+
+def _to_int(text: str) -> int:
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    return int(text, 10)
+
+
+def _to_float(text: str) -> float:
+    lowered = text.lower()
+    if lowered.endswith(".inf"):
+        return -math.inf if lowered.startswith("-") else math.inf
+    if lowered == ".nan":
+        return math.nan
+    return float(text)
