@@ -114,7 +114,7 @@ class _Eval:
 
     def visit_Compare(self, node: ast.Compare) -> Any:
         left = self.visit(node.left)
-        for op_node, right_node in zip(node.ops, node.comparators):
+        for op_node, right_node in zip(node.ops, node.comparators, strict=False):
             op = _COMPARE.get(type(op_node))
             if op is None:
                 raise ExprError(f"comparison in '{ast.unparse(node)}' is not allowed")

@@ -117,7 +117,7 @@ def _mixture(t: torch.Tensor, init: s.MixtureInit) -> None:
     edges[-1] = 1.0
     out = torch.empty_like(t)
     low = 0.0
-    for component, high in zip(init.components, edges):
+    for component, high in zip(init.components, edges, strict=False):
         draw = torch.empty_like(t)
         fill(draw, component.init)
         mask = (pick >= low) & (pick < high)

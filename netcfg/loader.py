@@ -7,6 +7,7 @@ read the file -> safe YAML with locations -> apply overrides -> validate the top
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path as FsPath
 from typing import Any
@@ -88,9 +89,13 @@ def _apply_one(doc: Document, text: str) -> None:
 def _walk(data: Any, parts: list, flag: Loc) -> Any:
     for i, part in enumerate(parts):
         where = ".".join(str(p) for p in parts[:i]) or "the top level"
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-        elif isinstance(data, list) and isinstance(part, int) and -len(data) <= part < len(data):
+        if (
+            isinstance(data, dict)
+            and part in data
+            or isinstance(data, list)
+            and isinstance(part, int)
+            and -len(data) <= part < len(data)
+        ):
             data = data[part]
         elif isinstance(data, list):
             raise SpecError(f"'{part}' is not an index of the list at {where} (it has {len(data)} items)", flag)
@@ -102,9 +107,12 @@ def _walk(data: Any, parts: list, flag: Loc) -> Any:
 
 
 def _set(parent: Any, last: Any, value: Any, flag: Loc, parts: list) -> None:
-    if isinstance(parent, dict):
-        parent[last] = value
-    elif isinstance(parent, list) and isinstance(last, int) and -len(parent) <= last < len(parent):
+    if (
+        isinstance(parent, dict)
+        or isinstance(parent, list)
+        and isinstance(last, int)
+        and -len(parent) <= last < len(parent)
+    ):
         parent[last] = value
     else:
         where = ".".join(str(p) for p in parts[:-1]) or "the top level"
@@ -130,7 +138,9 @@ def resolve(doc: Document, registry: Registry) -> spec_mod.Spec:
     if not isinstance(data, dict):
         raise SpecError(f"a spec is a mapping with keys netcfg, input and model; got {yaml_repr(data)}", doc.loc(()))
     _check_version(doc)
+    subst_problems = _substitute_top(doc)
     problems, head = pydantic_problems(spec_mod.SpecHead, data, lambda p: _loc(doc, p), owner="at the top level")
+    problems = subst_problems + problems
     blocks, variables, shared_raw = _parts(head, data)
     if head is not None:
         problems += _check_init_layers(doc, head, registry)
@@ -166,6 +176,17 @@ def resolve(doc: Document, registry: Registry) -> spec_mod.Spec:
     return spec_mod.Spec(head=head, model=model, shared=shared, data=resolved, file=doc.file, locs=locs)
 
 
+def _substitute_top(doc: Document) -> list[Diagnostic]:
+    """${...} in top-level values (init rules, input, ...) see the vars; module nodes and
+    block bodies are substituted during expansion, where block arguments are known too."""
+    variables = doc.data.get("vars") if isinstance(doc.data.get("vars"), dict) else {}
+    expander = Expander(doc, REGISTRY, {}, variables)
+    for key in list(doc.data):
+        if key not in ("model", "shared", "blocks", "vars"):
+            doc.data[key] = expander.value(doc.data[key], (key,), dict(variables))
+    return expander.problems
+
+
 def _parts(head: spec_mod.SpecHead | None, data: dict) -> tuple[dict, dict, dict]:
     """Blocks, vars and shared modules; from the raw data when the top level is invalid,
     so that problems inside the model are reported in the same run."""
@@ -173,10 +194,8 @@ def _parts(head: spec_mod.SpecHead | None, data: dict) -> tuple[dict, dict, dict
         return head.blocks, dict(head.vars), head.shared
     blocks = {}
     for name, raw in (data.get("blocks") or {}).items() if isinstance(data.get("blocks"), dict) else []:
-        try:
+        with contextlib.suppress(ValueError):
             blocks[name] = spec_mod.BlockDef.model_validate(raw)
-        except ValueError:
-            pass
     variables = data.get("vars") if isinstance(data.get("vars"), dict) else {}
     shared = data.get("shared") if isinstance(data.get("shared"), dict) else {}
     return blocks, variables, shared
@@ -207,8 +226,9 @@ def _check_version(doc: Document) -> None:
             doc.loc(("netcfg",)),
         )
     if isinstance(version, int) and not isinstance(version, bool) and version < 1:
-        raise SpecError(f"unknown format version {version}; the current format is {spec_mod.FORMAT_VERSION}",
-                        doc.loc(("netcfg",)))
+        raise SpecError(
+            f"unknown format version {version}; the current format is {spec_mod.FORMAT_VERSION}", doc.loc(("netcfg",))
+        )
 
 
 def _check_init_layers(doc: Document, head: spec_mod.SpecHead, registry: Registry) -> list[Diagnostic]:

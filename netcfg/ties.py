@@ -13,7 +13,7 @@ from netcfg.validate import suggest
 def check(model: nn.Module, groups: list[list[str]], locs: list[list[Loc]]) -> None:
     params = dict(model.named_parameters(remove_duplicate=False))
     problems = []
-    for group, group_locs in zip(groups, locs):
+    for group, group_locs in zip(groups, locs, strict=False):
         problems += _check_group(params, group, group_locs)
     if problems:
         raise BuildError(problems)
@@ -21,13 +21,13 @@ def check(model: nn.Module, groups: list[list[str]], locs: list[list[Loc]]) -> N
 
 def _check_group(params: dict, group: list[str], locs: list[Loc]) -> list[Diagnostic]:
     problems = []
-    for path, loc in zip(group, locs):
+    for path, loc in zip(group, locs, strict=False):
         if path not in params:
             problems.append(Diagnostic(loc, f"tie: no parameter '{path}' in the model{suggest(path, list(params))}"))
     if problems:
         return problems
     first = params[group[0]]
-    for path, loc in zip(group[1:], locs[1:]):
+    for path, loc in zip(group[1:], locs[1:], strict=False):
         other = params[path]
         if other.shape != first.shape or other.dtype != first.dtype:
             problems.append(Diagnostic(loc, (

@@ -92,10 +92,13 @@ def _data_path(data: Any, loc: tuple) -> tuple[tuple, tuple]:
     node = data
     rest = []
     for seg in loc:
-        if isinstance(node, dict) and seg in node:
-            path.append(seg)
-            node = node[seg]
-        elif isinstance(node, list) and isinstance(seg, int) and 0 <= seg < len(node):
+        if (
+            isinstance(node, dict)
+            and seg in node
+            or isinstance(node, list)
+            and isinstance(seg, int)
+            and 0 <= seg < len(node)
+        ):
             path.append(seg)
             node = node[seg]
         else:
@@ -211,9 +214,13 @@ def _phrase(err: dict) -> str:
     if kind == "value_error":
         return str(err["ctx"]["error"])
     msg = err["msg"]
-    return msg.replace("Input should be", "must be").replace("Input should have", "must have").replace(
-        "String should", "must"
-    ).replace("List should have", "must have").replace("Dictionary should have", "must have")
+    return (
+        msg.replace("Input should be", "must be")
+        .replace("Input should have", "must have")
+        .replace("String should", "must")
+        .replace("List should have", "must have")
+        .replace("Dictionary should have", "must have")
+    )
 
 
 # ---------------------------------------------------------------- module nodes

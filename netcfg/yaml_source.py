@@ -81,7 +81,7 @@ def read_yaml(text: str, file: str) -> Document:
     except RecursionError:
         raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", Loc(file, 1, 1)) from None
     except yaml.MarkedYAMLError as exc:
-        raise SpecError(_yaml_message(exc), _mark_loc(file, exc.problem_mark or exc.context_mark))
+        raise SpecError(_yaml_message(exc), _mark_loc(file, exc.problem_mark or exc.context_mark)) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"cannot read YAML: {exc}", Loc(file, 1, 1)) from None
     doc = Document(data=None, file=file)
@@ -174,7 +174,7 @@ class _Reader:
         return key
 
     def scalar(self, node: yaml.ScalarNode) -> Any:
-        tag = node.tag[len(_TAG):] if node.tag.startswith(_TAG) else None
+        tag = node.tag[len(_TAG) :] if node.tag.startswith(_TAG) else None
         text = node.value
         if tag == "str":
             return text
@@ -194,7 +194,7 @@ class _Reader:
 
 
 def _short_tag(tag: str) -> str:
-    return "!!" + tag[len(_TAG):] if tag.startswith(_TAG) else tag
+    return "!!" + tag[len(_TAG) :] if tag.startswith(_TAG) else tag
 
 
 def _to_int(text: str) -> int:

@@ -52,7 +52,9 @@ class RunResult:
     """sha256 of the output bytes (first 16 hex digits): equal outputs, equal checksums."""
 
 
-def run(spec: Spec, device: str | None = None, seed: int | None = None, inputs: torch.Tensor | None = None) -> RunResult:
+def run(
+    spec: Spec, device: str | None = None, seed: int | None = None, inputs: torch.Tensor | None = None
+) -> RunResult:
     built = build_spec(spec, device=device, seed=seed)
     if built.device.type == "meta":
         raise InputError("cannot run on the meta device: it holds no values (use validate or build)", Loc("--device"))

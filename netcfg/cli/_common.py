@@ -11,7 +11,9 @@ import typer
 SpecArg = Annotated[Path, typer.Argument(help="Spec file (YAML).", show_default=False)]
 SetOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--set", help="Override a spec value: path.to.key=value (YAML value; repeatable).", show_default=False),
+    typer.Option(
+        "--set", help="Override a spec value: path.to.key=value (YAML value; repeatable).", show_default=False
+    ),
 ]
 DeviceOpt = Annotated[
     Optional[str], typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps | meta (default: the spec's).")

@@ -13,7 +13,9 @@ from netcfg.cli.build import summary_line
 InputOpt = Annotated[
     Optional[Path], typer.Option("--input", help="Run on the tensor in this .safetensors file instead of the sample.")
 ]
-OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the output tensor to this .safetensors file.")]
+OutputOpt = Annotated[
+    Optional[Path], typer.Option("--output", "-o", help="Write the output tensor to this .safetensors file.")
+]
 
 
 def run(

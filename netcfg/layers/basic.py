@@ -56,13 +56,13 @@ def batchnorm2d(a: c.BatchNorm2d, xs: list, ctx) -> nn.Module:
 @builds("layernorm")
 def layernorm(a: c.LayerNorm, xs: list, ctx) -> nn.Module:
     check_rank(xs[0].shape, a.dims, "layernorm")
-    return nn.LayerNorm(xs[0].shape[-a.dims:], eps=a.eps, elementwise_affine=a.elementwise_affine, bias=a.bias)
+    return nn.LayerNorm(xs[0].shape[-a.dims :], eps=a.eps, elementwise_affine=a.elementwise_affine, bias=a.bias)
 
 
 @builds("rmsnorm")
 def rmsnorm(a: c.RMSNorm, xs: list, ctx) -> nn.Module:
     check_rank(xs[0].shape, a.dims, "rmsnorm")
-    return nn.RMSNorm(xs[0].shape[-a.dims:], eps=a.eps, elementwise_affine=a.elementwise_affine)
+    return nn.RMSNorm(xs[0].shape[-a.dims :], eps=a.eps, elementwise_affine=a.elementwise_affine)
 
 
 @builds("groupnorm")

@@ -73,7 +73,7 @@ def check_merge(kind: str, dim: int, xs: list) -> None:
         axis = dim % rank if -rank <= dim < rank else None
         if axis is None or any(len(s) != rank for s in shapes):
             raise ShapeError(f"cannot concat inputs of shapes {', '.join(fmt(s) for s in shapes)} along dim {dim}")
-        rest = {s[:axis] + s[axis + 1:] for s in shapes}
+        rest = {s[:axis] + s[axis + 1 :] for s in shapes}
         if len(rest) > 1:
             raise ShapeError(
                 f"cannot concat inputs of shapes {', '.join(fmt(s) for s in shapes)} along dim {dim}: "
@@ -82,6 +82,7 @@ def check_merge(kind: str, dim: int, xs: list) -> None:
 
 
 for _kind in ("add", "mul", "concat", "stack"):
+
     def _merge(a, xs, ctx, _kind=_kind):
         dim = a.dim if isinstance(a, (c.Concat, c.Stack)) else -1
         check_merge(_kind, dim, xs)
@@ -125,7 +126,9 @@ class Graph(nn.Module):
         super().__init__()
         for name, module in nodes.items():
             self.add_module(name, module)
-        self._plan = [(module, idx[0] if len(idx) == 1 else None, idx) for module, idx in zip(nodes.values(), steps)]
+        self._plan = [
+            (module, idx[0] if len(idx) == 1 else None, idx) for module, idx in zip(nodes.values(), steps, strict=False)
+        ]
         self._output = output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

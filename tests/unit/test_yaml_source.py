@@ -50,7 +50,7 @@ def test_python_tags_are_rejected_and_never_constructed(tmp_path):
 
 def test_alias_bomb_is_capped():
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
-    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i-1}"] * 10) + "]" for i in range(1, 9)]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
     with pytest.raises(SpecError, match="alias bomb"):
         read_yaml("\n".join(lines), "f.yaml")
 
