@@ -1,54 +1,65 @@
 """netcfg: neural networks described as YAML data, built into PyTorch modules.
 
-Public API (importing this package does not import torch)::
+Public API::
 
     spec = netcfg.load_spec("configs/mlp.yaml", overrides=["seed=1"])
     model = netcfg.build(spec, device="cpu")
+
+Names are imported on first use, so `import netcfg` (and the CLI's --help) stays fast
+and torch is imported only by what builds or runs a model.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from netcfg.catalog import Node
-from netcfg.errors import BuildError, DeviceError, InputError, NetcfgError, PluginError, SpecError
-from netcfg.loader import load_spec, load_spec_data
-from netcfg.registry import register_layer
-from netcfg.spec import Spec
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import os
-
-    from torch import nn
+    from netcfg.api import build
+    from netcfg.catalog import Node
+    from netcfg.errors import BuildError, DeviceError, InputError, NetcfgError, PluginError, SpecError
+    from netcfg.loader import load_spec, load_spec_data
+    from netcfg.registry import register_layer
+    from netcfg.spec import Spec
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BuildError",
-    "DeviceError",
-    "InputError",
-    "NetcfgError",
-    "Node",
-    "PluginError",
-    "Spec",
-    "SpecError",
-    "__version__",
-    "build",
-    "load_spec",
-    "load_spec_data",
-    "register_layer",
-]
+_EXPORTS = {
+    "build": "netcfg.api",
+    "Node": "netcfg.catalog",
+    "BuildError": "netcfg.errors",
+    "DeviceError": "netcfg.errors",
+    "InputError": "netcfg.errors",
+    "NetcfgError": "netcfg.errors",
+    "PluginError": "netcfg.errors",
+    "SpecError": "netcfg.errors",
+    "load_spec": "netcfg.loader",
+    "load_spec_data": "netcfg.loader",
+    "register_layer": "netcfg.registry",
+    "Spec": "netcfg.spec",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
 
 
-def build(
-    spec_or_path: Spec | str | os.PathLike,
-    device: str | None = None,
-    seed: int | None = None,
-    dtype: str | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
-) -> nn.Module:
-    """Build the nn.Module a spec (or spec file) describes, initialized under `seed`."""
-    from netcfg.build import build_spec
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'netcfg' has no attribute '{name}'")
+    return vars(_import(module))[name]
 
-    spec = spec_or_path if isinstance(spec_or_path, Spec) else load_spec(spec_or_path, overrides)
-    return build_spec(spec, device=device, seed=seed, dtype=dtype).model
+
+def _import(module: str) -> Any:
+    # Plain import statements over the fixed table above: no dynamic import machinery.
+    if module == "netcfg.api":
+        from netcfg import api as found
+    elif module == "netcfg.catalog":
+        from netcfg import catalog as found
+    elif module == "netcfg.errors":
+        from netcfg import errors as found
+    elif module == "netcfg.loader":
+        from netcfg import loader as found
+    elif module == "netcfg.registry":
+        from netcfg import registry as found
+    else:
+        from netcfg import spec as found
+    return found

@@ -28,7 +28,7 @@ FloatDType = Literal["float32", "float16", "bfloat16", "float64"]
 InputDType = Literal["float32", "float16", "bfloat16", "float64", "int64", "int32"]
 Scalar = Union[bool, int, float, str, None]
 
-_CONFIG = ConfigDict(extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True)
+_CONFIG = ConfigDict(extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True, defer_build=True)
 
 
 class InputSpec(BaseModel):

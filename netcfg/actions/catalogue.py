@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from netcfg import catalog
 from netcfg.registry import REGISTRY, Registry
-from netcfg.spec import FORMAT_VERSION, SpecHead
 
 _COMMON = set(catalog.Node.model_fields)
 
@@ -76,6 +75,8 @@ def _type_name(annotation: Any) -> str:
 
 def json_schema(registry: Registry = REGISTRY) -> dict:
     """JSON Schema (draft 2020-12) of a spec file, for editor completion and checks."""
+    from netcfg.spec import FORMAT_VERSION, SpecHead
+
     schema = SpecHead.model_json_schema()
     defs = schema.setdefault("$defs", {})
     names = []

@@ -1,0 +1,3 @@
+from netcfg.cli.app import main
+
+main()
