@@ -38,7 +38,21 @@ _EXPORTS = {
     "Spec": "netcfg.spec",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [
+    "BuildError",
+    "DeviceError",
+    "InputError",
+    "NetcfgError",
+    "Node",
+    "PluginError",
+    "Spec",
+    "SpecError",
+    "__version__",
+    "build",
+    "load_spec",
+    "load_spec_data",
+    "register_layer",
+]
 
 
 def __getattr__(name: str) -> Any:
