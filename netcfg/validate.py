@@ -266,7 +266,8 @@ class NodeValidator:
         entry = self.registry.get(kind) if isinstance(kind, str) else None
         if entry is None or entry.kind == "expansion":
             names = [n for n, e in self.registry.entries.items() if e.kind != "expansion"]
-            self.fail(path + ("type",), f"unknown layer type {yaml_repr(kind)}{suggest(kind, names)}")
+            hint = suggest(kind, names) or " (see 'netcfg layers'; a plugin's types need --plugin)"
+            self.fail(path + ("type",), f"unknown layer type {yaml_repr(kind)}{hint}")
             return None
         return entry
 
