@@ -6,7 +6,7 @@ import os
 
 from torch import nn
 
-from netcfg.build import build_spec
+from netcfg.builder import build_spec
 from netcfg.loader import load_spec
 from netcfg.spec import Spec
 

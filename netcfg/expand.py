@@ -21,7 +21,7 @@ from netcfg.yaml_source import Document, Path
 MAX_EXPANDED_NODES = 100_000
 _DROP = object()
 FAILED = object()
-"""Stands for a node whose expansion already reported a problem."""
+"""Stands for a node or value whose expansion already reported a problem."""
 
 
 class Expander:
@@ -57,7 +57,7 @@ class Expander:
                 return substitute(raw, scope)
             except ExprError as exc:
                 self.fail(src, str(exc))
-                return None
+                return FAILED
         return raw
 
     def copy_locs(self, raw: Any, src: Path, dst: Path) -> None:

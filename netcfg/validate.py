@@ -78,6 +78,8 @@ def pydantic_problems(
 def explain(exc: ValidationError, data: Any, loc_of: LocOf, owner: str, model: Any = None) -> list[Diagnostic]:
     groups: dict[tuple, list[tuple[dict, tuple]]] = {}
     for err in exc.errors(include_url=False):
+        if err.get("input") is FAILED:
+            continue  # already reported where the expression failed
         path, rest = _data_path(data, err["loc"])
         groups.setdefault(path, []).append((err, rest))
     out = []

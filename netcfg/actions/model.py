@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from netcfg.build import Built, build_spec, sample_input
+from netcfg.builder import Built, build_spec, sample_input
 from netcfg.errors import InputError, Loc
 from netcfg.spec import Spec
 

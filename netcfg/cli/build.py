@@ -20,7 +20,7 @@ def build(
     Example: netcfg build configs/resnet18.yaml --device cpu --seed 1
     """
     from netcfg.actions.model import summarize
-    from netcfg.build import build_spec
+    from netcfg.builder import build_spec
 
     built = build_spec(load(spec, set_, plugin), device=device, seed=seed)
     summary = summarize(built)

@@ -12,7 +12,7 @@ def validate(spec: SpecArg, set_: SetOpt = None, plugin: PluginOpt = None, debug
 
     Example: netcfg validate configs/mlp.yaml --set model.layers.0.out_features=128
     """
-    from netcfg.build import build_spec
+    from netcfg.builder import build_spec
 
     loaded = load(spec, set_, plugin)
     built = build_spec(loaded, device="meta")

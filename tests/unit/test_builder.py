@@ -1,0 +1,216 @@
+import pytest
+import torch
+from torch import nn
+
+import netcfg
+from netcfg.builder import build_spec, sample_input
+from netcfg.errors import BuildError
+from netcfg.loader import load_spec
+
+HEAD = "netcfg: 1\ninput: {shape: [2, 20]}\n"
+
+
+def make(write_spec, body: str, head: str = HEAD, device: str = "cpu", seed=None):
+    return build_spec(load_spec(write_spec(head + body)), device=device, seed=seed)
+
+
+def test_sizes_are_inferred_into_ordinary_layers(write_spec):
+    built = make(write_spec, "model: {type: sequential, layers: [{type: linear, out_features: 256}, {type: relu}, "
+                             "{type: linear, out_features: 10}]}")  # fmt: skip
+    model = built.model
+    assert isinstance(model[0], nn.Linear) and type(model[0]) is nn.Linear
+    assert model[0].weight.shape == (256, 20) and model[2].weight.shape == (10, 256)
+    assert not any(isinstance(p, nn.parameter.UninitializedParameter) for p in model.parameters())
+    assert model(torch.rand(2, 20)).shape == (2, 10)
+    assert built.shapes["0"] == ([(2, 20)], (2, 256))
+
+
+def test_meta_build_allocates_nothing(write_spec):
+    built = make(write_spec, "model: {type: linear, out_features: 100000}", device="meta")
+    assert all(p.device.type == "meta" for p in built.model.parameters())
+    assert sum(p.numel() for p in built.model.parameters()) == 100000 * 21
+
+
+def test_equal_seeds_give_identical_weights_and_other_seeds_do_not(write_spec):
+    path = write_spec(HEAD + "model: {type: sequential, layers: [{type: linear, out_features: 8}, {type: relu}, "
+                              "{type: dense_relu, units: 3}, {type: fixed_matmul, out_features: 2}]}")  # fmt: skip
+    a, b, c = (netcfg.build(path, device="cpu", seed=s).state_dict() for s in (1, 1, 2))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["0.weight"], c["0.weight"])
+
+
+def test_default_init_matches_pytorch_constructing_in_order(write_spec):
+    # The builder's seeded default pass consumes the RNG like hand-written construction does.
+    model = make(write_spec, "model: {type: sequential, layers: [{type: linear, out_features: 8}, {type: relu}, "
+                             "{type: linear, out_features: 1}]}", seed=5).model  # fmt: skip
+    torch.manual_seed(5)
+    twin = nn.Sequential(nn.Linear(20, 8), nn.ReLU(), nn.Linear(8, 1))
+    for (k, v), (k2, v2) in zip(model.state_dict().items(), twin.state_dict().items(), strict=True):
+        assert k == k2 and torch.equal(v, v2)
+
+
+def test_stated_input_size_is_checked_and_the_error_names_path_and_shapes(write_spec):
+    with pytest.raises(BuildError) as err:
+        make(write_spec, "model:\n  type: sequential\n  layers:\n    - {type: linear, out_features: 8}\n"
+                         "    - {type: linear, in_features: 30, out_features: 2}\n")  # fmt: skip
+    assert str(err.value).endswith(
+        ":7:7: error: layer '1' (linear) with input [2, 8]: expected input [2, 30] (in_features=30), got [2, 8]"
+    )
+
+
+def test_shared_module_is_one_module_and_gradients_add_up(write_spec):
+    path = "configs/chapter/shared_layer.yaml"
+    model = netcfg.build(path, device="cpu")
+    assert model[2] is model[4] is model[6]
+    x = torch.rand(2, 20)
+    model(x).sum().backward()
+    # Reference: the same computation with three separate copies, then summed gradients.
+    copies = [nn.Linear(8, 8) for _ in range(3)]
+    for c in copies:
+        c.load_state_dict(model[2].state_dict())
+    h = torch.relu(model[0](x))
+    for c in copies:
+        h = torch.relu(c(h))
+    model[8](h).sum().backward()
+    expected = sum(c.weight.grad for c in copies)
+    torch.testing.assert_close(model[2].weight.grad, expected)
+
+
+def test_tied_parameters_are_one_tensor_and_survive_moves():
+    model = netcfg.build("configs/chapter/tied_params.yaml", device="cpu")
+    assert model.embed.weight is model.head.weight
+    assert sum(p.numel() for p in model.parameters()) == 100 * 16 + 2 * 16
+    model.to(torch.float64)
+    assert model.embed.weight is model.head.weight and model.head.weight.dtype == torch.float64
+    model.to("cpu")
+    assert model.embed.weight is model.head.weight
+    assert list(model.state_dict()) == ["embed.weight", "norm.weight", "norm.bias", "head.weight"]
+
+
+def test_tie_shape_mismatch_names_both_paths_and_shapes(write_spec):
+    with pytest.raises(BuildError) as err:
+        make(write_spec, "model: {type: sequential, layers: [{type: linear, out_features: 8}, "
+                         "{type: linear, out_features: 4}]}\nties:\n  - [0.weight, 1.weight]\n")  # fmt: skip
+    assert str(err.value).endswith(
+        ":5:16: error: cannot tie '1.weight' [4, 8] float32 to '0.weight' [8, 20] float32: shapes or dtypes differ"
+    )
+
+
+def test_tie_to_a_missing_path_suggests_one(write_spec):
+    with pytest.raises(BuildError, match=r"tie: no parameter '0.wieght' in the model; did you mean '0.weight'\?"):
+        make(write_spec, "model: {type: sequential, layers: [{type: linear, out_features: 20}, "
+                         "{type: linear, out_features: 20}]}\nties:\n  - [0.wieght, 1.weight]\n")  # fmt: skip
+
+
+def test_frozen_module(write_spec):
+    model = make(write_spec, "model: {type: sequential, layers: [{type: linear, out_features: 4, trainable: false},"
+                             " {type: linear, out_features: 2}]}").model  # fmt: skip
+    assert [p.requires_grad for p in model.parameters()] == [False, False, True, True]
+
+
+def test_dtype_and_bfloat16(write_spec):
+    built = make(write_spec, "dtype: bfloat16\nmodel: {type: linear, out_features: 4}")
+    assert built.model.weight.dtype == torch.bfloat16
+
+
+def test_graph_reads_named_earlier_outputs(write_spec):
+    body = """\
+model:
+  type: graph
+  nodes:
+    a: {type: linear, out_features: 20}
+    b: {type: relu}
+    c: {type: linear, out_features: 20, inputs: input}
+    s: {type: add, inputs: [b, c]}
+    cat: {type: concat, inputs: [s, input]}
+"""
+    model = make(write_spec, body).model
+    x = torch.rand(2, 20)
+    expected = torch.cat([torch.relu(model.a(x)) + model.c(x), x], dim=-1)
+    torch.testing.assert_close(model(x), expected)
+
+
+def test_graph_refuses_later_and_unknown_inputs(write_spec):
+    body = "model:\n  type: graph\n  nodes:\n    a: {type: relu, inputs: b}\n    b: {type: relu}\n"
+    with pytest.raises(BuildError, match="input 'b' is a later node"):
+        make(write_spec, body)
+    with pytest.raises(BuildError, match="unknown input 'inptu'; did you mean 'input'"):
+        make(write_spec, body.replace("inputs: b", "inputs: inptu"))
+
+
+def test_parallel_concat_and_residual(write_spec):
+    body = """\
+model:
+  type: sequential
+  layers:
+    - {type: parallel, branches: [{type: linear, out_features: 3}, {type: linear, out_features: 5}]}
+    - {type: residual, body: {type: linear, out_features: 8}}
+"""
+    model = make(write_spec, body).model
+    x = torch.rand(2, 20)
+    p = torch.cat([model[0].get_submodule("0")(x), model[0].get_submodule("1")(x)], dim=-1)
+    torch.testing.assert_close(model(x), p + model[1].body(p))
+
+
+def test_merge_shape_errors_name_the_shapes(write_spec):
+    with pytest.raises(BuildError, match=r"cannot add inputs of shapes \[2, 3\], \[2, 5\]"):
+        make(write_spec, "model: {type: parallel, merge: add, branches: [{type: linear, out_features: 3}, "
+                         "{type: linear, out_features: 5}]}")  # fmt: skip
+
+
+def test_custom_layers_follow_their_formulas(write_spec):
+    x = torch.rand(2, 20)
+    centered = make(write_spec, "model: {type: centered}").model
+    torch.testing.assert_close(centered(x), x - x.mean())
+    dense = make(write_spec, "model: {type: dense_relu, units: 3}").model
+    torch.testing.assert_close(dense(x), torch.relu(x @ dense.weight + dense.bias))
+    reduction = make(write_spec, "model: {type: tensor_reduction, out_features: 3}").model
+    w = reduction.weight
+    expected = torch.stack(
+        [sum(w[i, j, :] * x[n, i] * x[n, j] for i in range(20) for j in range(20)) for n in range(2)]
+    )
+    torch.testing.assert_close(reduction(x), expected, rtol=1e-4, atol=1e-4)
+    fourier = make(write_spec, "model: {type: fourier}").model
+    torch.testing.assert_close(fourier(x), torch.fft.fft(x)[..., :10])
+
+
+def test_constant_weight_is_a_buffer_not_a_parameter():
+    model = netcfg.build("configs/chapter/fixed_hidden.yaml", device="cpu")
+    assert "rand_weight.weight" in model.state_dict()
+    assert "rand_weight.weight" not in dict(model.named_parameters())
+    w = model.rand_weight.weight
+    assert not w.requires_grad and 0 <= float(w.min()) and float(w.max()) < 1
+
+
+def test_attention_with_grouped_heads_and_rotary_matches_a_reference(write_spec):
+    head = "netcfg: 1\ninput: {shape: [2, 5, 16]}\n"
+    attn = make(write_spec, "model: {type: attention, heads: 4, kv_heads: 2, causal: true, rotary: true}", head).model
+    x = torch.rand(2, 5, 16)
+    q, k, v = attn.qkv(x).split([16, 8, 8], dim=-1)
+    q = q.view(2, 5, 4, 4).transpose(1, 2)
+    k = k.view(2, 5, 2, 4).transpose(1, 2).repeat_interleave(2, dim=1)
+    v = v.view(2, 5, 2, 4).transpose(1, 2).repeat_interleave(2, dim=1)
+    pos = torch.arange(5.0)[:, None] / 10000 ** (torch.arange(0, 4, 2) / 4)
+    cos, sin = torch.cat([pos.cos()] * 2, -1), torch.cat([pos.sin()] * 2, -1)
+
+    def rot(t):
+        return t * cos + torch.cat([-t[..., 2:], t[..., :2]], -1) * sin
+
+    q, k = rot(q), rot(k)
+    scores = (q @ k.transpose(-1, -2)) / 2.0
+    scores = scores.masked_fill(torch.triu(torch.ones(5, 5, dtype=torch.bool), 1), float("-inf"))
+    y = (scores.softmax(-1) @ v).transpose(1, 2).reshape(2, 5, 16)
+    torch.testing.assert_close(attn(x), attn.proj(y))
+
+
+def test_attention_heads_must_divide_the_width(write_spec):
+    head = "netcfg: 1\ninput: {shape: [2, 5, 10]}\n"
+    with pytest.raises(BuildError, match="input dim 10 is not divisible by heads=4"):
+        make(write_spec, "model: {type: attention, heads: 4}", head)
+
+
+def test_sample_input_is_seeded_and_respects_the_token_range(write_spec):
+    spec = load_spec(write_spec("netcfg: 1\ninput: {shape: [3, 50], dtype: int64, high: 7}\nmodel: {type: identity}"))
+    x = sample_input(spec)
+    assert x.dtype == torch.int64 and int(x.min()) >= 0 and int(x.max()) < 7
+    assert torch.equal(x, sample_input(spec))
