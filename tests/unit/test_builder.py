@@ -179,7 +179,7 @@ def test_constant_weight_is_a_buffer_not_a_parameter():
     assert "rand_weight.weight" in model.state_dict()
     assert "rand_weight.weight" not in dict(model.named_parameters())
     w = model.rand_weight.weight
-    assert not w.requires_grad and 0 <= float(w.min()) and float(w.max()) < 1
+    assert not w.requires_grad and float(w.min()) >= 0 and float(w.max()) < 1
 
 
 def test_attention_with_grouped_heads_and_rotary_matches_a_reference(write_spec):
