@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from netcfg import devices, init, ties
 from netcfg.catalog import Node
@@ -22,6 +23,33 @@ from netcfg.errors import BuildError, Diagnostic, Loc
 from netcfg.registry import REGISTRY, Registry
 from netcfg.shapes import ShapeError, fmt
 from netcfg.spec import Spec
+
+# Layers whose output has the shape and dtype of their input: no meta forward needed
+# (running normalizations on meta goes through slow Python decompositions).
+SAME_SHAPE = frozenset(
+    [
+        "batchnorm1d",
+        "batchnorm2d",
+        "layernorm",
+        "rmsnorm",
+        "groupnorm",
+        "dropout",
+        "relu",
+        "gelu",
+        "silu",
+        "tanh",
+        "sigmoid",
+        "softmax",
+        "log_softmax",
+        "leaky_relu",
+        "elu",
+        "softplus",
+        "identity",
+        "centered",
+        "scale",
+        "attention",
+    ]
+)
 
 _TORCH_ERRORS = (ShapeError, ValueError, RuntimeError, TypeError, IndexError, NotImplementedError)
 
@@ -88,11 +116,13 @@ class Builder:
     def _construct(self, entry, node: Node, xs: list, path: str) -> tuple[nn.Module, torch.Tensor]:
         build = self.registry.builder(node.type)
         try:
-            with torch.device("meta"):
+            with torch.device("meta"), _SkipMetaInit():
                 result = build(node, xs, self)
-                if isinstance(result, tuple):
-                    return result
-                return result, self.run_meta(result, xs)
+            if isinstance(result, tuple):
+                return result
+            if node.type in SAME_SHAPE:
+                return result, xs[0]
+            return result, self.run_meta(result, xs)
         except _TORCH_ERRORS as exc:
             shapes = ", ".join(fmt(x.shape) for x in xs)
             raise BuildError(
@@ -118,8 +148,7 @@ class Builder:
             return module, out
         module, first = self.shared[ref]
         try:
-            with torch.device("meta"):
-                return module, self.run_meta(module, xs)
+            return module, self.run_meta(module, xs)
         except _TORCH_ERRORS as exc:
             shapes = ", ".join(fmt(x.shape) for x in xs)
             raise BuildError(
@@ -127,6 +156,47 @@ class Builder:
                 f"'{_show(here)}': {_first_line(exc)}",
                 self.spec.loc(node._path),
             ) from exc
+
+
+class _SkipMetaInit(TorchFunctionMode):
+    """Skips the random fills a constructor runs on its meta parameters.
+
+    Meta tensors hold no values, so filling them is pointless, and the first meta
+    `normal_` in a process costs seconds (it loads PyTorch's Python decompositions).
+    Real values come later, from `reset_parameters()` on the target device.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _FILLS:
+            target = args[0] if args else kwargs.get("tensor", kwargs.get("self"))
+            if isinstance(target, torch.Tensor) and target.is_meta:
+                return target
+        return func(*args, **kwargs)
+
+
+_FILLS = {
+    torch.Tensor.normal_,
+    torch.Tensor.uniform_,
+    torch.Tensor.random_,
+    torch.Tensor.bernoulli_,
+    torch.Tensor.exponential_,
+    torch.Tensor.log_normal_,
+    torch.Tensor.cauchy_,
+    torch.Tensor.geometric_,
+    nn.init.normal_,
+    nn.init.uniform_,
+    nn.init.trunc_normal_,
+    nn.init.kaiming_uniform_,
+    nn.init.kaiming_normal_,
+    nn.init.xavier_uniform_,
+    nn.init.xavier_normal_,
+    nn.init.orthogonal_,
+    nn.init.sparse_,
+    nn.init.constant_,
+    nn.init.ones_,
+    nn.init.zeros_,
+}
 
 
 class _Detached:

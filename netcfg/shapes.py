@@ -30,3 +30,41 @@ def expect_size(shape: Sequence[int], dim: int, given: int | None, field: str) -
         want[dim] = given
         raise ShapeError(f"expected input {fmt(want)} ({field}={given}), got {fmt(shape)}")
     return actual
+
+
+def meta_like(x, shape: Sequence[int], dtype=None):
+    """A meta tensor of the given shape: the output of a layer whose shape is computed, not run."""
+    import torch
+
+    return torch.empty(tuple(int(s) for s in shape), dtype=dtype or x.dtype, device="meta")
+
+
+def _tuple(value: int | Sequence[int], rank: int) -> tuple[int, ...]:
+    return (value,) * rank if isinstance(value, int) else tuple(value)
+
+
+def window_out(shape: Sequence[int], rank: int, kernel, stride, padding, dilation=1) -> tuple[int, ...]:
+    """Spatial output sizes of a convolution or pooling window over the last `rank` dims."""
+    sizes = [int(s) for s in shape[-rank:]]
+    k, s, d = _tuple(kernel, rank), _tuple(stride, rank), _tuple(dilation, rank)
+    if padding == "same":
+        return tuple(sizes)
+    p = (0,) * rank if padding == "valid" else _tuple(padding, rank)
+    if any(len(t) != rank for t in (k, s, d, p)):
+        raise ShapeError(f"kernel_size, stride, padding and dilation need {rank} values each")
+    out = tuple((n + 2 * pi - di * (ki - 1) - 1) // si + 1 for n, ki, si, pi, di in zip(sizes, k, s, p, d, strict=True))
+    if any(o < 1 for o in out):
+        raise ShapeError(f"window {list(k)} (dilation {list(d)}, padding {list(p)}) does not fit input {fmt(shape)}")
+    return out
+
+
+def broadcast(*shapes: Sequence[int]) -> tuple[int, ...]:
+    """NumPy broadcasting of shapes (torch.broadcast_shapes imports sympy: seconds on first use)."""
+    rank = max(len(s) for s in shapes)
+    out = []
+    for i in range(rank):
+        sizes = {int(s[len(s) - rank + i]) for s in shapes if len(s) - rank + i >= 0} - {1}
+        if len(sizes) > 1:
+            raise ShapeError(f"shapes {', '.join(fmt(s) for s in shapes)} do not broadcast")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)

@@ -8,33 +8,41 @@ from torch import nn
 
 from netcfg import catalog as c
 from netcfg.registry import builds
-from netcfg.shapes import check_rank, expect_size
+from netcfg.shapes import ShapeError, check_rank, expect_size, meta_like, window_out
 
 
 @builds("linear")
 def linear(a: c.Linear, xs: list, ctx) -> nn.Module:
     check_rank(xs[0].shape, 1, "linear")
     n_in = expect_size(xs[0].shape, -1, a.in_features, "in_features")
-    return nn.Linear(n_in, a.out_features, bias=a.bias)
+    return nn.Linear(n_in, a.out_features, bias=a.bias), meta_like(xs[0], (*xs[0].shape[:-1], a.out_features))
 
 
-def _conv(cls: type, rank: int, a: c._ConvBase, shape: tuple) -> nn.Module:
+def _conv(cls: type, rank: int, a: c._ConvBase, x) -> tuple:
+    shape = x.shape
     check_rank(shape, rank + 1, cls.__name__.lower(), exact=rank + 2)
     n_in = expect_size(shape, 1, a.in_channels, "in_channels")
-    return cls(
+    for name, count in (("in_channels", n_in), ("out_channels", a.out_channels)):
+        if count % a.groups:
+            raise ShapeError(f"groups={a.groups} does not divide {name}={count}")
+    if a.padding == "same" and a.stride not in (1, [1] * rank):
+        raise ShapeError("padding 'same' needs stride 1")
+    sizes = window_out(shape, rank, a.kernel_size, a.stride, a.padding, a.dilation)
+    module = cls(
         n_in, a.out_channels, a.kernel_size, stride=a.stride, padding=a.padding,
         dilation=a.dilation, groups=a.groups, bias=a.bias,
     )  # fmt: skip
+    return module, meta_like(x, (shape[0], a.out_channels, *sizes))
 
 
 @builds("conv1d")
-def conv1d(a: c.Conv1d, xs: list, ctx) -> nn.Module:
-    return _conv(nn.Conv1d, 1, a, xs[0].shape)
+def conv1d(a: c.Conv1d, xs: list, ctx) -> tuple:
+    return _conv(nn.Conv1d, 1, a, xs[0])
 
 
 @builds("conv2d")
-def conv2d(a: c.Conv2d, xs: list, ctx) -> nn.Module:
-    return _conv(nn.Conv2d, 2, a, xs[0].shape)
+def conv2d(a: c.Conv2d, xs: list, ctx) -> tuple:
+    return _conv(nn.Conv2d, 2, a, xs[0])
 
 
 def _batchnorm(cls: type, a: c._BatchNormBase, shape: tuple, ranks: tuple) -> nn.Module:
@@ -85,7 +93,8 @@ def embedding(a: c.Embedding, xs: list, ctx) -> nn.Module:
         raise ValueError(f"embedding needs integer ids; its input is {xs[0].dtype}")
     if a.padding_idx is not None and a.padding_idx >= a.num_embeddings:
         raise ValueError(f"padding_idx {a.padding_idx} is not below num_embeddings {a.num_embeddings}")
-    return nn.Embedding(a.num_embeddings, a.embedding_dim, padding_idx=a.padding_idx)
+    module = nn.Embedding(a.num_embeddings, a.embedding_dim, padding_idx=a.padding_idx)
+    return module, meta_like(xs[0], (*xs[0].shape, a.embedding_dim), dtype=torch.get_default_dtype())
 
 
 class PositionalEmbedding(nn.Embedding):
@@ -101,7 +110,8 @@ def pos_embedding(a: c.PosEmbedding, xs: list, ctx) -> nn.Module:
     check_rank(xs[0].shape, 2, "pos_embedding")
     if xs[0].shape[1] > a.max_len:
         raise ValueError(f"input length {xs[0].shape[1]} exceeds max_len {a.max_len}")
-    return PositionalEmbedding(a.max_len, a.dim)
+    out = meta_like(xs[0], (1, xs[0].shape[1], a.dim), dtype=torch.get_default_dtype())
+    return PositionalEmbedding(a.max_len, a.dim), out
 
 
 _SIMPLE = {
@@ -116,14 +126,6 @@ _SIMPLE = {
     "elu": lambda a: nn.ELU(a.alpha),
     "softplus": lambda a: nn.Softplus(a.beta),
     "identity": lambda a: nn.Identity(),
-    "flatten": lambda a: nn.Flatten(a.start_dim, a.end_dim),
-    "maxpool1d": lambda a: nn.MaxPool1d(a.kernel_size, a.stride, a.padding),
-    "maxpool2d": lambda a: nn.MaxPool2d(a.kernel_size, a.stride, a.padding),
-    "avgpool1d": lambda a: nn.AvgPool1d(a.kernel_size, a.stride, a.padding),
-    "avgpool2d": lambda a: nn.AvgPool2d(a.kernel_size, a.stride, a.padding),
-    "adaptive_avgpool1d": lambda a: nn.AdaptiveAvgPool1d(a.output_size),
-    "adaptive_avgpool2d": lambda a: nn.AdaptiveAvgPool2d(a.output_size),
-    "adaptive_maxpool2d": lambda a: nn.AdaptiveMaxPool2d(a.output_size),
 }
 
 
@@ -154,3 +156,71 @@ def reshape(a: c.Reshape, xs: list, ctx) -> nn.Module:
     if a.shape.count(-1) > 1:
         raise ValueError("at most one entry of shape may be -1")
     return Reshape(a.shape)
+
+
+_POOLS = {
+    "maxpool1d": (nn.MaxPool1d, 1),
+    "maxpool2d": (nn.MaxPool2d, 2),
+    "avgpool1d": (nn.AvgPool1d, 1),
+    "avgpool2d": (nn.AvgPool2d, 2),
+}
+
+
+def _pool(name: str):
+    cls, rank = _POOLS[name]
+
+    def build(a: c._PoolBase, xs: list, ctx) -> tuple:
+        shape = xs[0].shape
+        check_rank(shape, rank + 1, name, exact=(rank + 1, rank + 2))
+        stride = a.stride if a.stride is not None else a.kernel_size
+        if any(2 * p > k for p, k in zip(_pair(a.padding, rank), _pair(a.kernel_size, rank), strict=False)):
+            raise ShapeError("padding must be at most half the kernel size")
+        sizes = window_out(shape, rank, a.kernel_size, stride, a.padding)
+        return cls(a.kernel_size, a.stride, a.padding), meta_like(xs[0], (*shape[:-rank], *sizes))
+
+    return build
+
+
+def _pair(value, rank: int) -> tuple:
+    return (value,) * rank if isinstance(value, int) else tuple(value)
+
+
+for _name in _POOLS:
+    builds(_name)(_pool(_name))
+
+_ADAPTIVE = {
+    "adaptive_avgpool1d": (nn.AdaptiveAvgPool1d, 1),
+    "adaptive_avgpool2d": (nn.AdaptiveAvgPool2d, 2),
+    "adaptive_maxpool2d": (nn.AdaptiveMaxPool2d, 2),
+}
+
+
+def _adaptive(name: str):
+    cls, rank = _ADAPTIVE[name]
+
+    def build(a, xs: list, ctx) -> tuple:
+        shape = xs[0].shape
+        check_rank(shape, rank + 1, name, exact=(rank + 1, rank + 2))
+        size = _pair(a.output_size, rank)
+        if len(size) != rank:
+            raise ShapeError(f"output_size needs {rank} values")
+        return cls(a.output_size), meta_like(xs[0], (*shape[:-rank], *size))
+
+    return build
+
+
+for _name in _ADAPTIVE:
+    builds(_name)(_adaptive(_name))
+
+
+@builds("flatten")
+def flatten(a: c.Flatten, xs: list, ctx) -> tuple:
+    shape = list(xs[0].shape)
+    rank = len(shape)
+    if not (-rank <= a.start_dim < rank and -rank <= a.end_dim < rank) or a.start_dim % rank > a.end_dim % rank:
+        raise ShapeError(f"cannot flatten dims {a.start_dim}..{a.end_dim} of a {rank}-dimensional input")
+    start, end = a.start_dim % rank, a.end_dim % rank
+    size = 1
+    for s in shape[start : end + 1]:
+        size *= s
+    return nn.Flatten(a.start_dim, a.end_dim), meta_like(xs[0], shape[:start] + [size] + shape[end + 1 :])

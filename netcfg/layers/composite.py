@@ -14,7 +14,7 @@ from torch import nn
 
 from netcfg import catalog as c
 from netcfg.registry import builds
-from netcfg.shapes import ShapeError, fmt
+from netcfg.shapes import ShapeError, broadcast, fmt, meta_like
 
 
 class Add(nn.Module):
@@ -58,35 +58,47 @@ def merge_module(kind: str, dim: int) -> nn.Module:
     return {"add": Add, "mul": Mul}[kind]() if kind in ("add", "mul") else {"concat": Concat, "stack": Stack}[kind](dim)
 
 
-def check_merge(kind: str, dim: int, xs: list) -> None:
+def merged(kind: str, dim: int, xs: list) -> torch.Tensor:
+    """The (meta) output of merging `xs`, computed from shapes; a clear error when they don't fit."""
     shapes = [tuple(x.shape) for x in xs]
+    dtype = xs[0].dtype
+    for x in xs[1:]:
+        dtype = torch.promote_types(dtype, x.dtype)
     if kind in ("add", "mul"):
         try:
-            torch.broadcast_shapes(*shapes)
-        except RuntimeError:
+            return meta_like(xs[0], broadcast(*shapes), dtype)
+        except ShapeError:
             raise ShapeError(f"cannot {kind} inputs of shapes {', '.join(fmt(s) for s in shapes)}") from None
-        return
-    if kind == "stack" and len(set(shapes)) > 1:
-        raise ShapeError(f"cannot stack inputs of different shapes {', '.join(fmt(s) for s in shapes)}")
-    if kind == "concat":
-        rank = len(shapes[0])
-        axis = dim % rank if -rank <= dim < rank else None
-        if axis is None or any(len(s) != rank for s in shapes):
-            raise ShapeError(f"cannot concat inputs of shapes {', '.join(fmt(s) for s in shapes)} along dim {dim}")
-        rest = {s[:axis] + s[axis + 1 :] for s in shapes}
-        if len(rest) > 1:
-            raise ShapeError(
-                f"cannot concat inputs of shapes {', '.join(fmt(s) for s in shapes)} along dim {dim}: "
-                "the other dimensions differ"
-            )
+    if kind == "stack":
+        if len(set(shapes)) > 1:
+            raise ShapeError(f"cannot stack inputs of different shapes {', '.join(fmt(s) for s in shapes)}")
+        rank = len(shapes[0]) + 1
+        if not -rank <= dim < rank:
+            raise ShapeError(f"cannot stack {rank - 1}-dimensional inputs along dim {dim}")
+        out = list(shapes[0])
+        out.insert(dim % rank, len(xs))
+        return meta_like(xs[0], out, dtype)
+    return _concat(shapes, dim, xs, dtype)
+
+
+def _concat(shapes: list, dim: int, xs: list, dtype) -> torch.Tensor:
+    listed = ", ".join(fmt(s) for s in shapes)
+    rank = len(shapes[0])
+    if not -rank <= dim < rank or any(len(s) != rank for s in shapes):
+        raise ShapeError(f"cannot concat inputs of shapes {listed} along dim {dim}")
+    axis = dim % rank
+    if len({s[:axis] + s[axis + 1 :] for s in shapes}) > 1:
+        raise ShapeError(f"cannot concat inputs of shapes {listed} along dim {dim}: the other dimensions differ")
+    out = list(shapes[0])
+    out[axis] = sum(s[axis] for s in shapes)
+    return meta_like(xs[0], out, dtype)
 
 
 for _kind in ("add", "mul", "concat", "stack"):
 
     def _merge(a, xs, ctx, _kind=_kind):
         dim = a.dim if isinstance(a, (c.Concat, c.Stack)) else -1
-        check_merge(_kind, dim, xs)
-        return merge_module(_kind, dim)
+        return merge_module(_kind, dim), merged(_kind, dim, xs)
 
     builds(_kind)(_merge)
 
@@ -162,11 +174,10 @@ def parallel(a: c.Parallel, xs: list, ctx):
         branches[name], out = ctx.build(node, xs, name)
         outs.append(out)
     try:
-        check_merge(a.merge, a.dim, outs)
+        out = merged(a.merge, a.dim, outs)
     except ShapeError as exc:
         raise ShapeError(f"branch outputs: {exc}") from None
-    merge = merge_module(a.merge, a.dim)
-    return Parallel(branches, merge), merge(*outs)
+    return Parallel(branches, merge_module(a.merge, a.dim)), out
 
 
 @builds("residual")
@@ -175,7 +186,7 @@ def residual(a: c.Residual, xs: list, ctx):
     shortcut, short_out = ctx.build(a.shortcut, xs, "shortcut") if a.shortcut is not None else (None, xs[0])
     if tuple(out.shape) != tuple(short_out.shape):
         raise ShapeError(f"body output {fmt(out.shape)} and shortcut output {fmt(short_out.shape)} differ")
-    return Residual(body, shortcut), out + short_out
+    return Residual(body, shortcut), merged("add", -1, [out, short_out])
 
 
 @builds("graph")

@@ -11,7 +11,7 @@ from torch import nn
 
 from netcfg import catalog as c
 from netcfg.registry import builds
-from netcfg.shapes import check_rank, expect_size
+from netcfg.shapes import check_rank, expect_size, meta_like
 
 
 class Centered(nn.Module):
@@ -117,7 +117,8 @@ def centered(a: c.Centered, xs: list, ctx) -> nn.Module:
 @builds("dense_relu")
 def dense_relu(a: c.DenseReLU, xs: list, ctx) -> nn.Module:
     check_rank(xs[0].shape, 1, "dense_relu")
-    return DenseReLU(expect_size(xs[0].shape, -1, a.in_units, "in_units"), a.units)
+    module = DenseReLU(expect_size(xs[0].shape, -1, a.in_units, "in_units"), a.units)
+    return module, meta_like(xs[0], (*xs[0].shape[:-1], a.units))
 
 
 @builds("tensor_reduction")
@@ -126,7 +127,7 @@ def tensor_reduction(a: c.TensorReduction, xs: list, ctx) -> nn.Module:
     n_in = int(xs[0].shape[-1])
     if n_in * n_in * a.out_features > 2**40:
         raise ValueError(f"weight [{n_in}, {n_in}, {a.out_features}] is too large")
-    return TensorReduction(n_in, a.out_features)
+    return TensorReduction(n_in, a.out_features), meta_like(xs[0], (*xs[0].shape[:-1], a.out_features))
 
 
 @builds("fourier")
@@ -140,7 +141,8 @@ def fixed_matmul(a: c.FixedMatmul, xs: list, ctx) -> nn.Module:
     check_rank(xs[0].shape, 1, "fixed_matmul")
     if not a.high > a.low:
         raise ValueError(f"high ({a.high}) must be greater than low ({a.low})")
-    return FixedMatmul(int(xs[0].shape[-1]), a.out_features, a.low, a.high, a.bias)
+    module = FixedMatmul(int(xs[0].shape[-1]), a.out_features, a.low, a.high, a.bias)
+    return module, meta_like(xs[0], (*xs[0].shape[:-1], a.out_features))
 
 
 @builds("scale")
