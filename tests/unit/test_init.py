@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -38,7 +39,8 @@ def test_xavier_on_the_first_layer_and_42_on_the_second():
 
 
 def test_mixture_draws_each_component_with_its_probability(write_spec):
-    text = MLP + open("configs/chapter/init_mixture.yaml").read().split("init:", 1)[1].join(["init:", ""])
+    rules = Path("configs/chapter/init_mixture.yaml").read_text().split("\ninit:", 1)[1]
+    text = MLP + "init:" + rules
     w = build_spec(load_spec(write_spec(text)), device="cpu").model[2].weight.detach().flatten()
     n = w.numel()  # 60,000 draws: each frequency within 1.5 points of its probability
     assert (w == 0).sum().item() / n == pytest.approx(0.5, abs=0.015)
