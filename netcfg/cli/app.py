@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import traceback
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -15,7 +14,7 @@ from netcfg.errors import NetcfgError
 class NetcfgGroup(TyperGroup):
     """Turns every user error into `where: error: message` lines and exit code 2."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
         except NetcfgError as exc:
@@ -26,16 +25,28 @@ class NetcfgGroup(TyperGroup):
         kwargs["standalone_mode"] = False
         try:
             result = super().main(*args, **kwargs)
-        except click.UsageError as exc:
-            command = f"netcfg {exc.ctx.info_name} " if exc.ctx and exc.ctx.parent else "netcfg "
-            typer.echo(f"error: {exc.format_message()} (see '{command.strip()} --help')", err=True)
-            sys.exit(2)
-        except click.Abort:
+        except KeyboardInterrupt:
             typer.echo("error: interrupted", err=True)
             sys.exit(130)
-        except click.exceptions.Exit as exc:
-            sys.exit(exc.exit_code)
+        except Exception as exc:
+            sys.exit(_click_exit(exc))
         sys.exit(result if isinstance(result, int) else 0)
+
+
+def _click_exit(exc: Exception) -> int:
+    """Exit code for click's own exceptions (typer may vendor click, so match by class name)."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "UsageError" in names:
+        ctx = getattr(exc, "ctx", None)
+        command = f"netcfg {ctx.info_name}" if ctx is not None and ctx.parent is not None else "netcfg"
+        typer.echo(f"error: {exc.format_message().rstrip('.')} (see '{command} --help')", err=True)
+        return 2
+    if "Abort" in names:
+        typer.echo("error: interrupted", err=True)
+        return 130
+    if "Exit" in names:
+        return int(getattr(exc, "exit_code", 0) or 0)
+    raise exc
 
 
 def report(exc: NetcfgError, debug: bool) -> None:
