@@ -1,0 +1,95 @@
+"""Property tests: random valid specs build and run; random mutations never escape as a crash."""
+
+import copy
+
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from netcfg.builder import build_spec, sample_input
+from netcfg.errors import NetcfgError
+from netcfg.loader import load_spec_data
+
+ACTIVATIONS = ["relu", "gelu", "silu", "tanh", "sigmoid", "identity", "layernorm", "rmsnorm", "dropout"]
+
+
+@st.composite
+def layer(draw, depth=0):
+    kinds = ["linear", "act", "residual", "parallel", "repeat"] if depth < 2 else ["linear", "act"]
+    choice = draw(st.sampled_from(kinds))
+    if choice == "linear":
+        return {"type": "linear", "out_features": draw(st.integers(1, 12)), "bias": draw(st.booleans())}
+    if choice == "act":
+        return {"type": draw(st.sampled_from(ACTIVATIONS))}
+    if choice == "residual":
+        # Ends at the spec's width: valid wherever the residual's input is `width` wide.
+        body = [draw(layer(depth + 1)), {"type": "linear", "out_features": "${width}"}]
+        return {"type": "residual", "body": {"type": "sequential", "layers": body}}
+    if choice == "parallel":
+        branches = draw(st.lists(layer(depth + 1), min_size=1, max_size=3))
+        return {"type": "parallel", "merge": "concat", "branches": branches}
+    return {"type": "repeat", "times": draw(st.integers(1, 3)), "body": draw(layer(depth + 1))}
+
+
+@st.composite
+def spec(draw):
+    width = draw(st.integers(1, 8))
+    layers = draw(st.lists(layer(), min_size=1, max_size=5))
+    data = {
+        "netcfg": 1,
+        "vars": {"width": width},
+        "seed": draw(st.integers(0, 2**31 - 1)),
+        "input": {"shape": [draw(st.integers(1, 3)), width]},
+        "model": {"type": "sequential", "layers": [*layers, {"type": "linear", "out_features": 3, "name": "head"}]},
+    }
+    if draw(st.booleans()):
+        data["init"] = [{"params": "*.weight", "layers": "linear", "init": {"kind": "xavier_uniform"}}]
+    return data
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec())
+def test_random_specs_validate_build_and_run_deterministically(data):
+    try:
+        parsed = load_spec_data(copy.deepcopy(data), "generated")
+        built = build_spec(parsed, device="cpu")
+    except NetcfgError as exc:
+        # The only expected refusal: a residual whose body output differs from its input width.
+        assert all("body output" in d.message or "cannot add" in d.message for d in exc.diagnostics), exc
+        return
+    x = sample_input(parsed)
+    built.model.eval()
+    out = built.model(x)
+    assert tuple(out.shape) == built.shapes[""][1] == (data["input"]["shape"][0], 3)
+    again = build_spec(load_spec_data(copy.deepcopy(data), "generated"), device="cpu")
+    again.model.eval()
+    assert torch.equal(again.model(x), out)
+
+
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 10**12), st.floats(allow_nan=True), st.text(max_size=8))
+
+
+@st.composite
+def mutated(draw):
+    data = draw(spec())
+    for _ in range(draw(st.integers(1, 3))):
+        node = data
+        path = []
+        while isinstance(node, (dict, list)) and node and draw(st.booleans()):
+            key = draw(st.sampled_from(list(node) if isinstance(node, dict) else list(range(len(node)))))
+            path.append(key)
+            parent, node = node, node[key]
+        if path:
+            parent[path[-1]] = draw(st.one_of(SCALARS, st.just({}), st.just([]), st.just({"type": "nope"})))
+    return data
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated())
+def test_mutated_specs_build_or_raise_a_netcfg_error(data):
+    try:
+        built = build_spec(load_spec_data(data, "mutated"), device="meta")
+    except NetcfgError as exc:
+        assert exc.diagnostics and all(d.message for d in exc.diagnostics)
+        return
+    assert isinstance(built.model, torch.nn.Module)
