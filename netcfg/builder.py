@@ -243,7 +243,8 @@ def build_spec(
     dtype: str | None = None,
     registry: Registry = REGISTRY,
 ) -> Built:
-    target, note = devices.resolve(device or spec.head.device)
+    where = Loc(f"--device {device}") if device else spec.loc(("device",))
+    target, note = devices.resolve(device or spec.head.device, where)
     seed = spec.head.seed if seed is None else seed
     float_type = devices.DTYPES[dtype or spec.head.dtype]
     builder = Builder(spec, registry)

@@ -98,7 +98,7 @@ def test_absent_device_is_an_error_not_a_fallback():
         pytest.skip("this machine has a GPU")
     result = invoke("build", "configs/mlp.yaml", "--device", "cuda")
     assert result.exit_code == 2
-    assert result.output == "error: device 'cuda' is not available: no CUDA GPU here (present: cpu)\n"
+    assert result.output == "--device cuda: error: device 'cuda' is not available: no CUDA GPU here (present: cpu)\n"
 
 
 def test_unknown_flag_is_one_line_exit_2():
