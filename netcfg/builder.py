@@ -72,6 +72,12 @@ class Built:
     """Module path -> (input shapes, output shape) for the sample input."""
     init_rules: dict[str, int] = field(default_factory=dict)
     """Parameter path -> index of the init rule that set it (absent: PyTorch default)."""
+    nodes: dict[str, Node] = field(default_factory=dict)
+    """Module path -> the spec node that made it (a later use of a shared module: the `shared` node)."""
+    order: list[str] = field(default_factory=list)
+    """Module paths in the order their building finished (leaves in execution order)."""
+    in_dtypes: dict[str, list[torch.dtype]] = field(default_factory=dict)
+    """Module path -> dtypes of its inputs for the sample input."""
 
 
 class Builder:
@@ -84,6 +90,9 @@ class Builder:
         self.types: dict[str, str] = {}
         self.locs: dict[str, Loc] = {}
         self.shapes: dict[str, tuple[list[tuple], tuple]] = {}
+        self.nodes: dict[str, Node] = {}
+        self.order: list[str] = []
+        self.in_dtypes: dict[str, list[torch.dtype]] = {}
         self.shared: dict[str, tuple[nn.Module, str]] = {}
 
     def path(self, name: str | None = None) -> str:
@@ -110,7 +119,11 @@ class Builder:
             module.requires_grad_(False)
         self.types.setdefault(path, node.type)
         self.locs.setdefault(path, self.spec.loc(node._path))
-        self.shapes.setdefault(path, ([tuple(x.shape) for x in xs], tuple(out.shape)))
+        if path not in self.shapes:
+            self.shapes[path] = ([tuple(x.shape) for x in xs], tuple(out.shape))
+            self.nodes[path] = node
+            self.order.append(path)
+            self.in_dtypes[path] = [x.dtype for x in xs]
         return module, out
 
     def _construct(self, entry, node: Node, xs: list, path: str) -> tuple[nn.Module, torch.Tensor]:
@@ -147,15 +160,39 @@ class Builder:
             self.shared[ref] = (module, here)
             return module, out
         module, first = self.shared[ref]
+        shapes = ", ".join(fmt(x.shape) for x in xs)
+        problem = f"shared module '{ref}' (built at '{_show(first)}') cannot take input {shapes} at '{_show(here)}'"
+        # Build a throw-away copy for these inputs (on meta: free): its output is this use's
+        # output, and its parameter shapes must be the shared module's.
         try:
-            return module, self.run_meta(module, xs)
-        except _TORCH_ERRORS as exc:
-            shapes = ", ".join(fmt(x.shape) for x in xs)
-            raise BuildError(
-                f"shared module '{ref}' (built at '{_show(first)}') cannot take input {shapes} at "
-                f"'{_show(here)}': {_first_line(exc)}",
-                self.spec.loc(node._path),
-            ) from exc
+            with _Detached(self), _Scratch(self):
+                probe, out = self.build(node, xs)
+        except BuildError as exc:
+            raise BuildError(f"{problem}: {exc.diagnostics[0].message}", self.spec.loc(node._path)) from exc
+        if _param_shapes(probe) != _param_shapes(module):
+            raise BuildError(f"{problem}: it would need other parameter shapes", self.spec.loc(node._path))
+        return module, out
+
+
+def _param_shapes(module: nn.Module) -> list[tuple]:
+    return [tuple(p.shape) for p in module.parameters()]
+
+
+class _Scratch:
+    """Builds inside it leave no records (a probe build of a shared module)."""
+
+    _RECORDS = ("types", "locs", "shapes", "nodes", "order", "in_dtypes")
+
+    def __init__(self, builder: Builder):
+        self.builder = builder
+
+    def __enter__(self) -> None:
+        self.saved = {name: vars(self.builder)[name] for name in self._RECORDS}
+        for name, value in self.saved.items():
+            vars(self.builder)[name] = type(value)()
+
+    def __exit__(self, *exc) -> None:
+        vars(self.builder).update(self.saved)
 
 
 class _SkipMetaInit(TorchFunctionMode):
@@ -248,11 +285,16 @@ def build_spec(
     seed = spec.head.seed if seed is None else seed
     float_type = devices.DTYPES[dtype or spec.head.dtype]
     builder = Builder(spec, registry)
-    model, _ = builder.build(spec.model, [sample_input(spec, "meta")])
+    try:
+        model, _ = builder.build(spec.model, [sample_input(spec, "meta")])
+    except BuildError as exc:
+        exc.partial = builder  # what was built before the failure, for reports
+        raise
     groups = [list(g) for g in spec.head.ties]
     ties.check(model, groups, [[spec.loc(("ties", i, j)) for j in range(len(g))] for i, g in enumerate(groups)])
     ties.tie(model, groups)
     built = Built(model, spec, target, note, float_type, seed, builder.types, builder.locs, builder.shapes)
+    built.nodes, built.order, built.in_dtypes = builder.nodes, builder.order, builder.in_dtypes
     rule_locs = [spec.loc(("init", i)) for i in range(len(spec.head.init))]
     if target.type == "meta":
         built.init_rules = init.assign(model, list(spec.head.init), builder.types)

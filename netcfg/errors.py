@@ -60,6 +60,9 @@ class SpecError(NetcfgError):
 class BuildError(NetcfgError):
     """The spec is valid but the network cannot be built (shapes, ties, devices)."""
 
+    partial = None
+    """The builder's records up to the failure (set by the builder), so a report can show them."""
+
 
 class DeviceError(NetcfgError):
     """A requested device or dtype is not available here."""

@@ -1,0 +1,275 @@
+"""What is in a model: parameters, layers, FLOPs, memory and init coverage, computed on
+the meta device (nothing allocated, so a 70-billion-parameter spec is inspected on a
+laptop). Returns a Report; prints nothing.
+
+The Report is also the JSON contract of `netcfg inspect --format json` (its JSON Schema
+is `Report.model_json_schema()`; keys are documented in the README).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from netcfg import catalog
+from netcfg.actions import flops as flop_rules
+from netcfg.builder import Built, build_spec
+from netcfg.init import param_groups
+from netcfg.registry import REGISTRY
+from netcfg.spec import Spec
+
+REPORT_FORMAT = 1
+_CONFIG = ConfigDict(extra="forbid", frozen=True)
+
+
+class ParamRow(BaseModel):
+    model_config = _CONFIG
+    path: str = Field(description="Name in named_parameters() and state_dict(); model.get_parameter(path) returns it.")
+    shape: list[int]
+    dtype: str
+    device: str
+    count: int
+    trainable: bool
+    init: str = Field(description="'default' (PyTorch's), or 'rule N: kind' for the init rule that set it.")
+    tie: int | None = Field(description="Tie group index (into `ties`) when this tensor has several paths.")
+
+
+class LayerRow(BaseModel):
+    model_config = _CONFIG
+    path: str = Field(description="Module path ('' is the whole model); model.get_submodule(path).")
+    type: str
+    depth: int
+    input_shapes: list[list[int]]
+    output_shape: list[int]
+    parameters: int = Field(description="Unique parameters in this module and its children.")
+    share: float = Field(description="parameters / total unique parameters.")
+    flops: int
+    macs: int
+
+
+class Memory(BaseModel):
+    model_config = _CONFIG
+    mode: Literal["inference", "train"]
+    weights: int
+    buffers: int
+    activations: int = Field(
+        description="inference: the largest input+output of one layer; train: every layer's output and input."
+    )
+    gradients: int
+    optimizer: int = Field(description="Adam: two tensors the size of the trainable parameters.")
+    total: int
+
+
+class InitRuleUse(BaseModel):
+    model_config = _CONFIG
+    index: int
+    where: str
+    kind: str
+    matched: int = Field(description="Parameters this rule set (after later rules overrode it).")
+
+
+class InitCoverage(BaseModel):
+    model_config = _CONFIG
+    rules: list[InitRuleUse]
+    default: list[str] = Field(description="Parameters no rule selected: they keep PyTorch's initialization.")
+    unused_rules: list[int] = Field(description="Rules that set nothing (a typo in a glob?).")
+
+
+class Report(BaseModel):
+    """The result of `netcfg inspect` (JSON keys documented in the README)."""
+
+    model_config = _CONFIG
+    format: int = REPORT_FORMAT
+    name: str | None
+    file: str
+    input: dict
+    dtype: str
+    parameters: int = Field(description="Unique parameters: a tied tensor counts once.")
+    state_dict_parameters: int = Field(description="Parameter elements counting each tied path.")
+    state_dict_entries: int = Field(description="Tensors in state_dict() (parameters and persistent buffers).")
+    trainable: int
+    frozen: int
+    buffers: int = Field(description="Buffer elements.")
+    bytes: dict[str, int] = Field(description="parameters, buffers, and bytes per dtype ('float32': n, ...).")
+    flops: int = Field(description="FLOPs of one forward pass on the sample input (multiply-add = 2).")
+    macs: int
+    memory: Memory
+    ties: list[list[str]]
+    params: list[ParamRow]
+    layers: list[LayerRow]
+    init: InitCoverage
+    warnings: list[str]
+
+
+def inspect_spec(spec: Spec, dtype: str | None = None, train: bool = False) -> Report:
+    built = build_spec(spec, device="meta", dtype=dtype)
+    return report(built, train)
+
+
+def report(built: Built, train: bool = False) -> Report:
+    model = built.model
+    groups = param_groups(model)
+    ties = [list(g.names) for g in groups if len(g.names) > 1]
+    params = _param_rows(model, built, ties)
+    unique = sum(g.param.numel() for g in groups)
+    layers = _layer_rows(built, unique)
+    coverage, warnings = _init_coverage(built, groups)
+    total_flops = layers[0].flops if layers else 0
+    return Report(
+        name=built.spec.head.name,
+        file=built.spec.file,
+        input=built.spec.head.input.model_dump(mode="json", exclude_none=True),
+        dtype=_dt(built.dtype),
+        parameters=unique,
+        state_dict_parameters=sum(p.numel() for _, p in model.named_parameters(remove_duplicate=False)),
+        state_dict_entries=len(model.state_dict()),
+        trainable=sum(g.param.numel() for g in groups if g.param.requires_grad),
+        frozen=sum(g.param.numel() for g in groups if not g.param.requires_grad),
+        buffers=sum(b.numel() for b in model.buffers()),
+        bytes=_bytes(model),
+        flops=total_flops,
+        macs=total_flops // 2,
+        memory=_memory(built, groups, train),
+        ties=ties,
+        params=params,
+        layers=layers,
+        init=coverage,
+        warnings=warnings,
+    )
+
+
+def _dt(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def _bytes(model: nn.Module) -> dict[str, int]:
+    by_dtype: dict[str, int] = {}
+    tensors = {"parameters": list(model.parameters()), "buffers": list(model.buffers())}
+    out = {kind: sum(t.numel() * t.element_size() for t in ts) for kind, ts in tensors.items()}
+    for t in tensors["parameters"] + tensors["buffers"]:
+        by_dtype[_dt(t.dtype)] = by_dtype.get(_dt(t.dtype), 0) + t.numel() * t.element_size()
+    return {**out, **dict(sorted(by_dtype.items()))}
+
+
+def _param_rows(model: nn.Module, built: Built, ties: list[list[str]]) -> list[ParamRow]:
+    tie_of = {path: i for i, group in enumerate(ties) for path in group}
+    rules = built.spec.head.init
+    first_name = {id(p): n for n, p in reversed(list(model.named_parameters(remove_duplicate=False)))}
+    rows = []
+    for path, p in model.named_parameters(remove_duplicate=False):
+        index = built.init_rules.get(first_name[id(p)])
+        init = "default" if index is None else f"rule {index}: {rules[index].init.kind}"
+        rows.append(ParamRow(
+            path=path, shape=list(p.shape), dtype=_dt(p.dtype), device=str(p.device), count=p.numel(),
+            trainable=p.requires_grad, init=init, tie=tie_of.get(path),
+        ))  # fmt: skip
+    return rows
+
+
+def _layer_rows(built: Built, total: int) -> list[LayerRow]:
+    flops_under = _accumulate(_leaf_flops(built))
+    modules = dict(built.model.named_modules(remove_duplicate=False))
+    rows = []
+    for path, module in modules.items():
+        if path not in built.shapes:
+            continue  # internal submodules of a layer (e.g. attention's projections)
+        ins, out = built.shapes[path]
+        flops = flops_under.get(path, 0)
+        count = sum(p.numel() for p in module.parameters())
+        rows.append(LayerRow(
+            path=path, type=built.nodes[path].type, depth=path.count(".") + 1 if path else 0,
+            input_shapes=[list(s) for s in ins], output_shape=list(out), parameters=count,
+            share=count / total if total else 0.0, flops=flops, macs=flops // 2,
+        ))  # fmt: skip
+    return rows
+
+
+def _accumulate(leaf: dict[str, int]) -> dict[str, int]:
+    """Add each leaf's FLOPs to the leaf and to every module above it."""
+    total: dict[str, int] = {}
+    for path, flops in leaf.items():
+        parts = path.split(".") if path else []
+        for i in range(len(parts) + 1):
+            key = ".".join(parts[:i])
+            total[key] = total.get(key, 0) + flops
+    return total
+
+
+def _leaf_flops(built: Built) -> dict[str, int]:
+    """FLOPs of every leaf layer (and every later use of a shared module), by path."""
+    modules = dict(built.model.named_modules(remove_duplicate=False))
+    cache: dict[tuple, int] = {}
+    out = {}
+    for path in built.order:
+        node = built.nodes[path]
+        kind = REGISTRY.get(node.type).kind
+        if kind not in ("layer", "merge") and node.type != "shared":
+            continue
+        ins, shape = built.shapes[path]
+        module = modules[path]
+        key = (id(module), tuple(ins))
+        if key not in cache:
+            cache[key] = _flops_of(built, path, node, module, ins, shape)
+        out[path] = cache[key]
+    return out
+
+
+def _flops_of(built: Built, path: str, node: catalog.Node, module: nn.Module, ins: list, shape: tuple) -> int:
+    kind = built.spec.shared[node.ref].type if isinstance(node, catalog.Shared) else node.type
+    found = flop_rules.formula(kind, module, ins, shape)
+    if found is not None:
+        return found
+    return flop_rules.counted(module, ins, built.in_dtypes[path])
+
+
+def _memory(built: Built, groups: list, train: bool) -> Memory:
+    model = built.model
+    size = torch.empty((), dtype=built.dtype).element_size()
+    weights = sum(g.param.numel() * g.param.element_size() for g in groups)
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+    trainable = sum(g.param.numel() * g.param.element_size() for g in groups if g.param.requires_grad)
+    acts = []
+    for path in built.order:
+        node = built.nodes[path]
+        if REGISTRY.get(node.type).kind in ("layer", "merge") or node.type == "shared":
+            ins, out = built.shapes[path]
+            in_bytes = sum(_numel(s) * _itemsize(d, size) for s, d in zip(ins, built.in_dtypes[path], strict=True))
+            acts.append((in_bytes, _numel(out) * size))
+    if train:
+        activations = sum(i + o for i, o in acts)
+        gradients, optimizer = trainable, 2 * trainable
+    else:
+        activations = max((i + o for i, o in acts), default=0)
+        gradients = optimizer = 0
+    total = weights + buffers + activations + gradients + optimizer
+    return Memory(mode="train" if train else "inference", weights=weights, buffers=buffers,
+                  activations=activations, gradients=gradients, optimizer=optimizer, total=total)  # fmt: skip
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+def _itemsize(dtype: torch.dtype, float_size: int) -> int:
+    return float_size if dtype.is_floating_point else torch.empty((), dtype=dtype).element_size()
+
+
+def _init_coverage(built: Built, groups: list) -> tuple[InitCoverage, list[str]]:
+    rules = built.spec.head.init
+    counts = [0] * len(rules)
+    for index in built.init_rules.values():
+        counts[index] += 1
+    uses = [
+        InitRuleUse(index=i, where=str(built.spec.loc(("init", i))), kind=r.init.kind, matched=counts[i])
+        for i, r in enumerate(rules)
+    ]
+    default = [g.names[0] for g in groups if g.names[0] not in built.init_rules]
+    unused = [i for i, n in enumerate(counts) if n == 0]
+    warnings = [f"{uses[i].where}: warning: init rule {i} sets no parameter (a typo in its selectors?)" for i in unused]
+    return InitCoverage(rules=uses, default=default, unused_rules=unused), warnings

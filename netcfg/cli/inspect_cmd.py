@@ -1,0 +1,203 @@
+"""netcfg inspect: parameters, layers, FLOPs, memory and init coverage, on the meta device."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from typing import Annotated, Optional
+
+import typer
+
+from netcfg.cli._common import DebugOpt, PluginOpt, SetOpt, SpecArg, human_bytes, load, note, out
+from netcfg.errors import BuildError, InputError, Loc
+
+ParamsOpt = Annotated[bool, typer.Option("--params", help="Table of every parameter (path, shape, init, tie ...).")]
+LayersOpt = Annotated[bool, typer.Option("--layers", help="Module tree with shapes, parameters and FLOPs per layer.")]
+DepthOpt = Annotated[Optional[int], typer.Option("--depth", help="Deepest level shown by --layers (root = 0).", min=0)]
+GrepOpt = Annotated[Optional[str], typer.Option("--grep", help="Only rows whose path matches this regular expression.")]
+InitOpt = Annotated[bool, typer.Option("--init", help="Which init rule set each parameter; unused rules.")]
+TrainOpt = Annotated[bool, typer.Option("--train", help="Memory estimate for training (gradients, Adam state).")]
+DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help="float32 | bfloat16 | float16 | float64.")]
+FormatOpt = Annotated[str, typer.Option("--format", help="table | json | csv (csv: the parameter table).")]
+
+FORMATS = ("table", "json", "csv")
+DTYPES = ("float32", "bfloat16", "float16", "float64")
+
+
+def inspect(
+    spec: SpecArg,
+    params: ParamsOpt = False,
+    layers: LayersOpt = False,
+    depth: DepthOpt = None,
+    grep: GrepOpt = None,
+    init: InitOpt = False,
+    train: TrainOpt = False,
+    dtype: DtypeOpt = None,
+    format: FormatOpt = "table",
+    set_: SetOpt = None,
+    plugin: PluginOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """What is in a model, without allocating it: counts (ties counted once), shapes, FLOPs, memory.
+
+    Example: netcfg inspect configs/gpt2.yaml --layers --depth 2
+    """
+    from netcfg.actions.inspection import inspect_spec
+
+    _check_choice("--format", format, FORMATS)
+    if dtype is not None:
+        _check_choice("--dtype", dtype, DTYPES)
+    pattern = _pattern(grep)
+    loaded = load(spec, set_, plugin)
+    try:
+        report = inspect_spec(loaded, dtype=dtype, train=train)
+    except BuildError as exc:
+        if exc.partial is not None and format == "table":
+            _print_partial(exc.partial)
+        raise
+    for warning in report.warnings:
+        note(warning)
+    if format == "json":
+        out(report.model_dump_json(indent=2))
+    elif format == "csv":
+        out(params_csv(report, pattern))
+    else:
+        out(totals(report))
+        if layers:
+            out(layers_table(report, depth, pattern))
+        if params:
+            out(params_table(report, pattern))
+        if init:
+            out(init_table(report))
+
+
+def _check_choice(flag: str, value: str, choices: tuple) -> None:
+    if value not in choices:
+        raise InputError(f"unknown value '{value}' (choose {', '.join(choices)})", Loc(flag))
+
+
+def _pattern(grep: str | None) -> re.Pattern | None:
+    if grep is None:
+        return None
+    try:
+        return re.compile(grep)
+    except re.error as exc:
+        raise InputError(f"invalid regular expression: {exc}", Loc(f"--grep {grep}")) from None
+
+
+def si(n: float, unit: str) -> str:
+    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {prefix}{unit}"
+    return f"{n:.0f} {unit}"
+
+
+def totals(r) -> str:
+    shape = r.input["shape"]
+    tied = f" ({r.state_dict_parameters:,} counting each tied path)" if r.state_dict_parameters != r.parameters else ""
+    per_dtype = ", ".join(f"{k} {human_bytes(v)}" for k, v in r.bytes.items() if k not in ("parameters", "buffers"))
+    m = r.memory
+    lines = [
+        f"{r.name or 'model'}  {r.file}",
+        f"input {shape} {r.input.get('dtype', 'float32')}, parameters in {r.dtype}",
+        "",
+        f"parameters   {r.parameters:,}{tied}",
+        f"trainable    {r.trainable:,}",
+        f"frozen       {r.frozen:,}",
+        f"buffers      {r.buffers:,}",
+        f"state_dict   {r.state_dict_entries:,} tensors",
+        f"size         {human_bytes(r.bytes['parameters'] + r.bytes['buffers'])} ({per_dtype or 'empty'})",
+        f"FLOPs        {si(r.flops, 'FLOPs')} = {si(r.macs, 'MACs')} per forward pass of the sample input",
+    ]
+    lines += [f"tie          {' = '.join(group)}" for group in r.ties]
+    lines.append(
+        f"memory       {m.mode}: weights {human_bytes(m.weights)} + buffers {human_bytes(m.buffers)} + activations "
+        f"{human_bytes(m.activations)}"
+        + (f" + gradients {human_bytes(m.gradients)} + Adam {human_bytes(m.optimizer)}" if m.mode == "train" else "")
+        + f" = {human_bytes(m.total)}"
+    )
+    return "\n".join(lines)
+
+
+def _table(title: str, columns: list[tuple[str, str]], rows: list[list[str]]) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, box=None, header_style="bold")
+    for name, justify in columns:
+        table.add_column(name, justify=justify, no_wrap=True, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    buffer = io.StringIO()
+    Console(file=buffer, width=200, color_system=None, highlight=False).print(table)
+    return "\n" + "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
+
+
+def _shape(s) -> str:
+    return "[" + ", ".join(str(d) for d in s) + "]"
+
+
+def layers_table(r, depth: int | None, pattern: re.Pattern | None) -> str:
+    rows = []
+    for layer in r.layers:
+        if depth is not None and layer.depth > depth:
+            continue
+        if pattern is not None and not pattern.search(layer.path):
+            continue
+        name = layer.path.rsplit(".", 1)[-1] if layer.path else "(model)"
+        rows.append([
+            "  " * layer.depth + name, layer.type, " ".join(_shape(s) for s in layer.input_shapes),
+            _shape(layer.output_shape), f"{layer.parameters:,}", f"{100 * layer.share:.1f}%", f"{layer.flops:,}",
+        ])  # fmt: skip
+    columns = [("layer", "left"), ("type", "left"), ("input", "left"), ("output", "left"),
+               ("params", "right"), ("share", "right"), ("FLOPs", "right")]  # fmt: skip
+    return _table("layers", columns, rows)
+
+
+def params_table(r, pattern: re.Pattern | None) -> str:
+    rows = [
+        [p.path, _shape(p.shape), p.dtype, p.device, f"{p.count:,}", "yes" if p.trainable else "no", p.init,
+         "" if p.tie is None else f"tie {p.tie}"]
+        for p in r.params
+        if pattern is None or pattern.search(p.path)
+    ]  # fmt: skip
+    columns = [("path", "left"), ("shape", "left"), ("dtype", "left"), ("device", "left"), ("count", "right"),
+               ("trainable", "left"), ("init", "left"), ("tie", "left")]  # fmt: skip
+    return _table("parameters", columns, rows)
+
+
+def params_csv(r, pattern: re.Pattern | None) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "shape", "dtype", "device", "count", "trainable", "init", "tie"])
+    for p in r.params:
+        if pattern is None or pattern.search(p.path):
+            shape = "x".join(str(d) for d in p.shape)
+            writer.writerow(
+                [p.path, shape, p.dtype, p.device, p.count, p.trainable, p.init, "" if p.tie is None else p.tie]
+            )
+    return buffer.getvalue().rstrip("\n")
+
+
+def init_table(r) -> str:
+    if not r.init.rules:
+        return "\nno init rules: every parameter keeps PyTorch's default initialization"
+    rows = [[str(u.index), u.where, u.kind, f"{u.matched:,}"] for u in r.init.rules]
+    text = _table("init rules", [("rule", "right"), ("where", "left"), ("kind", "left"), ("sets", "right")], rows)
+    default = ", ".join(r.init.default) if r.init.default else "none"
+    return text + f"\n\nkeep PyTorch's default init: {default}"
+
+
+def _print_partial(builder) -> None:
+    rows = []
+    for path in builder.order:
+        ins, shape = builder.shapes[path]
+        rows.append([path or "(model)", builder.nodes[path].type, " ".join(_shape(s) for s in ins), _shape(shape)])
+    if rows:
+        out(_table("built before the error", [("layer", "left"), ("type", "left"), ("input", "left"),
+                                              ("output", "left")], rows))  # fmt: skip
+
+
+def register(app: typer.Typer) -> None:
+    app.command("inspect")(inspect)
