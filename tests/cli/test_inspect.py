@@ -91,14 +91,16 @@ def test_layers_depth_limits_the_tree():
 def test_shape_error_shows_the_layers_built_before_it(write_spec):
     path = write_spec(
         "netcfg: 1\ninput: {shape: [2, 8]}\nmodel:\n  type: sequential\n  layers:\n"
-        "    - {type: linear, out_features: 4}\n    - {type: relu}\n    - {type: conv2d, out_channels: 3, kernel_size: 3}\n"
+        "    - {type: linear, out_features: 4}\n    - {type: relu}\n"
+        "    - {type: conv2d, out_channels: 3, kernel_size: 3}\n"
     )
     result = invoke("inspect", str(path))
     assert result.exit_code == 2
     assert "built before the error" in result.output
     assert "0      linear  [2, 8]  [2, 4]" in result.output
     assert result.output.rstrip().endswith(
-        f"{path}:8:7: error: layer '2' (conv2d) with input [2, 4]: conv2d expects an input with 4 dimensions, got [2, 4]"
+        f"{path}:8:7: error: layer '2' (conv2d) with input [2, 4]: "
+        "conv2d expects an input with 4 dimensions, got [2, 4]"
     )
 
 
