@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
+
+if str(ROOT) not in sys.path:  # so tests can `from benchmarks.twins import ...`
+    sys.path.insert(0, str(ROOT))
 
 
 @pytest.fixture

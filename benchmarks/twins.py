@@ -1,0 +1,266 @@
+"""Hand-written PyTorch twins of the shipped specs, as torchvision and nanoGPT write them.
+
+- `resnet(...)`: torchvision's ResNet (v1.5, the stride on the bottleneck's 3x3 conv),
+  with torchvision's module names and initialization; twin of configs/resnet*.yaml.
+- `gpt2(...)`: nanoGPT-style GPT-2 with the head tied to the token embedding and
+  GPT-2's initialization; twin of configs/gpt2.yaml.
+
+Plain PyTorch only (no netcfg import), so the tests can compare what netcfg builds
+against an independent implementation, and the benchmarks can time both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# ---------------------------------------------------------------------------------------------
+# ResNet (torchvision layout)
+# ---------------------------------------------------------------------------------------------
+
+RESNET_LAYOUTS: dict[str, tuple[str, tuple[int, int, int, int]]] = {
+    "resnet18": ("basic", (2, 2, 2, 2)),
+    "resnet34": ("basic", (3, 4, 6, 3)),
+    "resnet50": ("bottleneck", (3, 4, 6, 3)),
+    "resnet101": ("bottleneck", (3, 4, 23, 3)),
+    "resnet152": ("bottleneck", (3, 8, 36, 3)),
+}
+"""Name -> (block kind, blocks per stage), as in torchvision.models."""
+
+
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = conv1x1(inplanes, planes)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = conv1x1(planes, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        return self.relu(out + identity)
+
+
+_BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
+
+
+class ResNet(nn.Module):
+    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: Sequence[int], num_classes: int = 1000):
+        super().__init__()
+        if len(layers) != 4:
+            raise ValueError(f"layers must have 4 entries (blocks per stage), got {list(layers)}")
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(self.inplanes)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, 64, layers[0])
+        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512 * block.expansion, num_classes)
+
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+    def _make_layer(
+        self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int, stride: int = 1
+    ) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(
+                conv1x1(self.inplanes, planes * block.expansion, stride),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
+        layers = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        for _ in range(1, blocks):
+            layers.append(block(self.inplanes, planes))
+        return nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        x = torch.flatten(self.avgpool(x), 1)
+        return self.fc(x)
+
+
+def resnet(block: str = "basic", layers: Sequence[int] = (2, 2, 2, 2), num_classes: int = 1000) -> ResNet:
+    """torchvision's ResNet: `block` is "basic" or "bottleneck", `layers` the blocks per stage."""
+    if block not in _BLOCKS:
+        raise ValueError(f"block must be one of {sorted(_BLOCKS)}, got {block!r}")
+    return ResNet(_BLOCKS[block], layers, num_classes)
+
+
+def resnet_by_name(name: str, num_classes: int = 1000) -> ResNet:
+    """resnet18 / resnet34 / resnet50 / resnet101 / resnet152."""
+    block, layers = RESNET_LAYOUTS[name]
+    return resnet(block, layers, num_classes)
+
+
+# ---------------------------------------------------------------------------------------------
+# GPT-2 (nanoGPT layout)
+# ---------------------------------------------------------------------------------------------
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, width: int, heads: int, dropout: float):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width {width} is not divisible by heads {heads}")
+        self.width, self.heads, self.dropout = width, heads, dropout
+        self.qkv = nn.Linear(width, 3 * width, bias=True)
+        self.proj = nn.Linear(width, width, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, d = x.shape
+        q, k, v = self.qkv(x).split(self.width, dim=-1)
+        q = q.view(n, t, self.heads, d // self.heads).transpose(1, 2)
+        k = k.view(n, t, self.heads, d // self.heads).transpose(1, 2)
+        v = v.view(n, t, self.heads, d // self.heads).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        return self.proj(y.transpose(1, 2).reshape(n, t, d))
+
+
+class MLP(nn.Module):
+    def __init__(self, width: int, dropout: float):
+        super().__init__()
+        self.c_fc = nn.Linear(width, 4 * width)
+        self.gelu = nn.GELU(approximate="tanh")
+        self.c_proj = nn.Linear(4 * width, width)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, width: int, heads: int, dropout: float):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(width)
+        self.attn = CausalSelfAttention(width, heads, dropout)
+        self.drop = nn.Dropout(dropout)
+        self.ln_2 = nn.LayerNorm(width)
+        self.mlp = MLP(width, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln_1(x)))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(
+        self,
+        layers: int = 12,
+        heads: int = 12,
+        width: int = 768,
+        context: int = 1024,
+        vocab: int = 50257,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        self.context = context
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(vocab, width),
+                wpe=nn.Embedding(context, width),
+                drop=nn.Dropout(dropout),
+                h=nn.ModuleList([Block(width, heads, dropout) for _ in range(layers)]),
+                ln_f=nn.LayerNorm(width),
+            )
+        )
+        self.lm_head = nn.Linear(width, vocab, bias=False)
+        self.tie_weights()
+
+        self.apply(self._init_weights)
+        std = 0.02 / math.sqrt(2 * layers)  # GPT-2's scaled init of the residual projections
+        for name, p in self.named_parameters():
+            if name.endswith(("c_proj.weight", "attn.proj.weight")):
+                nn.init.normal_(p, mean=0.0, std=std)
+
+    def tie_weights(self) -> None:
+        """One Parameter under two names (again after `to_empty`, which gives each name its own tensor)."""
+        self.transformer.wte.weight = self.lm_head.weight
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        n, t = idx.shape
+        if t > self.context:
+            raise ValueError(f"sequence length {t} exceeds the context {self.context}")
+        tok = self.transformer.wte(idx)
+        pos = self.transformer.wpe(torch.arange(t, device=idx.device))
+        x = self.transformer.drop(tok + pos)
+        for block in self.transformer.h:
+            x = block(x)
+        return self.lm_head(self.transformer.ln_f(x))
+
+
+def gpt2(
+    layers: int = 12,
+    heads: int = 12,
+    width: int = 768,
+    context: int = 1024,
+    vocab: int = 50257,
+    dropout: float = 0.1,
+) -> GPT:
+    """GPT-2 small (124M) by default, with dropout 0.1 as in configs/gpt2.yaml."""
+    return GPT(layers, heads, width, context, vocab, dropout)
