@@ -1,0 +1,193 @@
+"""Golden error outputs: each bad spec prints exactly the messages a user should see.
+
+Every tests/golden/specs/**/NAME.yaml is run as ``netcfg validate tests/golden/specs/NAME.yaml``
+from the repository root; it must exit 2, print nothing on stdout, no traceback anywhere, and
+exactly NAME.expected on stderr. ``validate`` builds on the meta device, so shape, tie and init
+errors are covered too. Regenerate with ``python tests/golden/regen.py`` and review every diff
+by hand (see its docstring); specs with a ``# xfail: REASON`` line hold a hand-written
+``.expected`` (what netcfg should print) and are strict xfails.
+
+The command-line cases below (bad --set, missing files, devices) are written out in full here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load_regen():
+    spec = importlib.util.spec_from_file_location("golden_regen", ROOT / "tests" / "golden" / "regen.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+golden = _load_regen()  # one definition of how a case is run, shared with the regenerator
+
+
+@pytest.fixture(autouse=True)
+def at_root(monkeypatch):
+    monkeypatch.chdir(ROOT)
+
+
+def _spec_cases():
+    for path in golden.spec_files():
+        reason = golden.xfail_reason(path)
+        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+        yield pytest.param(path, id=path.relative_to(golden.SPECS).with_suffix("").as_posix(), marks=marks)
+
+
+def test_corpus_is_complete():
+    specs = golden.spec_files()
+    assert len(specs) >= 30
+    missing = [golden.relative(p) for p in specs if not p.with_suffix(".expected").exists()]
+    assert not missing, f"no .expected for {missing}: run tests/golden/regen.py and review"
+    orphans = [golden.relative(p) for p in golden.SPECS.rglob("*.expected") if not p.with_suffix(".yaml").exists()]
+    assert not orphans, f".expected without a spec: {orphans}"
+
+
+@pytest.mark.parametrize("path", list(_spec_cases()))
+def test_golden_spec(path: Path):
+    expected = path.with_suffix(".expected").read_text(encoding="utf-8")
+    code, stdout, stderr = golden.run_cli(golden.validate_args(path))
+    assert "Traceback" not in stdout + stderr, stderr
+    assert code == 2, f"exit code {code}\nstdout: {stdout}\nstderr: {stderr}"
+    assert stdout == ""
+    assert stderr == expected
+
+
+# ---------------------------------------------------------------- command-line cases
+
+VALID = "tests/golden/cli/valid.yaml"
+ABSENT_DEVICE = "tests/golden/cli/absent_device.yaml"
+_ACCELERATOR = torch.cuda.is_available() or bool(
+    getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+)
+cpu_only = pytest.mark.skipif(_ACCELERATOR, reason="the message names the devices present: written for a CPU-only host")
+
+CLI_CASES = [
+    pytest.param(
+        ["validate", VALID, "--set", "model.layrs.0.out_features=8"],
+        "--set model.layrs.0.out_features=8: error: no key 'layrs' under model; did you mean 'layers'?\n",
+        id="set-path-typo",
+    ),
+    pytest.param(
+        ["validate", VALID, "--set", "model.layers.0.out_featurs=8"],
+        "--set model.layers.0.out_featurs=8: error: unknown key 'out_featurs' for linear; "
+        "did you mean 'out_features'?\n",
+        id="set-new-key-typo",
+    ),
+    pytest.param(
+        ["validate", VALID, "--set", "vars.widht=8"],
+        "--set vars.widht=8: error: no key 'widht' under vars; did you mean 'width'?\n",
+        id="set-var-typo",
+        marks=pytest.mark.xfail(strict=True, reason="--set of a var the spec does not have is silently accepted"),
+    ),
+    pytest.param(
+        ["validate", VALID, "--set", "model.layers.0.out_features"],
+        "--set model.layers.0.out_features: error: expected --set path.to.key=value\n",
+        id="set-without-equals",
+    ),
+    pytest.param(
+        ["validate", VALID, "--set", "=8"],
+        "--set =8: error: expected --set path.to.key=value\n",
+        id="set-empty-path",
+    ),
+    pytest.param(
+        ["validate", VALID, "--set", "model.layers.0.out_features=abc"],
+        "--set model.layers.0.out_features=abc: error: 'out_features' must be an integer, got 'abc'\n",
+        id="set-wrong-type",
+    ),
+    pytest.param(
+        ["validate", VALID, "--set", "model.layers.5.out_features=8"],
+        "--set model.layers.5.out_features=8: error: '5' is not an index of the list at model.layers "
+        "(it has 3 items)\n",
+        id="set-index-out-of-range",
+    ),
+    pytest.param(
+        ["validate", VALID, "--set", "model.layers.1.type.kind=relu"],
+        "--set model.layers.1.type.kind=relu: error: cannot set 'kind' under model.layers.1.type\n",
+        id="set-under-a-scalar",
+    ),
+    pytest.param(
+        ["validate", VALID, "--set", "vars.width=[8"],
+        "--set vars.width=[8: error: bad value: invalid YAML: while parsing a flow sequence; "
+        "expected ',' or ']', but got '<stream end>'\n",
+        id="set-bad-yaml-value",
+    ),
+    pytest.param(
+        ["validate", VALID, "--set", "vars.width=true"],
+        "tests/golden/cli/valid.yaml:8:36: error: 'out_features' must be an integer, got true\n",
+        id="set-var-of-wrong-type",
+    ),
+    pytest.param(
+        ["validate", VALID, "--set", "model.layers.0.out_features=0", "--set", "nope=1"],
+        "--set nope=1: error: unknown key 'nope' at the top level\n"
+        "--set model.layers.0.out_features=0: error: 'out_features' must be greater than or equal to 1, got 0\n",
+        id="set-several-problems",
+    ),
+    pytest.param(
+        ["validate", "tests/golden/cli/no_such_spec.yaml"],
+        "tests/golden/cli/no_such_spec.yaml: error: no such file\n",
+        id="missing-spec-file",
+    ),
+    pytest.param(
+        ["validate", "tests/golden/cli"],
+        "tests/golden/cli: error: is a directory, not a spec file\n",
+        id="directory-as-spec",
+    ),
+    pytest.param(
+        ["validate"],
+        "error: Missing argument 'spec' (see 'netcfg validate --help')\n",
+        id="missing-spec-argument",
+    ),
+    pytest.param(
+        ["validate", VALID, "--bogus"],
+        "error: No such option: --bogus (see 'netcfg validate --help')\n",
+        id="unknown-option",
+    ),
+    pytest.param(
+        ["build", VALID, "--device", "cuda:3"],
+        "--device cuda:3: error: device 'cuda:3' is not available: no CUDA GPU here (present: cpu)\n",
+        id="device-absent-gpu",
+        marks=cpu_only,
+    ),
+    pytest.param(
+        ["build", VALID, "--device", "gpu"],
+        "--device gpu: error: unknown device 'gpu' (use auto, cpu, cuda, cuda:N, mps or meta)\n",
+        id="device-unknown",
+    ),
+    pytest.param(
+        ["build", ABSENT_DEVICE],
+        "tests/golden/cli/absent_device.yaml:3:9: error: device 'cuda' is not available: no CUDA GPU here "
+        "(present: cpu)\n",
+        id="spec-device-absent",
+        marks=cpu_only,
+    ),
+    pytest.param(
+        ["run", VALID, "--device", "meta"],
+        "--device: error: cannot run on the meta device: it holds no values (use validate or build)\n",
+        id="run-on-meta",
+    ),
+]
+
+
+@pytest.mark.parametrize("args, expected", CLI_CASES)
+def test_golden_command_line(args: list[str], expected: str):
+    code, stdout, stderr = golden.run_cli(args)
+    assert "Traceback" not in stdout + stderr, stderr
+    assert code == 2, f"exit code {code}\nstdout: {stdout}\nstderr: {stderr}"
+    assert stdout == ""
+    assert stderr == expected
+
+
+def test_the_command_line_base_spec_is_valid():
+    code, stdout, stderr = golden.run_cli(["validate", VALID])
+    assert (code, stderr) == (0, ""), stderr
+    assert stdout == f"{VALID}: ok (404 parameters, output shape [2, 4])\n"
