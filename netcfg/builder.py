@@ -1,17 +1,19 @@
 """Spec -> nn.Module. No printing, no file I/O.
 
-1. Build on the meta device, node by node: each layer is constructed from its args
-   and the shapes of the meta tensors reaching it, then run on them to learn its
-   output shape (lazy shape inference without allocating anything).
+1. Build node by node, in module order, under the seed: each layer is constructed on the
+   target device from its args and the shape of the input reaching it. Shapes travel
+   as meta tensors; a layer's output shape is computed from its args (or, for layers
+   without a formula, by running a meta copy), so nothing is run on real data and a
+   meta build allocates nothing.
 2. Check and apply parameter ties.
-3. Unless the target is meta: allocate on the target device (`to_empty`), run every
-   module's default `reset_parameters()` in module order under the seed, re-apply the
-   ties, then the initializer rules; finally cast to the spec's dtype.
+3. Apply the initializer rules (on meta: only check them); cast to the spec's dtype.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+import contextlib
 
 import torch
 from torch import nn
@@ -83,9 +85,11 @@ class Built:
 class Builder:
     """Builds the module tree on the meta device; passed to build functions as `ctx`."""
 
-    def __init__(self, spec: Spec, registry: Registry):
+    def __init__(self, spec: Spec, registry: Registry, device: torch.device):
         self.spec = spec
         self.registry = registry
+        self.device = device
+        self.probing = False
         self.prefix: list[str] = []
         self.types: dict[str, str] = {}
         self.locs: dict[str, Loc] = {}
@@ -129,19 +133,35 @@ class Builder:
     def _construct(self, entry, node: Node, xs: list, path: str) -> tuple[nn.Module, torch.Tensor]:
         build = self.registry.builder(node.type)
         try:
-            with torch.device("meta"), _SkipMetaInit():
+            with self._placement():
                 result = build(node, xs, self)
             if isinstance(result, tuple):
                 return result
             if node.type in SAME_SHAPE:
                 return result, xs[0]
-            return result, self.run_meta(result, xs)
+            return result, self.run_meta(self._on_meta(result, build, node, xs), xs)
         except _TORCH_ERRORS as exc:
             shapes = ", ".join(fmt(x.shape) for x in xs)
             raise BuildError(
                 f"layer '{_show(path)}' ({node.type}) with input {shapes}: {_first_line(exc)}",
                 self.spec.loc(node._path),
             ) from exc
+
+    def _placement(self):
+        """Where constructors put their tensors: the target device, or meta (free) when probing."""
+        if self.probing or self.device.type == "meta":
+            return _meta_construction()
+        if self.device.type == "cpu":
+            return contextlib.nullcontext()  # the default: no per-op dispatch cost
+        return self.device
+
+    def _on_meta(self, module: nn.Module, build, node: Node, xs: list) -> nn.Module:
+        """A meta copy of a layer whose output shape is learned by running it (plugins)."""
+        if self.probing or self.device.type == "meta":
+            return module
+        with _meta_construction():
+            result = build(node, xs, self)
+        return result[0] if isinstance(result, tuple) else result
 
     def run_meta(self, module: nn.Module, xs: list) -> torch.Tensor:
         with torch.no_grad():
@@ -166,6 +186,7 @@ class Builder:
         # output, and its parameter shapes must be the shared module's.
         try:
             with _Detached(self), _Scratch(self):
+                self.probing = True
                 probe, out = self.build(node, xs)
         except BuildError as exc:
             raise BuildError(f"{problem}: {exc.diagnostics[0].message}", self.spec.loc(node._path)) from exc
@@ -193,6 +214,13 @@ class _Scratch:
 
     def __exit__(self, *exc) -> None:
         vars(self.builder).update(self.saved)
+        self.builder.probing = False
+
+
+@contextlib.contextmanager
+def _meta_construction():
+    with torch.device("meta"), _SkipMetaInit():
+        yield
 
 
 class _SkipMetaInit(TorchFunctionMode):
@@ -200,7 +228,7 @@ class _SkipMetaInit(TorchFunctionMode):
 
     Meta tensors hold no values, so filling them is pointless, and the first meta
     `normal_` in a process costs seconds (it loads PyTorch's Python decompositions).
-    Real values come later, from `reset_parameters()` on the target device.
+    Real builds construct on the target device instead, with their normal initialization.
     """
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -284,29 +312,30 @@ def build_spec(
     target, note = devices.resolve(device or spec.head.device, where)
     seed = spec.head.seed if seed is None else seed
     float_type = devices.DTYPES[dtype or spec.head.dtype]
-    builder = Builder(spec, registry)
-    try:
-        model, _ = builder.build(spec.model, [sample_input(spec, "meta")])
-    except BuildError as exc:
-        exc.partial = builder  # what was built before the failure, for reports
-        raise
+    builder = Builder(spec, registry, target)
     groups = [list(g) for g in spec.head.ties]
-    ties.check(model, groups, [[spec.loc(("ties", i, j)) for j in range(len(g))] for i, g in enumerate(groups)])
-    ties.tie(model, groups)
+    tie_locs = [[spec.loc(("ties", i, j)) for j in range(len(g))] for i, g in enumerate(groups)]
+    rule_locs = [spec.loc(("init", i)) for i in range(len(spec.head.init))]
+    # Constructing in module order under the seed draws the same default initialization
+    # as hand-written PyTorch constructing the same layers after torch.manual_seed(seed).
+    with _seeded(seed, target):
+        try:
+            model, _ = builder.build(spec.model, [sample_input(spec, "meta")])
+        except BuildError as exc:
+            exc.partial = builder  # what was built before the failure, for reports
+            raise
+        ties.check(model, groups, tie_locs)
+        ties.tie(model, groups)
+        if target.type == "meta":
+            chosen = init.assign(model, list(spec.head.init), builder.types)
+            _check_rules(model, spec, chosen, rule_locs)
+        else:
+            chosen = init.apply_rules(model, list(spec.head.init), builder.types, rule_locs)
+    if float_type != torch.float32:
+        model = model.to(float_type)
     built = Built(model, spec, target, note, float_type, seed, builder.types, builder.locs, builder.shapes)
     built.nodes, built.order, built.in_dtypes = builder.nodes, builder.order, builder.in_dtypes
-    rule_locs = [spec.loc(("init", i)) for i in range(len(spec.head.init))]
-    if target.type == "meta":
-        built.init_rules = init.assign(model, list(spec.head.init), builder.types)
-        _check_rules(model, spec, built.init_rules, rule_locs)
-        built.model = model.to(float_type)
-        return built
-    model = model.to_empty(device=target)
-    with _seeded(seed, target):
-        reset_all(model)
-        ties.tie(model, groups)  # to_empty gave each path its own tensor
-        built.init_rules = init.apply_rules(model, list(spec.head.init), builder.types, rule_locs)
-    built.model = model.to(float_type) if float_type != torch.float32 else model
+    built.init_rules = chosen
     return built
 
 
@@ -342,15 +371,3 @@ class _seeded:
 
     def __exit__(self, *exc) -> None:
         self.fork.__exit__(*exc)
-
-
-def reset_all(model: nn.Module) -> None:
-    """PyTorch's default initialization of every module that owns tensors, in module order."""
-    for module in model.modules():
-        owns = any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False))
-        if not owns:
-            continue
-        reset = getattr(module, "reset_parameters", None)
-        if reset is None:
-            raise BuildError(f"module {type(module).__name__} owns tensors but has no reset_parameters()")
-        reset()

@@ -22,3 +22,17 @@ def write_spec(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def isolated_registry():
+    """Plugins a test loads register layer types globally: forget them after the test."""
+    from netcfg import plugins
+    from netcfg.registry import REGISTRY
+
+    entries, loaded = dict(REGISTRY.entries), set(plugins._loaded)
+    yield
+    REGISTRY.entries.clear()
+    REGISTRY.entries.update(entries)
+    plugins._loaded.clear()
+    plugins._loaded.update(loaded)
