@@ -79,6 +79,8 @@ class Built:
     """Module paths in the order their building finished (leaves in execution order)."""
     in_dtypes: dict[str, list[torch.dtype]] = field(default_factory=dict)
     """Module path -> dtypes of its inputs for the sample input."""
+    warnings: list[str] = field(default_factory=list)
+    """`file:line:col: warning: ...` lines (for example an init rule that sets nothing)."""
 
 
 class Builder:
@@ -96,13 +98,13 @@ class Builder:
         self.nodes: dict[str, Node] = {}
         self.order: list[str] = []
         self.in_dtypes: dict[str, list[torch.dtype]] = {}
-        self.shared: dict[str, tuple[nn.Module, str]] = {}
+        self.shared: dict[str, tuple[nn.Module, str, list[tuple]]] = {}
 
     def path(self, name: str | None = None) -> str:
         return ".".join(self.prefix + ([name] if name else []))
 
-    def fail(self, node: Node, message: str, key: str | None = None) -> None:
-        where = node._path + ((key,) if key else ())
+    def fail(self, node: Node, message: str, key: str | tuple | None = None) -> None:
+        where = node._path + (key if isinstance(key, tuple) else (key,) if key else ())
         raise BuildError(message, self.spec.loc(where))
 
     def build(self, node: Node, xs: list[torch.Tensor], name: str | None = None) -> tuple[nn.Module, torch.Tensor]:
@@ -141,9 +143,11 @@ class Builder:
             return result, self.run_meta(self._on_meta(result, build, node, xs), xs)
         except _TORCH_ERRORS as exc:
             shapes = ", ".join(fmt(x.shape) for x in xs)
+            key = getattr(exc, "key", None)  # ShapeError names the argument at fault
+            where = node._path + ((key,) if key and key in node.model_fields_set else ())
             raise BuildError(
                 f"layer '{_show(path)}' ({node.type}) with input {shapes}: {_first_line(exc)}",
-                self.spec.loc(node._path),
+                self.spec.loc(where),
             ) from exc
 
     def _placement(self):
@@ -169,18 +173,23 @@ class Builder:
             raise TypeError(f"the layer returned {type(out).__name__}, not a tensor")
         return out
 
-    def use_shared(self, ref: str, xs: list) -> tuple[nn.Module, torch.Tensor]:
+    def use_shared(self, use: Node, xs: list) -> tuple[nn.Module, torch.Tensor]:
         """First use builds the shared module here; later uses reuse the same object."""
+        ref = use.ref
         node = self.spec.shared[ref]
         here = self.path()
         if ref not in self.shared:
             with _Detached(self):
                 module, out = self.build(node, xs)
-            self.shared[ref] = (module, here)
+            self.shared[ref] = (module, here, [tuple(x.shape) for x in xs])
             return module, out
-        module, first = self.shared[ref]
+        module, first, first_shapes = self.shared[ref]
+        built_for = ", ".join(fmt(s) for s in first_shapes)
         shapes = ", ".join(fmt(x.shape) for x in xs)
-        problem = f"shared module '{ref}' (built at '{_show(first)}') cannot take input {shapes} at '{_show(here)}'"
+        problem = (
+            f"shared module '{ref}' (built at '{_show(first)}' for input {built_for}) "
+            f"cannot take input {shapes} at '{_show(here)}'"
+        )
         # Build a throw-away copy for these inputs (on meta: free): its output is this use's
         # output, and its parameter shapes must be the shared module's.
         try:
@@ -188,9 +197,9 @@ class Builder:
                 self.probing = True
                 probe, out = self.build(node, xs)
         except BuildError as exc:
-            raise BuildError(f"{problem}: {exc.diagnostics[0].message}", self.spec.loc(node._path)) from exc
+            raise BuildError(f"{problem}: {exc.diagnostics[0].message}", self.spec.loc(use._path)) from exc
         if _param_shapes(probe) != _param_shapes(module):
-            raise BuildError(f"{problem}: it would need other parameter shapes", self.spec.loc(node._path))
+            raise BuildError(f"{problem}: its parameters have other shapes", self.spec.loc(use._path))
         return module, out
 
 
@@ -335,6 +344,11 @@ def build_spec(
     built = Built(model, spec, target, note, float_type, seed, builder.types, builder.locs, builder.shapes)
     built.nodes, built.order, built.in_dtypes = builder.nodes, builder.order, builder.in_dtypes
     built.init_rules = chosen
+    built.warnings = [
+        f"{rule_locs[i]}: warning: init rule {i} sets no parameter (a typo in its selectors?)"
+        for i in range(len(rule_locs))
+        if i not in chosen.values()
+    ]
     return built
 
 

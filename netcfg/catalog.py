@@ -85,9 +85,9 @@ class Conv2d(_ConvBase):
 
 
 class _BatchNormBase(Node):
-    eps: float = 1e-5
+    eps: float = Field(1e-5, gt=0)
     """Added to the variance for numerical stability."""
-    momentum: float = 0.1
+    momentum: float = Field(0.1, ge=0, le=1)
     """Running statistics momentum."""
     affine: bool = True
     """Learn a per-channel scale and shift."""
@@ -115,7 +115,7 @@ class LayerNorm(Node):
     type: Literal["layernorm"]
     dims: Annotated[int, Field(ge=1, le=8)] = 1
     """How many trailing dimensions to normalize over."""
-    eps: float = 1e-5
+    eps: float = Field(1e-5, gt=0)
     """Added to the variance for numerical stability."""
     elementwise_affine: bool = True
     """Learn a scale (weight)."""
@@ -129,7 +129,7 @@ class RMSNorm(Node):
     type: Literal["rmsnorm"]
     dims: Annotated[int, Field(ge=1, le=8)] = 1
     """How many trailing dimensions to normalize over."""
-    eps: float | None = None
+    eps: Annotated[float, Field(gt=0)] | None = None
     """Added inside the root; default: the dtype's machine epsilon."""
     elementwise_affine: bool = True
     """Learn a scale (weight)."""
@@ -141,7 +141,7 @@ class GroupNorm(Node):
     type: Literal["groupnorm"]
     groups: Pos
     """Number of groups; must divide the channel count."""
-    eps: float = 1e-5
+    eps: float = Field(1e-5, gt=0)
     """Added to the variance for numerical stability."""
     affine: bool = True
     """Learn a per-channel scale and shift."""

@@ -149,6 +149,8 @@ class Expander:
         call = self.validated(catalog.Block, self.value(raw, src, scope), src)
         if call is None:
             return FAILED
+        if call.block in self.blocks and self.blocks[call.block] is None:
+            return FAILED  # an invalid template, already reported
         template = self.blocks.get(call.block)
         if template is None:
             hint = _suggest(call.block, list(self.blocks))

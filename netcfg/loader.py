@@ -7,7 +7,6 @@ read the file -> safe YAML with locations -> apply overrides -> validate the top
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path as FsPath
 from typing import Any
@@ -79,6 +78,9 @@ def _apply_one(doc: Document, text: str) -> None:
         raise SpecError(f"bad value: {exc.diagnostics[0].message}", flag) from None
     parts = [int(p) if p.lstrip("-").isdigit() else p for p in key.strip().split(".")]
     parent = _walk(doc.data, parts[:-1], flag)
+    if parts[:-1] == ["vars"] and isinstance(parent, dict) and parts[-1] not in parent:
+        # A new var is referenced nowhere: almost surely a typo of an existing one.
+        raise SpecError(f"no key '{parts[-1]}' under vars{suggest(str(parts[-1]), list(parent))}", flag)
     _set(parent, parts[-1], value, flag, parts)
     path = tuple(parts)
     for old in [p for p in doc.locs if p[: len(path)] == path]:
@@ -168,12 +170,20 @@ def resolve(doc: Document, registry: Registry) -> spec_mod.Spec:
     shared = {name: validator.node(raw, ("shared", name)) for name, raw in shared_data.items()}
     problems += validator.problems
     if problems or head is None:
-        raise SpecError(problems)
+        raise SpecError(sorted(problems, key=_place))
     resolved = head.model_dump(mode="json", exclude={"blocks", "model", "shared"}, exclude_defaults=True)
     resolved.update(netcfg=head.netcfg, input=head.input.model_dump(mode="json"), model=model_data)
     if shared_data:
         resolved["shared"] = shared_data
     return spec_mod.Spec(head=head, model=model, shared=shared, data=resolved, file=doc.file, locs=locs)
+
+
+def _place(d: Diagnostic) -> tuple:
+    """Order problems as they appear: files by name, then line and column (flags last)."""
+    loc = d.loc or Loc("")
+    if loc.line <= 0:
+        return (1, "", 0, 0)  # flags after the file, in command-line order (the sort is stable)
+    return (0, loc.file, loc.line, loc.col)
 
 
 def _substitute_top(doc: Document) -> list[Diagnostic]:
@@ -192,10 +202,13 @@ def _parts(head: spec_mod.SpecHead | None, data: dict) -> tuple[dict, dict, dict
     so that problems inside the model are reported in the same run."""
     if head is not None:
         return head.blocks, dict(head.vars), head.shared
-    blocks = {}
+    blocks: dict = {}
     for name, raw in (data.get("blocks") or {}).items() if isinstance(data.get("blocks"), dict) else []:
-        with contextlib.suppress(ValueError):
+        try:
             blocks[name] = spec_mod.BlockDef.model_validate(raw)
+        except ValueError:
+            blocks[name] = None  # reported by the top-level validation; uses of it stay quiet
+
     variables = data.get("vars") if isinstance(data.get("vars"), dict) else {}
     shared = data.get("shared") if isinstance(data.get("shared"), dict) else {}
     return blocks, variables, shared

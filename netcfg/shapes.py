@@ -6,7 +6,13 @@ from collections.abc import Sequence
 
 
 class ShapeError(ValueError):
-    """A layer cannot take the shape it is given; the builder adds the layer's path."""
+    """A layer cannot take the shape it is given; the builder adds the layer's path.
+
+    `key` names the argument at fault, so the error points at it in the spec."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 def fmt(shape: Sequence[int]) -> str:
@@ -28,7 +34,7 @@ def expect_size(shape: Sequence[int], dim: int, given: int | None, field: str) -
     if given is not None and given != actual:
         want = list(shape)
         want[dim] = given
-        raise ShapeError(f"expected input {fmt(want)} ({field}={given}), got {fmt(shape)}")
+        raise ShapeError(f"expected input {fmt(want)} ({field}={given}), got {fmt(shape)}", key=field)
     return actual
 
 
@@ -51,10 +57,13 @@ def window_out(shape: Sequence[int], rank: int, kernel, stride, padding, dilatio
         return tuple(sizes)
     p = (0,) * rank if padding == "valid" else _tuple(padding, rank)
     if any(len(t) != rank for t in (k, s, d, p)):
-        raise ShapeError(f"kernel_size, stride, padding and dilation need {rank} values each")
+        raise ShapeError(f"kernel_size, stride, padding and dilation need {rank} values each", key="kernel_size")
     out = tuple((n + 2 * pi - di * (ki - 1) - 1) // si + 1 for n, ki, si, pi, di in zip(sizes, k, s, p, d, strict=True))
     if any(o < 1 for o in out):
-        raise ShapeError(f"window {list(k)} (dilation {list(d)}, padding {list(p)}) does not fit input {fmt(shape)}")
+        raise ShapeError(
+            f"window {list(k)} (dilation {list(d)}, padding {list(p)}) does not fit input {fmt(shape)}",
+            key="kernel_size",
+        )
     return out
 
 

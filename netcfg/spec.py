@@ -14,15 +14,17 @@ node against the registry by :mod:`netcfg.validate` after template expansion.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from netcfg.catalog import Node
 from netcfg.errors import Loc
 
 FORMAT_VERSION = 1
+DEVICE_PATTERN = r"auto|cpu|meta|mps|cuda(:\d+)?"
 
 FloatDType = Literal["float32", "float16", "bfloat16", "float64"]
 InputDType = Literal["float32", "float16", "bfloat16", "float64", "int64", "int32"]
@@ -75,6 +77,12 @@ class UniformInit(_Init):
     kind: Literal["uniform"]
     low: float = 0.0
     high: float = 1.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> UniformInit:
+        if not self.high > self.low:
+            raise ValueError(f"`high` ({self.high:g}) must be greater than `low` ({self.low:g})")
+        return self
 
 
 class ConstantInit(_Init):
@@ -144,6 +152,12 @@ class TruncNormalInit(_Init):
     std: float = Field(1.0, gt=0)
     low: float = -2.0
     high: float = 2.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TruncNormalInit:
+        if not self.high > self.low:
+            raise ValueError(f"`high` ({self.high:g}) must be greater than `low` ({self.low:g})")
+        return self
 
 
 class MixtureComponent(_Init):
@@ -217,7 +231,7 @@ class SpecHead(BaseModel):
     """The sample input."""
     seed: int = 0
     """Seed of parameter initialization and of the random sample input."""
-    device: str = Field("auto", pattern=r"^(auto|cpu|meta|mps|cuda(:\d+)?)$")
+    device: str = "auto"
     """auto | cpu | cuda | cuda:N | mps | meta."""
     dtype: FloatDType = "float32"
     """Floating-point type of parameters and buffers."""
@@ -231,6 +245,13 @@ class SpecHead(BaseModel):
     """Groups of parameter paths made one tensor: the first path's tensor is kept."""
     init: list[InitRule] = Field(default_factory=list)
     """Initializer rules, applied in order after PyTorch's default initialization."""
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not re.fullmatch(DEVICE_PATTERN, value):
+            raise ValueError(f"unknown device '{value}' (use auto, cpu, cuda, cuda:N, mps or meta)")
+        return value
 
 
 @dataclass

@@ -59,10 +59,16 @@ def yaml_repr(value: Any) -> str:
 
 
 def suggest(word: Any, choices: list[str]) -> str:
+    """'; did you mean X?' for the closest choice (two when they are equally close), or ''."""
     if not isinstance(word, str):
         return ""
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    close = difflib.get_close_matches(word, choices, n=2, cutoff=0.6)
+    if not close:
+        return ""
+    scores = [difflib.SequenceMatcher(None, word, c).ratio() for c in close]
+    if len(close) == 2 and abs(scores[0] - scores[1]) < 0.02:
+        return f"; did you mean '{close[0]}' or '{close[1]}'?"
+    return f"; did you mean '{close[0]}'?"
 
 
 def pydantic_problems(
@@ -82,10 +88,40 @@ def explain(exc: ValidationError, data: Any, loc_of: LocOf, owner: str, model: A
             continue  # already reported where the expression failed
         path, rest = _data_path(data, err["loc"])
         groups.setdefault(path, []).append((err, rest))
-    out = []
+    groups = _deepest(groups)
+    out = [_one(path, errs, data, loc_of, owner, model) for path, errs in groups.items()]
+    return _drop_missing_explained_by_typos(out, groups, data, model)
+
+
+def _deepest(groups: dict) -> dict:
+    """A union reports one error per branch; keep the branch that got deepest into the data.
+
+    (For `inputs: [0]` against `str | list[str]`: keep 'inputs.0 must be a string', drop
+    'inputs must be a string'.)"""
+
+    def explained_deeper(path: tuple, errs: list) -> bool:
+        if not all(rest for _, rest in errs):
+            return False
+        return any(len(other) > len(path) and other[: len(path)] == path for other in groups)
+
+    return {p: e for p, e in groups.items() if not explained_deeper(p, e)}
+
+
+def _drop_missing_explained_by_typos(out: list, groups: dict, data: Any, model: Any) -> list:
+    """'missing out_features' next to 'unknown out_feature; did you mean out_features?' says it twice."""
+    suggested = set()
     for path, errs in groups.items():
-        out.append(_one(path, errs, data, loc_of, owner, model))
-    return out
+        if errs[0][0]["type"] == "extra_forbidden" and path:
+            allowed = keys_at(model, data, path[:-1])
+            for match in difflib.get_close_matches(str(path[-1]), allowed, n=2, cutoff=0.6):
+                suggested.add(path[:-1] + (match,))
+    kept = []
+    for diagnostic, (path, errs) in zip(out, groups.items(), strict=True):
+        err, rest = errs[0]
+        if err["type"] == "missing" and rest and path + (rest[-1],) in suggested:
+            continue
+        kept.append(diagnostic)
+    return kept
 
 
 def _data_path(data: Any, loc: tuple) -> tuple[tuple, tuple]:
@@ -124,6 +160,14 @@ def _one(path: tuple, errs: list, data: Any, loc_of: LocOf, owner: str, model: A
     if kind == "union_tag_not_found":
         disc = err["ctx"]["discriminator"].strip("'")
         return Diagnostic(loc_of(path), f"missing required key '{disc}'{_in(path, owner)}")
+    if kind in ("value_error", "assertion_error"):
+        return Diagnostic(loc_of(path), f"{_field(path)}: {err['ctx']['error']}")
+    if kind in ("too_short", "too_long"):
+        ctx = err["ctx"]
+        limit = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
+        items = "item" if limit == 1 else "items"
+        bound = "at least" if kind == "too_short" else "at most"
+        return Diagnostic(loc_of(path), f"{_field(path)} must have {bound} {limit} {items}, got {ctx['actual_length']}")
     return Diagnostic(loc_of(path), f"{_field(path)} {_expectation(errs)}, got {yaml_repr(err['input'])}")
 
 
@@ -200,11 +244,16 @@ def _field(path: tuple) -> str:
 
 def _expectation(errs: list) -> str:
     phrases = []
+    kinds = {err["type"] for err, _ in errs}
     for err, _ in errs:
-        phrase = _phrase(err)
+        if err["type"] == "int_type" and "float_type" in kinds:
+            continue  # "a number" covers it
+        phrase = _phrase(err).removeprefix("must be ")
         if phrase not in phrases:
             phrases.append(phrase)
-    return " or ".join(phrases) if len(phrases) > 1 else phrases[0]
+    if len(phrases) == 1:
+        return "must be " + phrases[0]
+    return "must be " + ", ".join(phrases[:-1]) + " or " + phrases[-1]
 
 
 def _phrase(err: dict) -> str:
@@ -262,6 +311,8 @@ class NodeValidator:
 
     def entry(self, data: dict, path: tuple) -> Any:
         kind = data.get("type")
+        if kind is FAILED:
+            return None  # the expression that should have named it was reported
         if kind is None:
             self.fail(path, "module node has no 'type'")
             return None

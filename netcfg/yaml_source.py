@@ -53,6 +53,30 @@ for _tag, _regex, _first in [
     _Loader.add_implicit_resolver(_TAG + _tag, _regex, _first)
 
 
+class _FastLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """libyaml's parser (when PyYAML has it) with the same YAML 1.2 typing: 6x faster."""
+
+
+_FastLoader.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+_OPEN = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_CLOSE = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+
+
+def _compose(text: str, file: str) -> yaml.Node | None:
+    """Compose the node graph, refusing deep nesting before any recursive code sees it."""
+    depth = 0
+    # libyaml's event parser is a state machine (no recursion), so this pass is safe at
+    # any depth; the composer that follows recurses, so it only sees shallow documents.
+    for event in yaml.parse(text, Loader=_FastLoader):
+        if isinstance(event, _OPEN):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", _mark_loc(file, event.start_mark))
+        elif isinstance(event, _CLOSE):
+            depth -= 1
+    return yaml.compose(text, Loader=_FastLoader)
+
+
 @dataclass
 class Document:
     """Plain data read from YAML plus the location of every value and key."""
@@ -76,14 +100,7 @@ class Document:
 
 def read_yaml(text: str, file: str) -> Document:
     """Parse YAML text into a Document, or raise SpecError with every problem found."""
-    try:
-        root = yaml.compose(text, Loader=_Loader)
-    except RecursionError:
-        raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", Loc(file, 1, 1)) from None
-    except yaml.MarkedYAMLError as exc:
-        raise SpecError(_yaml_message(exc), _mark_loc(file, exc.problem_mark or exc.context_mark)) from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"cannot read YAML: {exc}", Loc(file, 1, 1)) from None
+    root = _root(text, file)
     doc = Document(data=None, file=file)
     if root is None:
         return doc
@@ -94,6 +111,23 @@ def read_yaml(text: str, file: str) -> Document:
     return doc
 
 
+def _root(text: str, file: str) -> yaml.Node | None:
+    try:
+        return _compose(text, file)
+    except yaml.YAMLError:
+        pass
+    # libyaml's messages drop details (which character, which alias): parse again with
+    # PyYAML's own parser (slower, but only on this path) for its message.
+    try:
+        return yaml.compose(text, Loader=_Loader)
+    except RecursionError:
+        raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", Loc(file, 1, 1)) from None
+    except yaml.MarkedYAMLError as exc:
+        raise SpecError(_yaml_message(exc), _mark_loc(file, exc.problem_mark or exc.context_mark)) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"cannot read YAML: {exc}", Loc(file, 1, 1)) from None
+
+
 def parse_scalar_text(text: str, where: Loc) -> Any:
     """Parse an override value (``--set k=v``) with the same rules as a file."""
     doc = read_yaml(text, where.file)
@@ -101,8 +135,16 @@ def parse_scalar_text(text: str, where: Loc) -> Any:
 
 
 def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
-    parts = [p for p in (exc.context, exc.problem) if p]
-    return "invalid YAML: " + "; ".join(parts)
+    problem = exc.problem or "cannot parse"
+    if "'\\t'" in problem or "tab character" in problem:
+        problem += " (indent with spaces, not tabs)"
+    where = exc.context_mark
+    opens = exc.context and exc.context.startswith(("while parsing a ", "while scanning a "))
+    if opens and where is not None and where is not exc.problem_mark:
+        opened = exc.context.replace("while ", "").replace("parsing ", "").replace("scanning ", "")
+        opened = "the " + opened[2:] if opened.startswith("a ") else opened
+        return f"invalid YAML: {problem} (in {opened} that starts at line {where.line + 1}, column {where.column + 1})"
+    return f"invalid YAML: {problem}"
 
 
 def _mark_loc(file: str, mark: Any) -> Loc:

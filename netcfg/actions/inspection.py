@@ -271,5 +271,4 @@ def _init_coverage(built: Built, groups: list) -> tuple[InitCoverage, list[str]]
     ]
     default = [g.names[0] for g in groups if g.names[0] not in built.init_rules]
     unused = [i for i, n in enumerate(counts) if n == 0]
-    warnings = [f"{uses[i].where}: warning: init rule {i} sets no parameter (a typo in its selectors?)" for i in unused]
-    return InitCoverage(rules=uses, default=default, unused_rules=unused), warnings
+    return InitCoverage(rules=uses, default=default, unused_rules=unused), list(built.warnings)

@@ -50,6 +50,7 @@ class RunResult:
     output: torch.Tensor
     checksum: str
     """sha256 of the output bytes (first 16 hex digits): equal outputs, equal checksums."""
+    warnings: list[str]
 
 
 def run(
@@ -57,14 +58,16 @@ def run(
 ) -> RunResult:
     built = build_spec(spec, device=device, seed=seed)
     if built.device.type == "meta":
-        raise InputError("cannot run on the meta device: it holds no values (use validate or build)", Loc("--device"))
+        where = Loc(f"--device {device}") if device else spec.loc(("device",))
+        raise InputError("cannot run on the meta device: it holds no values (use validate or inspect)", where)
     x = sample_input(spec, built.device, seed) if inputs is None else inputs.to(built.device)
     if x.is_floating_point() and built.dtype != x.dtype:
         x = x.to(built.dtype)
     built.model.eval()
     with torch.no_grad():
         out = built.model(x)
-    return RunResult(summarize(built), tuple(x.shape), str(x.dtype).replace("torch.", ""), out, checksum(out))
+    dtype = str(x.dtype).replace("torch.", "")
+    return RunResult(summarize(built), tuple(x.shape), dtype, out, checksum(out), list(built.warnings))
 
 
 def checksum(t: torch.Tensor) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from netcfg.cli._common import DebugOpt, DeviceOpt, PluginOpt, SeedOpt, SetOpt, SpecArg, human_bytes, load, out
+from netcfg.cli._common import DebugOpt, DeviceOpt, PluginOpt, SeedOpt, SetOpt, SpecArg, human_bytes, load, note, out
 
 
 def build(
@@ -23,6 +23,8 @@ def build(
     from netcfg.builder import build_spec
 
     built = build_spec(load(spec, set_, plugin), device=device, seed=seed)
+    for warning in built.warnings:
+        note(warning)
     summary = summarize(built)
     out(summary.tree)
     out(summary_line(summary))

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from netcfg.cli._common import DebugOpt, DeviceOpt, PluginOpt, SeedOpt, SetOpt, SpecArg, load, out
+from netcfg.cli._common import DebugOpt, DeviceOpt, PluginOpt, SeedOpt, SetOpt, SpecArg, load, note, out
 from netcfg.cli.build import summary_line
 
 InputOpt = Annotated[
@@ -38,6 +38,8 @@ def run(
     loaded = load(spec, set_, plugin)
     x = actions.read_input(str(input)) if input is not None else None
     result = actions.run(loaded, device=device, seed=seed, inputs=x)
+    for warning in result.warnings:
+        note(warning)
     out(summary_line(result.summary))
     out(f"input  {list(result.input_shape)} {result.input_dtype}")
     out(f"output {list(result.output.shape)} {str(result.output.dtype).replace('torch.', '')}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from netcfg.cli._common import DebugOpt, PluginOpt, SetOpt, SpecArg, load, out
+from netcfg.cli._common import DebugOpt, PluginOpt, SetOpt, SpecArg, load, note, out
 
 
 def validate(spec: SpecArg, set_: SetOpt = None, plugin: PluginOpt = None, debug: DebugOpt = False) -> None:
@@ -16,6 +16,8 @@ def validate(spec: SpecArg, set_: SetOpt = None, plugin: PluginOpt = None, debug
 
     loaded = load(spec, set_, plugin)
     built = build_spec(loaded, device="meta")
+    for warning in built.warnings:
+        note(warning)
     count = sum(p.numel() for p in built.model.parameters())
     shape = list(built.shapes[""][1])
     out(f"{spec}: ok ({count:,} parameters, output shape {shape})")

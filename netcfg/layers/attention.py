@@ -66,10 +66,10 @@ def attention(a: c.Attention, xs: list, ctx) -> nn.Module:
     dim = int(shape[-1])
     kv_heads = a.kv_heads or a.heads
     if a.heads % kv_heads:
-        raise ShapeError(f"kv_heads={kv_heads} must divide heads={a.heads}")
+        raise ShapeError(f"kv_heads={kv_heads} must divide heads={a.heads}", key="kv_heads")
     if a.head_dim is None and dim % a.heads:
-        raise ShapeError(f"input dim {dim} is not divisible by heads={a.heads} (or set head_dim)")
+        raise ShapeError(f"input dim {dim} is not divisible by heads={a.heads} (or set head_dim)", key="heads")
     head_dim = a.head_dim or dim // a.heads
     if a.rotary and head_dim % 2:
-        raise ShapeError(f"rotary positions need an even head_dim, got {head_dim}")
+        raise ShapeError(f"rotary positions need an even head_dim, got {head_dim}", key="rotary")
     return SelfAttention(dim, a.heads, kv_heads, head_dim, a.causal, a.bias, a.rotary, a.rotary_base, a.dropout)

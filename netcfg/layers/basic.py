@@ -24,9 +24,9 @@ def _conv(cls: type, rank: int, a: c._ConvBase, x) -> tuple:
     n_in = expect_size(shape, 1, a.in_channels, "in_channels")
     for name, count in (("in_channels", n_in), ("out_channels", a.out_channels)):
         if count % a.groups:
-            raise ShapeError(f"groups={a.groups} does not divide {name}={count}")
+            raise ShapeError(f"groups={a.groups} does not divide {name}={count}", key="groups")
     if a.padding == "same" and a.stride not in (1, [1] * rank):
-        raise ShapeError("padding 'same' needs stride 1")
+        raise ShapeError("padding 'same' needs stride 1", key="padding")
     sizes = window_out(shape, rank, a.kernel_size, a.stride, a.padding, a.dilation)
     module = cls(
         n_in, a.out_channels, a.kernel_size, stride=a.stride, padding=a.padding,
@@ -78,7 +78,7 @@ def groupnorm(a: c.GroupNorm, xs: list, ctx) -> nn.Module:
     check_rank(xs[0].shape, 2, "groupnorm")
     channels = xs[0].shape[1]
     if channels % a.groups:
-        raise ValueError(f"groups={a.groups} does not divide the {channels} input channels")
+        raise ShapeError(f"groups={a.groups} does not divide the {channels} input channels", key="groups")
     return nn.GroupNorm(a.groups, channels, eps=a.eps, affine=a.affine)
 
 
@@ -90,9 +90,14 @@ def dropout(a: c.Dropout, xs: list, ctx) -> nn.Module:
 @builds("embedding")
 def embedding(a: c.Embedding, xs: list, ctx) -> nn.Module:
     if xs[0].dtype.is_floating_point:
-        raise ValueError(f"embedding needs integer ids; its input is {xs[0].dtype}")
+        raise ShapeError(
+            f"embedding needs integer ids, its input is {str(xs[0].dtype).replace('torch.', '')} "
+            "(for token inputs declare `input: {shape: [...], dtype: int64, high: VOCAB}`)"
+        )
     if a.padding_idx is not None and a.padding_idx >= a.num_embeddings:
-        raise ValueError(f"padding_idx {a.padding_idx} is not below num_embeddings {a.num_embeddings}")
+        raise ShapeError(
+            f"padding_idx {a.padding_idx} is not below num_embeddings {a.num_embeddings}", key="padding_idx"
+        )
     module = nn.Embedding(a.num_embeddings, a.embedding_dim, padding_idx=a.padding_idx)
     return module, meta_like(xs[0], (*xs[0].shape, a.embedding_dim), dtype=torch.get_default_dtype())
 
@@ -109,7 +114,7 @@ class PositionalEmbedding(nn.Embedding):
 def pos_embedding(a: c.PosEmbedding, xs: list, ctx) -> nn.Module:
     check_rank(xs[0].shape, 2, "pos_embedding")
     if xs[0].shape[1] > a.max_len:
-        raise ValueError(f"input length {xs[0].shape[1]} exceeds max_len {a.max_len}")
+        raise ShapeError(f"input length {xs[0].shape[1]} exceeds max_len {a.max_len}", key="max_len")
     out = meta_like(xs[0], (1, xs[0].shape[1], a.dim), dtype=torch.get_default_dtype())
     return PositionalEmbedding(a.max_len, a.dim), out
 
@@ -174,7 +179,7 @@ def _pool(name: str):
         check_rank(shape, rank + 1, name, exact=(rank + 1, rank + 2))
         stride = a.stride if a.stride is not None else a.kernel_size
         if any(2 * p > k for p, k in zip(_pair(a.padding, rank), _pair(a.kernel_size, rank), strict=False)):
-            raise ShapeError("padding must be at most half the kernel size")
+            raise ShapeError("padding must be at most half the kernel size", key="padding")
         sizes = window_out(shape, rank, a.kernel_size, stride, a.padding)
         return cls(a.kernel_size, a.stride, a.padding), meta_like(xs[0], (*shape[:-rank], *sizes))
 
@@ -203,7 +208,7 @@ def _adaptive(name: str):
         check_rank(shape, rank + 1, name, exact=(rank + 1, rank + 2))
         size = _pair(a.output_size, rank)
         if len(size) != rank:
-            raise ShapeError(f"output_size needs {rank} values")
+            raise ShapeError(f"output_size needs {rank} values", key="output_size")
         return cls(a.output_size), meta_like(xs[0], (*shape[:-rank], *size))
 
     return build

@@ -176,7 +176,7 @@ def parallel(a: c.Parallel, xs: list, ctx):
     try:
         out = merged(a.merge, a.dim, outs)
     except ShapeError as exc:
-        raise ShapeError(f"branch outputs: {exc}") from None
+        raise ShapeError(f"branch outputs: {exc}", key="merge") from None
     return Parallel(branches, merge_module(a.merge, a.dim)), out
 
 
@@ -185,7 +185,7 @@ def residual(a: c.Residual, xs: list, ctx):
     body, out = ctx.build(a.body, xs, "body")
     shortcut, short_out = ctx.build(a.shortcut, xs, "shortcut") if a.shortcut is not None else (None, xs[0])
     if tuple(out.shape) != tuple(short_out.shape):
-        raise ShapeError(f"body output {fmt(out.shape)} and shortcut output {fmt(short_out.shape)} differ")
+        raise ShapeError(f"body output {fmt(out.shape)} and shortcut output {fmt(short_out.shape)} differ", key="body")
     return Residual(body, shortcut), merged("add", -1, [out, short_out])
 
 
@@ -209,7 +209,9 @@ def graph(a: c.Graph, xs: list, ctx):
         steps.append(idx)
         previous = name
     if a.output is not None and a.output not in index:
-        raise ShapeError(f"output '{a.output}' is not a node of this graph")
+        from netcfg.validate import suggest
+
+        ctx.fail(a, f"output '{a.output}' is not a node of this graph{suggest(a.output, list(a.nodes))}", "output")
     out_index = index[a.output] if a.output else len(values) - 1
     return Graph(modules, steps, out_index), values[out_index]
 
@@ -217,13 +219,14 @@ def graph(a: c.Graph, xs: list, ctx):
 def _ref(ctx, node: c.Node, ref: str, index: dict, graph: c.Graph) -> int:
     if ref in index:
         return index[ref]
+    key = ("inputs", node.inputs.index(ref)) if isinstance(node.inputs, list) else "inputs"
     if ref in graph.nodes:
-        ctx.fail(node, f"input '{ref}' is a later node: a graph runs in order, so it cannot read it (cycle?)", "inputs")
+        ctx.fail(node, f"input '{ref}' is a later node: a graph runs in order, so it cannot read it (cycle?)", key)
     from netcfg.validate import suggest
 
-    ctx.fail(node, f"unknown input '{ref}'{suggest(ref, list(index))}", "inputs")
+    ctx.fail(node, f"unknown input '{ref}'{suggest(ref, list(index))}", key)
 
 
 @builds("shared")
 def shared(a: c.Shared, xs: list, ctx):
-    return ctx.use_shared(a.ref, xs)
+    return ctx.use_shared(a, xs)

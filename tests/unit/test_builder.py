@@ -54,7 +54,7 @@ def test_stated_input_size_is_checked_and_the_error_names_path_and_shapes(write_
         make(write_spec, "model:\n  type: sequential\n  layers:\n    - {type: linear, out_features: 8}\n"
                          "    - {type: linear, in_features: 30, out_features: 2}\n")  # fmt: skip
     assert str(err.value).endswith(
-        ":7:7: error: layer '1' (linear) with input [2, 8]: expected input [2, 30] (in_features=30), got [2, 8]"
+        ":7:35: error: layer '1' (linear) with input [2, 8]: expected input [2, 30] (in_features=30), got [2, 8]"
     )
 
 
