@@ -68,6 +68,10 @@ class DeviceError(NetcfgError):
     """A requested device or dtype is not available here."""
 
 
+class CheckpointError(NetcfgError):
+    """A checkpoint or tensor file is unreadable, corrupt, or does not fit the model."""
+
+
 class InputError(NetcfgError):
     """A file or flag given on the command line cannot be used."""
 

@@ -9,8 +9,14 @@ from pathlib import Path
 from netcfg.errors import InputError, Loc
 
 
-def write_tensors(tensors: dict, path: str | os.PathLike, metadata: dict | None = None, flag: str = "") -> None:
-    """Save a dict of tensors as safetensors without ever leaving a half-written file."""
+def write_tensors(
+    tensors: dict, path: str | os.PathLike, metadata: dict | None = None, flag: str = "", durable: bool = True
+) -> None:
+    """Save a dict of tensors as safetensors without ever leaving a half-written file.
+
+    A temporary file in the target's directory is written, flushed and fsynced, then
+    renamed over the target, and the directory is fsynced: a crash at any moment leaves
+    the old file or the new one. `durable=False` skips the two fsyncs (benchmarks only)."""
     from safetensors.torch import save_file
 
     target = Path(path)
@@ -26,9 +32,14 @@ def write_tensors(tensors: dict, path: str | os.PathLike, metadata: dict | None 
     os.close(fd)
     try:
         save_file({k: v.detach().contiguous().to("cpu") for k, v in tensors.items()}, tmp, metadata=metadata)
-        _fsync(tmp)
+        if durable:
+            _fsync(tmp)
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        if durable:
+            _fsync_dir(target.parent)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise InputError(f"cannot write: {exc.strerror or exc}", where) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

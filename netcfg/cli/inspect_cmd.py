@@ -49,6 +49,9 @@ def inspect(
     if dtype is not None:
         _check_choice("--dtype", dtype, DTYPES)
     pattern = _pattern(grep)
+    if is_checkpoint(spec):
+        out(checkpoint_report(spec, params, format, pattern))
+        return
     loaded = load(spec, set_, plugin)
     try:
         report = inspect_spec(loaded, dtype=dtype, train=train)
@@ -70,6 +73,60 @@ def inspect(
             out(params_table(report, pattern))
         if init:
             out(init_table(report))
+
+
+def is_checkpoint(path) -> bool:
+    """A safetensors file: by its name, or by its first bytes (8-byte length, then '{')."""
+    if str(path).endswith(".safetensors"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000
+
+
+def checkpoint_report(path, params: bool, format: str, pattern: re.Pattern | None) -> str:
+    """A checkpoint's contents from its header alone: instant whatever the file's size."""
+    import json
+    from dataclasses import asdict
+
+    from netcfg.actions.checkpoint import describe
+
+    info = describe(path)
+    rows = [r for r in info.tensors if pattern is None or pattern.search(r[0])]
+    if format == "json":
+        return json.dumps(asdict(info), indent=2)
+    if format == "csv":
+        lines = ["name,dtype,shape,bytes"] + [f"{n},{d},{'x'.join(map(str, s))},{b}" for n, d, s, b in rows]
+        return "\n".join(lines)
+    elements = sum(_count(r[2]) for r in info.tensors)
+    meta = info.metadata
+    lines = [
+        f"{info.path}: safetensors, {len(info.tensors)} tensors, {elements:,} elements, "
+        f"{human_bytes(info.size)} ({info.header_bytes:,}-byte header)",
+        f"written by netcfg {meta.get('netcfg.version', '?')} (checkpoint format "
+        f"{meta.get('netcfg.checkpoint_format', '?')}), torch {meta.get('torch.version', '?')}"
+        if "netcfg.version" in meta else "not written by netcfg (no embedded spec)",
+    ]  # fmt: skip
+    if info.spec is not None:
+        lines.append(
+            f"spec         {info.spec.get('name') or '(unnamed)'}, sha256 {meta.get('netcfg.spec_sha256', '')[:16]}"
+        )
+    lines += [f"tie          {' = '.join(group)}" for group in info.ties]
+    if params:
+        table = [[n, d, _shape(s), f"{b:,}"] for n, d, s, b in rows]
+        lines.append(_table("tensors", [("name", "left"), ("dtype", "left"), ("shape", "left"), ("bytes", "right")],
+                            table))  # fmt: skip
+    return "\n".join(lines)
+
+
+def _count(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
 
 
 def _check_choice(flag: str, value: str, choices: tuple) -> None:

@@ -1,0 +1,362 @@
+"""Checkpoints: self-describing safetensors files that keep ties and never lose data.
+
+A checkpoint holds every parameter and persistent buffer once (tied tensors and shared
+modules are stored under their first name), and in its metadata the resolved spec
+(canonical JSON) with its sha256, the ties, and the netcfg and torch versions, so
+`load(path)` rebuilds the exact model from the file alone. Writes are atomic (see
+netcfg.tensor_files); reads check the header first (netcfg.safetensors_header) and never
+unpickle anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from netcfg import ties
+from netcfg.actions.model import checksum
+from netcfg.builder import Built, build_spec, sample_input
+from netcfg.errors import CheckpointError, Diagnostic, Loc
+from netcfg.loader import load_spec_data
+from netcfg.safetensors_header import DTYPE_SIZES, METADATA, Header, read_header
+from netcfg.spec import Spec
+from netcfg.tensor_files import write_tensors
+
+CHECKPOINT_FORMAT = 1
+KEY_FORMAT = "netcfg.checkpoint_format"
+KEY_SPEC = "netcfg.spec"
+KEY_HASH = "netcfg.spec_sha256"
+KEY_TIES = "netcfg.ties"
+TORCH_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool,
+}  # fmt: skip
+SAFETENSORS_NAMES = {v: k for k, v in TORCH_DTYPES.items()}
+
+
+def canonical(data: dict) -> str:
+    # Key order is kept, not sorted: a graph's nodes run in the order they are written.
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+# ---------------------------------------------------------------- names and ties
+
+
+def alias_groups(model: nn.Module) -> list[list[str]]:
+    """state_dict names grouped by the tensor they hold (ties, shared modules), in order."""
+    by_id: dict[int, list[str]] = {}
+    for name, tensor in model.named_parameters(remove_duplicate=False):
+        by_id.setdefault(id(tensor), []).append(name)
+    for name, tensor in model.named_buffers(remove_duplicate=False):
+        by_id.setdefault(id(tensor), []).append(name)
+    persistent = set(model.state_dict(keep_vars=True))
+    groups = [[n for n in names if n in persistent] for names in by_id.values()]
+    return [g for g in groups if g]
+
+
+def _order(model: nn.Module, groups: list[list[str]]) -> list[list[str]]:
+    position = {name: i for i, name in enumerate(model.state_dict(keep_vars=True))}
+    return sorted(groups, key=lambda g: position[g[0]])
+
+
+# ---------------------------------------------------------------- save
+
+
+@dataclass(frozen=True)
+class Saved:
+    path: str
+    tensors: int
+    bytes: int
+    parameters: int
+    ties: list[list[str]]
+    spec_sha256: str
+
+
+def metadata_for(built: Built, groups: list[list[str]]) -> dict[str, str]:
+    from netcfg import __version__
+
+    # The seed actually used (a --seed flag included), so `load --check` feeds the same
+    # sample input as `run --seed N` and their checksums compare.
+    spec_json = canonical({**built.spec.data, "seed": built.seed})
+    return {
+        "format": "pt",
+        KEY_FORMAT: str(CHECKPOINT_FORMAT),
+        KEY_SPEC: spec_json,
+        KEY_HASH: hashlib.sha256(spec_json.encode()).hexdigest(),
+        KEY_TIES: json.dumps([g for g in groups if len(g) > 1]),
+        "netcfg.version": __version__,
+        "torch.version": torch.__version__,
+        "netcfg.seed": str(built.seed),
+    }
+
+
+def save(built: Built, path: str | os.PathLike, durable: bool = True) -> Saved:
+    """Write the model's weights and buffers, each tensor once, with the spec embedded."""
+    model = built.model
+    groups = _order(model, alias_groups(model))
+    state = model.state_dict()
+    tensors = {g[0]: state[g[0]] for g in groups}
+    meta = metadata_for(built, groups)
+    write_tensors(tensors, path, metadata=meta, flag="-o", durable=durable)
+    return Saved(
+        path=str(path),
+        tensors=len(tensors),
+        bytes=os.path.getsize(path),
+        parameters=sum(p.numel() for p in model.parameters()),
+        ties=[g for g in groups if len(g) > 1],
+        spec_sha256=meta[KEY_HASH],
+    )
+
+
+# ---------------------------------------------------------------- load
+
+
+@dataclass
+class Loaded:
+    built: Built
+    header: Header
+    problems: list[str] = field(default_factory=list)
+    """Mismatches tolerated by a non-strict load."""
+    checksum: str | None = None
+    nonfinite: dict[str, int] = field(default_factory=dict)
+    """Tensor name -> count of NaN/Inf values (filled by check=True)."""
+
+
+def embedded_spec(header: Header) -> Spec:
+    meta = header.metadata
+    version = meta.get(KEY_FORMAT)
+    if version is not None and (not version.isdigit() or int(version) > CHECKPOINT_FORMAT):
+        raise CheckpointError(
+            f"written in netcfg checkpoint format {version}; this netcfg reads format {CHECKPOINT_FORMAT}: "
+            "upgrade netcfg",
+            Loc(header.path),
+        )
+    if KEY_SPEC not in meta:
+        raise CheckpointError("holds no netcfg spec (not saved by netcfg): pass --config SPEC", Loc(header.path))
+    try:
+        data = json.loads(meta[KEY_SPEC])
+    except ValueError:
+        raise CheckpointError("its embedded spec is not valid JSON", Loc(header.path)) from None
+    text = meta[KEY_SPEC].encode()
+    if KEY_HASH in meta and hashlib.sha256(text).hexdigest() != meta[KEY_HASH]:
+        raise CheckpointError("its embedded spec does not match its recorded sha256 (edited or corrupt)",
+                              Loc(header.path))  # fmt: skip
+    return load_spec_data(data, f"{header.path} (embedded spec)")
+
+
+def load(
+    path: str | os.PathLike,
+    spec: Spec | None = None,
+    device: str | None = None,
+    strict: bool = True,
+    check: bool = False,
+) -> Loaded:
+    """Rebuild the model a checkpoint describes (or `spec`) and load its tensors."""
+    header = read_header(path)
+    spec = spec or embedded_spec(header)
+    skeleton = build_spec(spec, device="meta")
+    target_device = device or spec.head.device
+    problems = compare(skeleton.model, header)
+    if problems and strict:
+        raise CheckpointError([Diagnostic(Loc(header.path), p) for p in problems])
+    if strict:
+        built = _materialize(skeleton, spec, header, target_device)
+    else:
+        built = build_spec(spec, device=target_device)
+        _copy_matching(built.model, header)
+    loaded = Loaded(built, header, problems if not strict else [])
+    if check:
+        _check(loaded)
+    return loaded
+
+
+def compare(model: nn.Module, header: Header) -> list[str]:
+    """Every difference between the model's state_dict and the file, as one line each."""
+    expected = model.state_dict(keep_vars=True)
+    groups = alias_groups(model)
+    problems = []
+    covered = set()
+    for group in groups:
+        covered.update(group)
+        present = [n for n in group if n in header.tensors]
+        if not present:
+            names = " = ".join(f"'{n}'" for n in group)
+            t = expected[group[0]]
+            problems.append(f"missing tensor {names} {list(t.shape)} {_dt(t.dtype)}")
+            continue
+        for name in present:
+            problems += _mismatch(name, expected[name], header)
+    for name in header.tensors:
+        if name not in covered:
+            info = header.tensors[name]
+            problems.append(f"unexpected tensor '{name}' {list(info.shape)} {info.dtype} (not in the model)")
+    return problems
+
+
+def _mismatch(name: str, tensor: torch.Tensor, header: Header) -> list[str]:
+    info = header.tensors[name]
+    problems = []
+    if tuple(tensor.shape) != info.shape:
+        problems.append(
+            f"tensor '{name}' has shape {list(info.shape)} in the file, the model needs {list(tensor.shape)}"
+        )
+    want = SAFETENSORS_NAMES.get(tensor.dtype)
+    if want != info.dtype:
+        problems.append(f"tensor '{name}' is {info.dtype} in the file, the model needs {want or tensor.dtype}")
+    return problems
+
+
+def _dt(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def _read(header: Header, device: torch.device) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    where = "cpu" if device.type == "meta" else str(device)
+    try:
+        return load_file(header.path, device=where)
+    except Exception as exc:  # the header was checked; anything left is the library's word on the data
+        raise CheckpointError(f"cannot read tensors: {exc}", Loc(header.path)) from None
+
+
+def _materialize(skeleton: Built, spec: Spec, header: Header, device: str) -> Built:
+    """Put the file's tensors into the meta skeleton (no initialization is ever computed)."""
+    from netcfg import devices
+
+    target, note = devices.resolve(device, Loc(f"--device {device}"))
+    model = skeleton.model
+    groups = alias_groups(model)
+    if target.type == "meta":
+        skeleton.device, skeleton.device_note = target, note
+        return skeleton
+    tensors = _read(header, target)
+    state = {}
+    for group in groups:
+        source = tensors[next(n for n in group if n in header.tensors)]
+        for name in group:
+            state[name] = source
+    model.load_state_dict(state, strict=True, assign=True)
+    ties.tie(model, [g for g in groups if len(g) > 1 and _all_params(model, g)])
+    skeleton.device, skeleton.device_note = target, note
+    return skeleton
+
+
+def _all_params(model: nn.Module, names: list[str]) -> bool:
+    params = dict(model.named_parameters(remove_duplicate=False))
+    return all(n in params for n in names)
+
+
+def _copy_matching(model: nn.Module, header: Header) -> None:
+    """Non-strict: copy every tensor whose name, shape and dtype fit; keep the rest as initialized."""
+    expected = model.state_dict()
+    device = next((t.device for t in expected.values()), torch.device("cpu"))
+    tensors = _read(header, device)
+    fitting = {
+        n: t
+        for n, t in tensors.items()
+        if n in expected and t.shape == expected[n].shape and t.dtype == expected[n].dtype
+    }
+    model.load_state_dict(fitting, strict=False)
+
+
+def _check(loaded: Loaded) -> None:
+    built = loaded.built
+    for name, tensor in built.model.state_dict().items():
+        if tensor.is_floating_point() and tensor.device.type != "meta":
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                loaded.nonfinite[name] = bad
+    if built.device.type == "meta":
+        return
+    x = sample_input(built.spec, built.device)
+    if x.is_floating_point():
+        x = x.to(built.dtype)
+    built.model.eval()
+    with torch.no_grad():
+        loaded.checksum = checksum(built.model(x))
+
+
+# ---------------------------------------------------------------- describing a file
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    path: str
+    size: int
+    header_bytes: int
+    tensors: list[tuple[str, str, tuple, int]]
+    """(name, dtype, shape, bytes) in file order."""
+    ties: list[list[str]]
+    metadata: dict[str, str]
+    spec: dict | None
+    parameters_bytes: int
+
+
+def describe(path: str | os.PathLike) -> CheckpointInfo:
+    """What a safetensors file holds, from its header alone (no tensor data is read)."""
+    header = read_header(path)
+    meta = dict(header.metadata)
+    spec = json.loads(meta.pop(KEY_SPEC)) if KEY_SPEC in meta else None
+    tie_groups = json.loads(meta.pop(KEY_TIES, "[]"))
+    rows = [(t.name, t.dtype, t.shape, t.nbytes) for t in sorted(header.tensors.values(), key=lambda t: t.start)]
+    return CheckpointInfo(
+        path=str(path), size=header.size, header_bytes=header.header_size, tensors=rows, ties=tie_groups,
+        metadata=meta, spec=spec, parameters_bytes=sum(r[3] for r in rows),
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------- tensor files
+
+
+def save_tensors(obj, path: str | os.PathLike) -> None:
+    """Save one tensor, a list of tensors, or a dict of str -> tensor as safetensors.
+
+    The file is plain safetensors (readable by safetensors.torch.load_file); its metadata
+    records which of the three it was, so load_tensors returns the same structure."""
+    if isinstance(obj, torch.Tensor):
+        tensors, kind = {"tensor": obj}, "tensor"
+    elif isinstance(obj, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in obj):
+        tensors, kind = {str(i): t for i, t in enumerate(obj)}, "list"
+    elif isinstance(obj, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        if METADATA in obj:
+            raise CheckpointError(f"a tensor may not be named '{METADATA}' (reserved by safetensors)", Loc(str(path)))
+        tensors, kind = dict(obj), "dict"
+    else:
+        raise CheckpointError("save_tensors takes a tensor, a list of tensors, or a dict of str -> tensor",
+                              Loc(str(path)))  # fmt: skip
+    write_tensors(_unshare(tensors), path, metadata={"netcfg.tensors": kind})
+
+
+def _unshare(tensors: dict) -> dict:
+    """safetensors refuses tensors that share memory; copies make each one its own."""
+    seen: set = set()
+    out = {}
+    for name, t in tensors.items():
+        key = (t.untyped_storage().data_ptr(), t.storage_offset()) if t.device.type != "meta" else id(t)
+        out[name] = t.clone() if key in seen else t
+        seen.add(key)
+    return out
+
+
+def load_tensors(path: str | os.PathLike, device: str = "cpu"):
+    """The tensor, list or dict that save_tensors wrote (any safetensors file: a dict)."""
+    header = read_header(path)
+    tensors = _read(header, torch.device(device))
+    kind = header.metadata.get("netcfg.tensors", "dict")
+    if kind == "tensor" and set(tensors) == {"tensor"}:
+        return tensors["tensor"]
+    if kind == "list" and set(tensors) == {str(i) for i in range(len(tensors))}:
+        return [tensors[str(i)] for i in range(len(tensors))]
+    return tensors
+
+
+def unique_bytes(header: Header) -> int:
+    return sum(DTYPE_SIZES[t.dtype] * math.prod(t.shape) for t in header.tensors.values())

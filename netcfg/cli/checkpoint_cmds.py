@@ -1,0 +1,116 @@
+"""netcfg save / load / tensors: safetensors checkpoints and tensor files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from netcfg.cli._common import (
+    DebugOpt,
+    DeviceOpt,
+    PluginOpt,
+    SeedOpt,
+    SetOpt,
+    SpecArg,
+    human_bytes,
+    load,
+    note,
+    out,
+)
+
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Checkpoint file to write (.safetensors).")]
+CkptArg = Annotated[Path, typer.Argument(help="Checkpoint file (.safetensors).", show_default=False)]
+ConfigOpt = Annotated[
+    Optional[Path], typer.Option("--config", help="Rebuild from this spec instead of the one embedded in the file.")
+]
+CheckOpt = Annotated[bool, typer.Option("--check", help="Run the sample input, print a checksum; report NaN/Inf.")]
+StrictOpt = Annotated[
+    bool, typer.Option("--strict/--non-strict", help="Refuse any missing, unexpected or mismatched tensor.")
+]
+
+
+def save(
+    spec: SpecArg,
+    output: OutputOpt,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    set_: SetOpt = None,
+    plugin: PluginOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Build and initialize a spec, then write its weights and buffers (ties stored once) with the spec embedded.
+
+    Example: netcfg save configs/gpt2.yaml -o gpt2.safetensors --seed 1
+    """
+    from netcfg.actions.checkpoint import save as save_checkpoint
+    from netcfg.builder import build_spec
+
+    built = build_spec(load(spec, set_, plugin), device=device, seed=seed)
+    for warning in built.warnings:
+        note(warning)
+    saved = save_checkpoint(built, output)
+    tied = f", {len(saved.ties)} tie group(s) stored once" if saved.ties else ""
+    out(f"wrote {saved.path}: {saved.tensors} tensors{tied}, {saved.parameters:,} parameters, "
+        f"{saved.bytes:,} bytes ({human_bytes(saved.bytes)}), spec sha256 {saved.spec_sha256[:16]}")  # fmt: skip
+
+
+def load_cmd(
+    checkpoint: CkptArg,
+    config: ConfigOpt = None,
+    device: DeviceOpt = None,
+    check: CheckOpt = False,
+    strict: StrictOpt = True,
+    set_: SetOpt = None,
+    plugin: PluginOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Rebuild the model a checkpoint describes and load its tensors, verifying every name, shape and dtype.
+
+    Example: netcfg load gpt2.safetensors --device cpu --check
+    """
+    from netcfg import plugins
+    from netcfg.actions.checkpoint import load as load_checkpoint
+    from netcfg.cli.build import summary_line
+
+    plugins.load(plugin or [])
+    spec = load(config, set_, plugin) if config is not None else None
+    loaded = load_checkpoint(checkpoint, spec=spec, device=device, strict=strict, check=check)
+    for problem in loaded.problems:
+        note(f"{checkpoint}: warning: {problem}")
+    from netcfg.actions.model import summarize
+
+    out(f"loaded {checkpoint}: {len(loaded.header.tensors)} tensors")
+    out(summary_line(summarize(loaded.built)))
+    for name, count in loaded.nonfinite.items():
+        note(f"{checkpoint}: warning: tensor '{name}' holds {count:,} NaN/Inf values")
+    if loaded.checksum is not None:
+        out(f"checksum {loaded.checksum}")
+
+
+NameArg = Annotated[Path, typer.Argument(help="A .safetensors file.", show_default=False)]
+
+
+def tensors(file: NameArg, debug: DebugOpt = False) -> None:
+    """List the tensors of a safetensors file (names, dtypes, shapes, first values).
+
+    Example: netcfg tensors out.safetensors
+    """
+    from netcfg.actions.checkpoint import load_tensors
+    from netcfg.cli.run import preview
+
+    obj = load_tensors(file)
+    items = [("tensor", obj)] if not isinstance(obj, (list, dict)) else (
+        list(enumerate(obj)) if isinstance(obj, list) else list(obj.items())
+    )  # fmt: skip
+    kind = "one tensor" if not isinstance(obj, (list, dict)) else f"a {type(obj).__name__} of {len(items)} tensors"
+    out(f"{file}: {kind}")
+    for name, t in items:
+        out(f"  {name}: {list(t.shape)} {str(t.dtype).replace('torch.', '')} {preview(t)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("save")(save)
+    app.command("load")(load_cmd)
+    app.command("tensors")(tensors)

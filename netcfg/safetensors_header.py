@@ -1,0 +1,181 @@
+"""Reading and checking a safetensors header without reading tensor data. No torch.
+
+The reference parser accepts some files netcfg refuses: duplicate tensor names in the
+header (the last one silently wins), so those are checked here first, together with
+everything that makes a file unusable, each as one line naming the file and the problem.
+Pickles and torch.save zip archives are recognized and refused, never opened.
+
+Layout: 8 bytes little-endian header length N, N bytes of JSON header, then the data;
+every tensor's data_offsets are relative to the start of the data, and the tensors
+must cover the data exactly (no overlap, no hole, nothing after the last one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+from math import prod
+from pathlib import Path
+
+from netcfg.errors import CheckpointError, Loc
+
+MAX_HEADER = 100 * 1000 * 1000  # the reference implementation's limit
+METADATA = "__metadata__"
+DTYPE_SIZES = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4,
+    "U16": 2, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "C64": 8,
+}  # fmt: skip
+MAX_ELEMENTS = 2**62
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    start: int
+    end: int
+
+    @property
+    def count(self) -> int:
+        return prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.start
+
+
+@dataclass
+class Header:
+    path: str
+    size: int
+    header_size: int
+    metadata: dict[str, str] = field(default_factory=dict)
+    tensors: dict[str, TensorInfo] = field(default_factory=dict)
+
+
+def fail(path: str | os.PathLike, message: str) -> CheckpointError:
+    return CheckpointError(message, Loc(str(path)))
+
+
+def read_header(path: str | os.PathLike) -> Header:
+    """The checked header of a safetensors file; CheckpointError names any problem."""
+    p = Path(path)
+    if p.is_dir():
+        raise fail(path, "is a directory, not a safetensors file")
+    try:
+        with open(p, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(8)
+            _refuse_other_formats(path, head, size)
+            (length,) = struct.unpack("<Q", head)
+            _check_length(path, length, size)
+            raw = f.read(length)
+    except FileNotFoundError:
+        raise fail(path, "no such file") from None
+    except OSError as exc:
+        raise fail(path, f"cannot read: {exc.strerror or exc}") from None
+    header = Header(str(path), size, 8 + length)
+    _parse(header, raw)
+    return header
+
+
+def _refuse_other_formats(path, head: bytes, size: int) -> None:
+    if size == 0:
+        raise fail(path, "empty file: not a safetensors file")
+    if head[:1] == b"\x80":
+        raise fail(path, "a Python pickle (torch.save's legacy format): netcfg never unpickles; use safetensors")
+    if head[:4] == b"PK\x03\x04":
+        raise fail(path, "a zip archive (torch.save's format, which holds a pickle): netcfg never unpickles; "
+                         "use safetensors")  # fmt: skip
+    if size < 8:
+        raise fail(path, f"truncated: {size} bytes, shorter than the 8-byte header length")
+
+
+def _check_length(path, length: int, size: int) -> None:
+    if length > MAX_HEADER:
+        raise fail(path, f"header length {length:,} exceeds the {MAX_HEADER:,}-byte limit (corrupt or not safetensors)")
+    if 8 + length > size:
+        raise fail(path, f"header length {length:,} runs past the end of the file ({size:,} bytes): truncated?")
+    if length < 2:
+        raise fail(path, f"header length {length} is too short for a JSON header")
+
+
+def _parse(header: Header, raw: bytes) -> None:
+    path = header.path
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise fail(path, "header is not UTF-8 text (corrupt or not safetensors)") from None
+    try:
+        entries = json.loads(text, object_pairs_hook=_no_duplicates)
+    except _Duplicate as exc:
+        raise fail(path, f"duplicate tensor name '{exc.args[0]}' in the header") from None
+    except ValueError as exc:
+        raise fail(path, f"header is not valid JSON ({exc.msg} at byte {exc.pos})") from None
+    if not isinstance(entries, dict):
+        raise fail(path, "header is not a JSON object")
+    header.metadata = _metadata(path, entries.pop(METADATA, {}))
+    for name, entry in entries.items():
+        header.tensors[name] = _tensor(path, name, entry)
+    _check_layout(header)
+
+
+class _Duplicate(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list) -> dict:
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Duplicate(key)
+        out[key] = value
+    return out
+
+
+def _metadata(path, value) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise fail(path, "__metadata__ must map strings to strings")
+    return value
+
+
+def _tensor(path, name: str, entry) -> TensorInfo:
+    where = f"tensor '{name}'"
+    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+        raise fail(path, f"{where}: an entry needs exactly dtype, shape and data_offsets")
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if dtype not in DTYPE_SIZES:
+        raise fail(path, f"{where}: unknown dtype {dtype!r}")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise fail(path, f"{where}: shape must be a list of non-negative integers, got {shape!r}")
+    if prod(shape) > MAX_ELEMENTS:
+        raise fail(path, f"{where}: shape {shape} has more than 2**62 elements")
+    if (
+        not isinstance(offsets, list) or len(offsets) != 2
+        or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)
+        or offsets[0] > offsets[1]
+    ):  # fmt: skip
+        raise fail(path, f"{where}: data_offsets must be [start, end] with 0 <= start <= end, got {offsets!r}")
+    info = TensorInfo(name, dtype, tuple(shape), offsets[0], offsets[1])
+    if info.count * DTYPE_SIZES[dtype] != info.nbytes:
+        raise fail(path, f"{where}: {dtype} {list(shape)} needs {info.count * DTYPE_SIZES[dtype]:,} bytes, "
+                         f"its offsets give {info.nbytes:,}")  # fmt: skip
+    return info
+
+
+def _check_layout(header: Header) -> None:
+    data = header.size - header.header_size
+    position = 0
+    for info in sorted(header.tensors.values(), key=lambda t: (t.start, t.end)):
+        if info.start < position:
+            raise fail(header.path, f"tensor '{info.name}' overlaps the tensor before it (offset {info.start:,})")
+        if info.start > position:
+            raise fail(header.path, f"a hole of {info.start - position:,} bytes before tensor '{info.name}'")
+        position = info.end
+    if position > data:
+        raise fail(header.path, f"tensors need {position:,} data bytes but the file has {data:,}: truncated?")
+    if position < data:
+        raise fail(header.path, f"{data - position:,} bytes after the last tensor (corrupt or not safetensors)")
