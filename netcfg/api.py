@@ -6,7 +6,7 @@ import os
 
 from torch import nn
 
-from netcfg.builder import build_spec
+from netcfg.actions.model import build_model
 from netcfg.loader import load_spec
 from netcfg.spec import Spec
 
@@ -20,4 +20,4 @@ def build(
 ) -> nn.Module:
     """Build the nn.Module a spec (or spec file) describes, initialized under `seed`."""
     spec = spec_or_path if isinstance(spec_or_path, Spec) else load_spec(spec_or_path, overrides)
-    return build_spec(spec, device=device, seed=seed, dtype=dtype).model
+    return build_model(spec, device=device, seed=seed, dtype=dtype).model

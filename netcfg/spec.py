@@ -204,6 +204,19 @@ class InitRule(BaseModel):
     """The initializer."""
 
 
+class PretrainedSource(BaseModel):
+    """Initialize part of this model from a safetensors checkpoint (of this or another architecture)."""
+
+    model_config = _CONFIG
+
+    file: str = Field(min_length=1)
+    """Checkpoint path, relative to the spec file's directory."""
+    map: dict[str, str] = Field(default_factory=lambda: {"": ""})
+    """Name prefix in the file -> name prefix in this model, e.g. {"0.": "encoder.0."}; default: same names."""
+    trainable: bool = True
+    """false freezes the parameters loaded from the file."""
+
+
 class BlockDef(BaseModel):
     """A template: `args` with defaults (null = required) and a `body` module node."""
 
@@ -245,6 +258,8 @@ class SpecHead(BaseModel):
     """Groups of parameter paths made one tensor: the first path's tensor is kept."""
     init: list[InitRule] = Field(default_factory=list)
     """Initializer rules, applied in order after PyTorch's default initialization."""
+    pretrained: list[PretrainedSource] = Field(default_factory=list)
+    """Checkpoints to initialize parts of the model from, after the init rules."""
 
     @field_validator("device")
     @classmethod

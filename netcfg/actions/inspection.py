@@ -16,7 +16,7 @@ from torch import nn
 
 from netcfg import catalog
 from netcfg.actions import flops as flop_rules
-from netcfg.builder import Built, build_spec
+from netcfg.builder import Built
 from netcfg.init import param_groups
 from netcfg.registry import REGISTRY
 from netcfg.spec import Spec
@@ -105,8 +105,9 @@ class Report(BaseModel):
 
 
 def inspect_spec(spec: Spec, dtype: str | None = None, train: bool = False) -> Report:
-    built = build_spec(spec, device="meta", dtype=dtype)
-    return report(built, train)
+    from netcfg.actions.model import build_model
+
+    return report(build_model(spec, device="meta", dtype=dtype), train)
 
 
 def report(built: Built, train: bool = False) -> Report:

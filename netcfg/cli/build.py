@@ -19,10 +19,9 @@ def build(
 
     Example: netcfg build configs/resnet18.yaml --device cpu --seed 1
     """
-    from netcfg.actions.model import summarize
-    from netcfg.builder import build_spec
+    from netcfg.actions.model import build_model, summarize
 
-    built = build_spec(load(spec, set_, plugin), device=device, seed=seed)
+    built = build_model(load(spec, set_, plugin), device=device, seed=seed)
     for warning in built.warnings:
         note(warning)
     summary = summarize(built)

@@ -45,9 +45,9 @@ def save(
     Example: netcfg save configs/gpt2.yaml -o gpt2.safetensors --seed 1
     """
     from netcfg.actions.checkpoint import save as save_checkpoint
-    from netcfg.builder import build_spec
+    from netcfg.actions.model import build_model
 
-    built = build_spec(load(spec, set_, plugin), device=device, seed=seed)
+    built = build_model(load(spec, set_, plugin), device=device, seed=seed)
     for warning in built.warnings:
         note(warning)
     saved = save_checkpoint(built, output)

@@ -12,10 +12,10 @@ def validate(spec: SpecArg, set_: SetOpt = None, plugin: PluginOpt = None, debug
 
     Example: netcfg validate configs/mlp.yaml --set model.layers.0.out_features=128
     """
-    from netcfg.builder import build_spec
+    from netcfg.actions.model import build_model
 
     loaded = load(spec, set_, plugin)
-    built = build_spec(loaded, device="meta")
+    built = build_model(loaded, device="meta")
     for warning in built.warnings:
         note(warning)
     count = sum(p.numel() for p in built.model.parameters())

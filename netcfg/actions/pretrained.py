@@ -1,0 +1,83 @@
+"""Partial reuse: initialize parts of a model from a checkpoint of another architecture.
+
+Each `pretrained:` entry maps name prefixes in the file to name prefixes in the model
+(`{"0.": "encoder.0."}`: the file's `0.weight` becomes the model's `encoder.0.weight`).
+Every mapping must match at least one tensor, every mapped tensor must exist in the model
+with the same shape and dtype; problems are reported together, naming both keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from netcfg.actions.checkpoint import SAFETENSORS_NAMES
+from netcfg.builder import Built
+from netcfg.errors import CheckpointError, Diagnostic, Loc
+from netcfg.safetensors_header import Header, read_header
+from netcfg.validate import suggest
+
+
+def apply(built: Built) -> dict[str, str]:
+    """Load every `pretrained:` source into `built.model`; returns model key -> 'file:key'."""
+    loaded: dict[str, str] = {}
+    for index, source in enumerate(built.spec.head.pretrained):
+        where = built.spec.loc(("pretrained", index))
+        path = _resolve(built.spec.file, source.file)
+        plan = _plan(built, read_header(path), source, where, index)
+        _copy(built, path, plan, source.trainable)
+        loaded.update({dst: f"{path}:{src}" for src, dst in plan.items()})
+    return loaded
+
+
+def _resolve(spec_file: str, file: str) -> Path:
+    path = Path(file)
+    return path if path.is_absolute() else Path(spec_file).parent / path
+
+
+def _plan(built: Built, header: Header, source, where: Loc, index: int) -> dict[str, str]:
+    """File key -> model key, checked; raises one CheckpointError listing every problem."""
+    state = built.model.state_dict(keep_vars=True)
+    plan: dict[str, str] = {}
+    problems = []
+    for src, dst in source.map.items():
+        keys = [k for k in header.tensors if k.startswith(src)]
+        if not keys:
+            problems.append(f"pretrained {index}: '{src}' matches no tensor of {header.path}"
+                            f"{suggest(src, sorted({k.split('.')[0] + '.' for k in header.tensors}))}")  # fmt: skip
+        for key in keys:
+            target = dst + key[len(src) :]
+            problems += _fits(header, key, target, state, index)
+            plan[key] = target
+    if problems:
+        raise CheckpointError([Diagnostic(where, p) for p in problems])
+    return plan
+
+
+def _fits(header: Header, key: str, target: str, state: dict, index: int) -> list[str]:
+    info = header.tensors[key]
+    if target not in state:
+        return [
+            f"pretrained {index}: '{key}' maps to '{target}', which is not in the model{suggest(target, list(state))}"
+        ]
+    want = state[target]
+    if tuple(want.shape) != info.shape or SAFETENSORS_NAMES.get(want.dtype) != info.dtype:
+        return [f"pretrained {index}: '{key}' is {info.dtype} {list(info.shape)} in the file, "
+                f"'{target}' is {SAFETENSORS_NAMES.get(want.dtype)} {list(want.shape)} in the model"]  # fmt: skip
+    return []
+
+
+def _copy(built: Built, path: Path, plan: dict[str, str], trainable: bool) -> None:
+    from safetensors import safe_open
+
+    state = built.model.state_dict(keep_vars=True)
+    if not trainable:
+        for dst in plan.values():
+            if isinstance(state[dst], torch.nn.Parameter):
+                state[dst].requires_grad_(False)
+    if built.device.type == "meta":
+        return  # checked against the header; no data to copy
+    with safe_open(str(path), framework="pt", device="cpu") as f, torch.no_grad():
+        for src, dst in plan.items():
+            state[dst].copy_(f.get_tensor(src))
