@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from netcfg import devices, init, ties
+from netcfg import devices, init, memory, ties
 from netcfg.catalog import Node
 from netcfg.errors import BuildError, Diagnostic, Loc
 from netcfg.registry import REGISTRY, Registry
@@ -86,11 +86,14 @@ class Built:
 class Builder:
     """Builds the module tree on the meta device; passed to build functions as `ctx`."""
 
-    def __init__(self, spec: Spec, registry: Registry, device: torch.device):
+    def __init__(self, spec: Spec, registry: Registry, device: torch.device, budget: int | None = None):
         self.spec = spec
         self.registry = registry
         self.device = device
         self.probing = False
+        self.budget = budget
+        """Bytes the layers may take on the device (None: no limit)."""
+        self.allocated = 0
         self.prefix: list[str] = []
         self.types: dict[str, str] = {}
         self.locs: dict[str, Loc] = {}
@@ -133,6 +136,8 @@ class Builder:
 
     def _construct(self, entry, node: Node, xs: list, path: str) -> tuple[nn.Module, torch.Tensor]:
         build = self.registry.builder(node.type)
+        if entry.kind in ("layer", "merge") and self.budget is not None and not self.probing:
+            self._reserve(build, node, xs, path)
         try:
             with self._placement():
                 result = build(node, xs, self)
@@ -149,6 +154,23 @@ class Builder:
                 f"layer '{_show(path)}' ({node.type}) with input {shapes}: {_first_line(exc)}",
                 self.spec.loc(where),
             ) from exc
+
+    def _reserve(self, build, node: Node, xs: list, path: str) -> None:
+        """Count the layer's bytes before allocating them; refuse past the budget."""
+        count = memory.elements(node, [tuple(x.shape) for x in xs])
+        if count is None:  # a plugin layer: construct it on meta (free) to count
+            with _meta_construction():
+                result = build(node, xs, self)
+            module = result[0] if isinstance(result, tuple) else result
+            count = sum(t.numel() for t in [*module.parameters(), *module.buffers()])
+        self.allocated += count * memory.BYTES_PER_ELEMENT
+        if self.allocated > self.budget:
+            raise BuildError(
+                f"not enough memory on {self.device}: the layers up to '{_show(path)}' ({node.type}) need "
+                f"{self.allocated:,} bytes, {self.budget:,} are available (inspect it with --device meta, "
+                "or pass --no-memory-check)",
+                self.spec.loc(node._path),
+            )
 
     def _placement(self):
         """Where constructors put their tensors: the target device, or meta (free) when probing."""
@@ -315,12 +337,14 @@ def build_spec(
     seed: int | None = None,
     dtype: str | None = None,
     registry: Registry = REGISTRY,
+    memory_check: bool = True,
 ) -> Built:
     where = Loc(f"--device {device}") if device else spec.loc(("device",))
     target, note = devices.resolve(device or spec.head.device, where)
     seed = spec.head.seed if seed is None else seed
     float_type = devices.DTYPES[dtype or spec.head.dtype]
-    builder = Builder(spec, registry, target)
+    budget = memory.available(target) if memory_check and target.type != "meta" else None
+    builder = Builder(spec, registry, target, budget)
     groups = [list(g) for g in spec.head.ties]
     tie_locs = [[spec.loc(("ties", i, j)) for j in range(len(g))] for i, g in enumerate(groups)]
     rule_locs = [spec.loc(("init", i)) for i in range(len(spec.head.init))]

@@ -53,20 +53,26 @@ class RunResult:
     warnings: list[str]
 
 
-def build_model(spec: Spec, device: str | None = None, seed: int | None = None, dtype: str | None = None) -> Built:
+def build_model(
+    spec: Spec, device: str | None = None, seed: int | None = None, dtype: str | None = None, memory_check: bool = True
+) -> Built:
     """Build and initialize, then load the spec's `pretrained:` checkpoints."""
     from netcfg.actions import pretrained
 
-    built = build_spec(spec, device=device, seed=seed, dtype=dtype)
+    built = build_spec(spec, device=device, seed=seed, dtype=dtype, memory_check=memory_check)
     if spec.head.pretrained:
         pretrained.apply(built)
     return built
 
 
 def run(
-    spec: Spec, device: str | None = None, seed: int | None = None, inputs: torch.Tensor | None = None
+    spec: Spec,
+    device: str | None = None,
+    seed: int | None = None,
+    inputs: torch.Tensor | None = None,
+    memory_check: bool = True,
 ) -> RunResult:
-    built = build_model(spec, device=device, seed=seed)
+    built = build_model(spec, device=device, seed=seed, memory_check=memory_check)
     if built.device.type == "meta":
         where = Loc(f"--device {device}") if device else spec.loc(("device",))
         raise InputError("cannot run on the meta device: it holds no values (use validate or inspect)", where)

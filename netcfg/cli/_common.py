@@ -26,6 +26,12 @@ PluginOpt = Annotated[
 ]  # fmt: skip
 
 
+MemoryOpt = Annotated[
+    bool,
+    typer.Option("--memory-check/--no-memory-check", help="Refuse a model larger than the device's free memory."),
+]
+
+
 def debug_callback(ctx: typer.Context, value: bool) -> bool:
     if value:
         ctx.meta["netcfg_debug"] = True

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from netcfg.cli._common import DebugOpt, DeviceOpt, PluginOpt, SeedOpt, SetOpt, SpecArg, human_bytes, load, note, out
+from netcfg.cli._common import (
+    DebugOpt,
+    DeviceOpt,
+    MemoryOpt,
+    PluginOpt,
+    SeedOpt,
+    SetOpt,
+    SpecArg,
+    human_bytes,
+    load,
+    note,
+    out,
+)
 
 
 def build(
@@ -13,6 +25,7 @@ def build(
     seed: SeedOpt = None,
     set_: SetOpt = None,
     plugin: PluginOpt = None,
+    memory_check: MemoryOpt = True,
     debug: DebugOpt = False,
 ) -> None:
     """Build a spec into a PyTorch module; print the module tree and the parameter count.
@@ -21,7 +34,7 @@ def build(
     """
     from netcfg.actions.model import build_model, summarize
 
-    built = build_model(load(spec, set_, plugin), device=device, seed=seed)
+    built = build_model(load(spec, set_, plugin), device=device, seed=seed, memory_check=memory_check)
     for warning in built.warnings:
         note(warning)
     summary = summarize(built)

@@ -10,6 +10,7 @@ import typer
 from netcfg.cli._common import (
     DebugOpt,
     DeviceOpt,
+    MemoryOpt,
     PluginOpt,
     SeedOpt,
     SetOpt,
@@ -38,6 +39,7 @@ def save(
     device: DeviceOpt = None,
     set_: SetOpt = None,
     plugin: PluginOpt = None,
+    memory_check: MemoryOpt = True,
     debug: DebugOpt = False,
 ) -> None:
     """Build and initialize a spec, then write its weights and buffers (ties stored once) with the spec embedded.
@@ -47,7 +49,7 @@ def save(
     from netcfg.actions.checkpoint import save as save_checkpoint
     from netcfg.actions.model import build_model
 
-    built = build_model(load(spec, set_, plugin), device=device, seed=seed)
+    built = build_model(load(spec, set_, plugin), device=device, seed=seed, memory_check=memory_check)
     for warning in built.warnings:
         note(warning)
     saved = save_checkpoint(built, output)

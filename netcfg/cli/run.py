@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from netcfg.cli._common import DebugOpt, DeviceOpt, PluginOpt, SeedOpt, SetOpt, SpecArg, load, note, out
+from netcfg.cli._common import DebugOpt, DeviceOpt, MemoryOpt, PluginOpt, SeedOpt, SetOpt, SpecArg, load, note, out
 from netcfg.cli.build import summary_line
 
 InputOpt = Annotated[
@@ -26,6 +26,7 @@ def run(
     seed: SeedOpt = None,
     set_: SetOpt = None,
     plugin: PluginOpt = None,
+    memory_check: MemoryOpt = True,
     debug: DebugOpt = False,
 ) -> None:
     """Build a spec and run a forward pass on its sample input (random, seeded) or on --input.
@@ -37,7 +38,7 @@ def run(
 
     loaded = load(spec, set_, plugin)
     x = actions.read_input(str(input)) if input is not None else None
-    result = actions.run(loaded, device=device, seed=seed, inputs=x)
+    result = actions.run(loaded, device=device, seed=seed, inputs=x, memory_check=memory_check)
     for warning in result.warnings:
         note(warning)
     out(summary_line(result.summary))

@@ -110,11 +110,12 @@ class Parallel(nn.Module):
         super().__init__()
         for name, module in branches.items():
             self.add_module(name, module)
-        self._branches = list(branches.values())
+        self._names = list(branches)
         self.merge = merge
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        return self.merge(*[branch(*xs) for branch in self._branches])
+        modules = self._modules  # looked up by name: a swapped-in child is used
+        return self.merge(*[modules[name](*xs) for name in self._names])
 
 
 class Residual(nn.Module):
@@ -132,25 +133,39 @@ class Residual(nn.Module):
 
 
 class Graph(nn.Module):
-    """Runs named nodes in order; node i reads the values at positions steps[i]."""
+    """Runs named nodes in order; node i reads the values at positions steps[i].
+
+    The plan holds child names, not modules, so a child replaced after building (as
+    fusion or quantization tools do) is the one that runs. A two-input add or mul is
+    computed inline: it is most of a residual network's nodes, and a module call costs
+    twice the addition itself (forward hooks on those nodes therefore do not fire)."""
 
     def __init__(self, nodes: OrderedDict, steps: list[list[int]], output: int):
         super().__init__()
         for name, module in nodes.items():
             self.add_module(name, module)
         self._plan = [
-            (module, idx[0] if len(idx) == 1 else None, idx) for module, idx in zip(nodes.values(), steps, strict=False)
+            (name, _inline(module, idx), idx) for (name, module), idx in zip(nodes.items(), steps, strict=True)
         ]
         self._output = output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        modules = self._modules
         values = [x]
-        for module, single, idx in self._plan:
-            if single is not None:
-                values.append(module(values[single]))
+        for name, inline, idx in self._plan:
+            module = modules[name]
+            if inline is not None and type(module) is inline:
+                a, b = values[idx[0]], values[idx[1]]
+                values.append(a + b if inline is Add else a * b)
+            elif len(idx) == 1:
+                values.append(module(values[idx[0]]))
             else:
                 values.append(module(*[values[i] for i in idx]))
         return values[self._output]
+
+
+def _inline(module: nn.Module, idx: list[int]) -> type | None:
+    return type(module) if type(module) in (Add, Mul) and len(idx) == 2 else None
 
 
 @builds("sequential")

@@ -214,3 +214,24 @@ def test_sample_input_is_seeded_and_respects_the_token_range(write_spec):
     x = sample_input(spec)
     assert x.dtype == torch.int64 and int(x.min()) >= 0 and int(x.max()) < 7
     assert torch.equal(x, sample_input(spec))
+
+
+def test_a_child_swapped_after_building_is_the_one_that_runs(write_spec):
+    body = """\
+model:
+  type: graph
+  nodes:
+    fc: {type: linear, out_features: 20}
+    act: {type: relu}
+    add: {type: add, inputs: [input, act]}
+    par: {type: parallel, branches: [{type: linear, out_features: 3}, {type: identity}], merge: concat}
+"""
+    model = make(write_spec, body).model
+    x = torch.rand(2, 20)
+    before = model(x)
+    model.fc = nn.Identity()
+    model.par.get_submodule("1").register_forward_hook(lambda m, i, o: o * 0)
+    h = x + torch.relu(x)
+    expected = torch.cat([model.par.get_submodule("0")(h), h * 0], dim=-1)
+    torch.testing.assert_close(model(x), expected)
+    assert not torch.equal(before, model(x))
