@@ -29,7 +29,8 @@ def test_no_unsafe_yaml_loader():
 
 
 def test_no_eval_exec_pickle_or_torch_load():
-    assert lines_matching(r"(?<![.\w])(eval|exec|compile)\(|\bimport pickle\b|\bpickle\.|torch\.load\(|__import__") == []
+    calls = r"(?<![.\w])(eval|exec|compile)\("
+    assert lines_matching(calls + r"|\bimport pickle\b|\bpickle\.|torch\.load\(|__import__") == []
 
 
 def test_importlib_only_in_the_plugin_loader():
