@@ -22,6 +22,7 @@ from netcfg import catalog
 from netcfg.errors import Diagnostic, Loc
 from netcfg.expand import FAILED
 from netcfg.registry import Registry
+from netcfg.suggest import suggest
 
 LocOf = Callable[[tuple], Loc]
 
@@ -56,19 +57,6 @@ def yaml_repr(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     return repr(value)
-
-
-def suggest(word: Any, choices: list[str]) -> str:
-    """'; did you mean X?' for the closest choice (two when they are equally close), or ''."""
-    if not isinstance(word, str):
-        return ""
-    close = difflib.get_close_matches(word, choices, n=2, cutoff=0.6)
-    if not close:
-        return ""
-    scores = [difflib.SequenceMatcher(None, word, c).ratio() for c in close]
-    if len(close) == 2 and abs(scores[0] - scores[1]) < 0.02:
-        return f"; did you mean '{close[0]}' or '{close[1]}'?"
-    return f"; did you mean '{close[0]}'?"
 
 
 def pydantic_problems(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -123,3 +125,24 @@ def _point_node_fields(schema: dict) -> None:
     props["shared"] = {**_node_ref("map"), "description": props["shared"].get("description", "")}
     block = schema["$defs"]["BlockDef"]["properties"]
     block["body"] = {**_node_ref("one"), "description": block["body"].get("description", "")}
+
+
+# ---------------------------------------------------------------- the cached built-in catalogue
+
+# `netcfg layers` and `netcfg schema` answer from this file when no plugin is named, so they
+# need neither torch nor pydantic (creating the ~60 catalogue models takes a third of a
+# second). A test checks it equals what the models say; rewrite it after changing them with
+#     python -m netcfg.actions.catalogue
+CACHE = Path(__file__).resolve().parent.parent / "builtin_catalogue.json"
+
+
+def cache_content() -> str:
+    from dataclasses import asdict
+
+    data = {"layers": [asdict(info) for info in layers()], "schema": json_schema()}
+    return json.dumps(data, indent=1, sort_keys=False) + "\n"
+
+
+if __name__ == "__main__":
+    CACHE.write_text(cache_content())
+    print(f"wrote {CACHE}")

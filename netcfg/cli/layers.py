@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, is_dataclass
 from typing import Annotated, Optional
 
 import typer
@@ -20,12 +20,15 @@ def layers(name: NameArg = None, format: FormatOpt = "text", plugin: PluginOpt =
 
     Example: netcfg layers attention
     """
-    from netcfg import plugins
-    from netcfg.actions.catalogue import layers as catalogue
-    from netcfg.validate import suggest
+    from netcfg.suggest import suggest
 
     if plugin:
+        from netcfg import plugins
+        from netcfg.actions.catalogue import layers as catalogue
+
         plugins.load(plugin)
+    else:
+        from netcfg.cached_catalogue import layers as catalogue
     if format not in ("text", "json"):
         raise InputError(f"unknown format '{format}' (text or json)", Loc("--format"))
     infos = catalogue()
@@ -34,11 +37,17 @@ def layers(name: NameArg = None, format: FormatOpt = "text", plugin: PluginOpt =
         if not infos:
             raise InputError(f"unknown layer type '{name}'{suggest(name, [i.name for i in catalogue()])}", Loc(name))
     if format == "json":
-        out(json.dumps([asdict(i) for i in infos], indent=2))
+        out(json.dumps([_plain(i) for i in infos], indent=2))
     elif name is not None:
         out(detail(infos[0]))
     else:
         out(table(infos))
+
+
+def _plain(info) -> dict:
+    if is_dataclass(info):
+        return asdict(info)
+    return {**vars(info), "args": [dict(vars(a)) for a in info.args]}
 
 
 def table(infos) -> str:
