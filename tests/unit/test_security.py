@@ -72,9 +72,3 @@ def test_cli_start_and_catalogue_do_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
-
-
-def test_cached_catalogue_equals_the_models():
-    from netcfg.actions.catalogue import CACHE, cache_content
-
-    assert CACHE.read_text() == cache_content(), "stale: run `python -m netcfg.actions.catalogue`"
