@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 from netcfg.errors import InputError, Loc
@@ -25,13 +25,14 @@ def write_tensors(
         raise InputError("is a directory", where)
     if not target.parent.is_dir():
         raise InputError(f"directory '{target.parent}' does not exist", where)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as exc:
-        raise InputError(f"cannot write there: {exc.strerror}", where) from None
-    os.close(fd)
+    if not os.access(target.parent, os.W_OK):
+        raise InputError(f"cannot write there: directory '{target.parent}' is not writable", where)
+    # A name, not a file: leaving an empty placeholder there would make the writer's own
+    # rename replace a file, which on ext4 starts writeback of the whole file at once.
+    tmp = str(target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp")
     try:
         save_file({k: v.detach().contiguous().to("cpu") for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.chmod(tmp, 0o666 & ~_umask())
         if durable:
             _fsync(tmp)
         os.replace(tmp, target)
@@ -43,6 +44,12 @@ def write_tensors(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync(path: str) -> None:

@@ -218,13 +218,22 @@ def _dt(dtype: torch.dtype) -> str:
 
 
 def _read(header: Header, device: torch.device) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
+    """Every tensor, copied into memory of its own.
+
+    Not left backed by the memory-mapped file: a model whose weights are the file's pages
+    dies of SIGBUS when another program rewrites that file in place."""
+    from safetensors import safe_open
 
     where = "cpu" if device.type == "meta" else str(device)
     try:
-        return load_file(header.path, device=where)
+        with safe_open(header.path, framework="pt", device=where) as f:
+            return {name: _own(f.get_tensor(name)) for name in f.keys()}  # noqa: SIM118 (not a dict)
     except Exception as exc:  # the header was checked; anything left is the library's word on the data
         raise CheckpointError(f"cannot read tensors: {exc}", Loc(header.path)) from None
+
+
+def _own(t: torch.Tensor) -> torch.Tensor:
+    return t.clone() if t.device.type == "cpu" else t
 
 
 def _materialize(skeleton: Built, spec: Spec, header: Header, device: str) -> Built:

@@ -68,9 +68,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from netcfg.cli import build, checkpoint_cmds, inspect_cmd, layers, run, schema, validate
+    from netcfg.cli import bench_cmd, build, checkpoint_cmds, inspect_cmd, layers, run, schema, validate
 
-    for module in (validate, build, run, inspect_cmd, checkpoint_cmds, layers, schema):
+    for module in (validate, build, run, inspect_cmd, checkpoint_cmds, bench_cmd, layers, schema):
         module.register(app)
 
 

@@ -1,0 +1,290 @@
+"""Honest timing of a spec's forward (or training) step on a device. Returns data.
+
+Method: build, warm up (excluded), then take samples until the median is stable: each
+sample times a block of calls long enough to dwarf the clock's resolution; sampling stops
+when the interquartile range is under `stable` of the median (after `min_time` seconds and
+at least 10 samples), as torch.utils.benchmark's adaptive mode does, or at `max_time`. On
+CUDA every block is timed with CUDA events after a synchronization. torch.compile's
+compile time is measured apart from the steady state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+from netcfg import devices
+from netcfg.actions.model import build_model
+from netcfg.builder import sample_input
+from netcfg.errors import InputError, Loc
+from netcfg.spec import Spec
+
+MIN_BLOCK_S = 0.002  # each sample covers at least this long
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    device: str = "auto"
+    batch: int | None = None
+    dtype: str | None = None
+    amp: bool = False
+    compile: bool = False
+    mode: str = "inference"
+    warmup: float = 10
+    """Iterations (an int) or seconds (a float given as e.g. '2s')."""
+    warmup_is_seconds: bool = False
+    min_time: float = 1.0
+    max_time: float = 10.0
+    stable: float = 0.05
+    threads: int | None = None
+    seed: int | None = None
+
+
+@dataclass
+class BenchResult:
+    device: str
+    device_name: str
+    batch: int
+    dtype: str
+    mode: str
+    amp: bool
+    compiled: bool
+    threads: int
+    torch: str
+    median: float
+    mean: float
+    min: float
+    max: float
+    p90: float
+    p99: float
+    iqr: float
+    stddev: float
+    rounds: int
+    iterations: int
+    samples_per_s: float
+    peak_memory_bytes: int
+    """CUDA: torch.cuda.max_memory_allocated during the run; CPU: growth of the peak RSS."""
+    peak_reserved_bytes: int | None = None
+    compile_time_s: float | None = None
+    warmup_s: float = 0.0
+
+    @property
+    def ops(self) -> float:
+        """Calls per second (pytest-benchmark's name)."""
+        return 1.0 / self.median
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "ops": self.ops}
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        return _cpu_model() or platform.processor() or "cpu"
+    return device.type
+
+
+def _cpu_model() -> str | None:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return None
+
+
+def bench(spec: Spec, config: BenchConfig, progress: Callable[[float], None] | None = None) -> BenchResult:
+    """Time one configuration (one device, one batch size)."""
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    spec = _with_batch(spec, config.batch)
+    built = build_model(spec, device=config.device, seed=config.seed, dtype=config.dtype)
+    device = built.device
+    if device.type == "meta":
+        raise InputError("cannot time the meta device: it computes nothing", Loc("--device meta"))
+    step = _step(built, config)
+    rss_before = _peak_rss()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    compile_time = _first_call(step, device) if config.compile else None
+    warmup_s = _warm_up(step, device, config)
+    times, iterations = _sample(step, device, config, progress)
+    return _result(built, config, times, iterations, rss_before, compile_time, warmup_s)
+
+
+def _with_batch(spec: Spec, batch: int | None) -> Spec:
+    if batch is None:
+        return spec
+    from netcfg.loader import load_spec_data
+
+    data = {**spec.data, "input": {**spec.data["input"], "shape": [batch, *spec.head.input.shape[1:]]}}
+    return load_spec_data(data, spec.file)
+
+
+def _step(built, config: BenchConfig) -> Callable[[], object]:
+    """One forward pass (inference) or forward, backward and AdamW step (train)."""
+    model = torch.compile(built.model) if config.compile else built.model
+    x = sample_input(built.spec, built.device, built.seed)
+    if x.is_floating_point():
+        x = x.to(built.dtype)
+    autocast = _autocast(built.device, config)
+    if config.mode == "inference":
+        built.model.eval()
+
+        def forward():
+            with torch.inference_mode(), autocast():
+                return model(x)
+
+        return forward
+    built.model.train()
+    params = [p for p in built.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4) if params else None
+
+    def train_step():
+        with autocast():
+            loss = model(x).float().mean()
+        loss.backward()
+        if optimizer is not None:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    return train_step
+
+
+def _autocast(device: torch.device, config: BenchConfig):
+    if not config.amp:
+        return contextlib.nullcontext
+    dtype = torch.float16 if config.dtype == "float16" else torch.bfloat16
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _first_call(step: Callable, device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    step()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def _warm_up(step: Callable, device: torch.device, config: BenchConfig) -> float:
+    start = time.perf_counter()
+    if config.warmup_is_seconds:
+        while time.perf_counter() - start < config.warmup:
+            step()
+    else:
+        for _ in range(int(config.warmup)):
+            step()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def _time_block(step: Callable, device: torch.device, calls: int) -> float:
+    """Seconds per call over `calls` back-to-back calls."""
+    if device.type == "cuda":
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)
+        begin.record()
+        for _ in range(calls):
+            step()
+        end.record()
+        end.synchronize()
+        return begin.elapsed_time(end) / 1000 / calls
+    start = time.perf_counter()
+    for _ in range(calls):
+        step()
+    return (time.perf_counter() - start) / calls
+
+
+def _sample(step: Callable, device: torch.device, config: BenchConfig, progress) -> tuple[list[float], int]:
+    one = _time_block(step, device, 1)
+    calls = max(1, int(MIN_BLOCK_S / max(one, 1e-9)))
+    times: list[float] = []
+    start = time.perf_counter()
+    while True:
+        times.append(_time_block(step, device, calls))
+        elapsed = time.perf_counter() - start
+        if progress is not None:
+            progress(min(elapsed / config.min_time, 1.0))
+        if elapsed >= config.max_time or (elapsed >= config.min_time and len(times) >= 10 and _stable(times, config)):
+            return times, len(times) * calls
+
+
+def _stable(times: list[float], config: BenchConfig) -> bool:
+    q1, _, q3 = statistics.quantiles(times, n=4)
+    return (q3 - q1) <= config.stable * statistics.median(times)
+
+
+def _percentile(sorted_times: list[float], q: float) -> float:
+    index = min(len(sorted_times) - 1, max(0, round(q * (len(sorted_times) - 1))))
+    return sorted_times[index]
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _result(built, config, times, iterations, rss_before, compile_time, warmup_s) -> BenchResult:
+    ordered = sorted(times)
+    q1, _, q3 = statistics.quantiles(times, n=4) if len(times) >= 2 else (times[0],) * 3
+    median = statistics.median(times)
+    device = built.device
+    if device.type == "cuda":
+        peak, reserved = torch.cuda.max_memory_allocated(device), torch.cuda.max_memory_reserved(device)
+    else:
+        peak, reserved = max(0, _peak_rss() - rss_before), None
+    batch = int(built.spec.head.input.shape[0])
+    return BenchResult(
+        device=str(device), device_name=device_name(device), batch=batch,
+        dtype=str(built.dtype).replace("torch.", ""), mode=config.mode, amp=config.amp, compiled=config.compile,
+        threads=torch.get_num_threads(), torch=torch.__version__, median=median, mean=statistics.fmean(times),
+        min=ordered[0], max=ordered[-1], p90=_percentile(ordered, 0.9), p99=_percentile(ordered, 0.99),
+        iqr=q3 - q1, stddev=statistics.pstdev(times), rounds=len(times), iterations=iterations,
+        samples_per_s=batch / median, peak_memory_bytes=int(peak), peak_reserved_bytes=reserved,
+        compile_time_s=compile_time, warmup_s=warmup_s,
+    )  # fmt: skip
+
+
+def parse_devices(text: str) -> list[str]:
+    names = [d.strip() for d in text.split(",") if d.strip()]
+    for name in names:
+        devices.resolve(name, Loc(f"--device {text}"))  # absent devices are errors up front
+    return names
+
+
+def parse_warmup(text: str) -> tuple[float, bool]:
+    """'10' -> 10 iterations; '2s' or '0.5s' -> seconds."""
+    value = text.strip()
+    try:
+        if value.endswith("s"):
+            return float(value[:-1]), True
+        return float(int(value)), False
+    except ValueError:
+        raise InputError(f"expected a number of iterations (10) or seconds (2s), got '{text}'",
+                         Loc(f"--warmup {text}")) from None  # fmt: skip
+
+
+def parse_sweep(text: str) -> list[int]:
+    key, sep, values = text.partition("=")
+    where = Loc(f"--sweep {text}")
+    if key.strip() != "batch" or not sep:
+        raise InputError("only batch sizes can be swept: --sweep batch=1,8,64", where)
+    try:
+        sizes = [int(v) for v in values.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"batch sizes must be integers, got '{values}'", where) from None
+    if not sizes or any(s < 1 for s in sizes):
+        raise InputError("batch sizes must be positive integers", where)
+    return sizes

@@ -1,0 +1,187 @@
+"""netcfg bench and netcfg devices."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from netcfg.cli._common import DebugOpt, PluginOpt, SeedOpt, SetOpt, human_bytes, is_tty, load, out
+from netcfg.errors import InputError, Loc
+
+SpecOpt = Annotated[Optional[Path], typer.Argument(help="Spec file (YAML); not needed with --scenario.")]
+DevicesOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps, or several: cpu,cuda.")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch", help="Batch size (default: the spec's input).", min=1)]
+DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help="float32 | bfloat16 | float16.")]
+AmpOpt = Annotated[bool, typer.Option("--amp", help="Autocast to bfloat16 (float16 with --dtype float16).")]
+CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model; compile time reported apart.")]
+ModeOpt = Annotated[str, typer.Option("--mode", help="inference | train (forward, backward, AdamW step).")]
+WarmupOpt = Annotated[str, typer.Option("--warmup", help="Warm-up iterations (10) or seconds (2s), not timed.")]
+MinTimeOpt = Annotated[float, typer.Option("--min-time", help="Measure at least this many seconds.", min=0.0)]
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="CPU threads (torch.set_num_threads).", min=1)]
+FormatOpt = Annotated[str, typer.Option("--format", help="table | json.")]
+SweepOpt = Annotated[Optional[str], typer.Option("--sweep", help="batch=1,8,64: time each batch size.")]
+ScenarioOpt = Annotated[
+    Optional[str], typer.Option("--scenario", help="transfers | logging | two_gpus: the chapter's device lessons.")
+]
+
+
+def bench(
+    spec: SpecOpt = None,
+    device: DevicesOpt = "auto",
+    batch: BatchOpt = None,
+    dtype: DtypeOpt = None,
+    amp: AmpOpt = False,
+    compile: CompileOpt = False,
+    mode: ModeOpt = "inference",
+    warmup: WarmupOpt = "10",
+    min_time: MinTimeOpt = 1.0,
+    threads: ThreadsOpt = None,
+    format: FormatOpt = "table",
+    sweep: SweepOpt = None,
+    scenario: ScenarioOpt = None,
+    seed: SeedOpt = None,
+    set_: SetOpt = None,
+    plugin: PluginOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Time a spec's forward pass (or training step): median, p90, p99, IQR, samples/s, peak memory.
+
+    Example: netcfg bench configs/resnet50.yaml --device cpu,cuda --sweep batch=1,8,64
+    """
+    from netcfg.actions import bench as actions
+
+    _choice("--format", format, ("table", "json"))
+    _choice("--mode", mode, ("inference", "train"))
+    if dtype is not None:
+        _choice("--dtype", dtype, ("float32", "bfloat16", "float16"))
+    names = actions.parse_devices(device)
+    if scenario is not None:
+        _scenarios(scenario, names, format)
+        return
+    if spec is None:
+        raise InputError("give a spec file to time (or a --scenario)", Loc("SPEC"))
+    loaded = load(spec, set_, plugin)
+    warm, in_seconds = actions.parse_warmup(warmup)
+    batches = actions.parse_sweep(sweep) if sweep else [batch]
+    configs = [
+        actions.BenchConfig(device=d, batch=b, dtype=dtype, amp=amp, compile=compile, mode=mode, warmup=warm,
+                            warmup_is_seconds=in_seconds, min_time=min_time, max_time=max(10.0, 10 * min_time),
+                            threads=threads, seed=seed)
+        for b in batches for d in names
+    ]  # fmt: skip
+    results = _run_all(actions, loaded, configs, show=format == "table")
+    if format == "json":
+        out(json.dumps([r.as_dict() for r in results], indent=2))
+    else:
+        out(table(results))
+
+
+def _choice(flag: str, value: str, choices: tuple) -> None:
+    if value not in choices:
+        raise InputError(f"unknown value '{value}' (choose {', '.join(choices)})", Loc(flag))
+
+
+def _run_all(actions, spec, configs: list, show: bool) -> list:
+    if not (show and is_tty()):
+        return [actions.bench(spec, c) for c in configs]
+    from rich.progress import Progress
+
+    results = []
+    with Progress(transient=True) as progress:
+        for config in configs:
+            task = progress.add_task(f"{config.device} batch {config.batch or 'spec'}", total=1.0)
+            results.append(actions.bench(spec, config, lambda f, t=task: progress.update(t, completed=f)))
+    return results
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.3f}"
+
+
+def table(results: list) -> str:
+    from netcfg.cli.inspect_cmd import _table
+
+    first = results[0]
+    rows = []
+    for r in results:
+        base = next((b for b in results if b.batch == r.batch), r)
+        speedup = base.median / r.median
+        memory = human_bytes(r.peak_memory_bytes) + (f" ({human_bytes(r.peak_reserved_bytes)} reserved)"
+                                                     if r.peak_reserved_bytes is not None else "")  # fmt: skip
+        rows.append([
+            r.device, r.device_name[:40], str(r.batch), r.dtype + (" amp" if r.amp else ""), _ms(r.median),
+            _ms(r.p90), _ms(r.p99), _ms(r.min), _ms(r.iqr), f"{r.samples_per_s:,.1f}", memory, f"{speedup:.2f}x",
+        ])  # fmt: skip
+    columns = [("device", "left"), ("name", "left"), ("batch", "right"), ("dtype", "left"), ("median ms", "right"),
+               ("p90 ms", "right"), ("p99 ms", "right"), ("min ms", "right"), ("IQR ms", "right"),
+               ("samples/s", "right"), ("peak memory", "left"), ("speed-up", "right")]  # fmt: skip
+    head = (f"{first.mode}{' (compiled)' if first.compiled else ''}, torch {first.torch}, {first.threads} CPU threads; "
+            f"{sum(r.rounds for r in results)} samples")  # fmt: skip
+    text = _table(head, columns, rows)
+    compiled = [f"{r.device}: compiled in {r.compile_time_s:.2f} s" for r in results if r.compile_time_s is not None]
+    return text + ("\n" + "\n".join(compiled) if compiled else "")
+
+
+def _scenarios(name: str, devices: list[str], format: str) -> None:
+    from netcfg import devices as device_lookup
+    from netcfg.actions import scenarios
+
+    _choice("--scenario", name, scenarios.SCENARIOS)
+    if name == "two_gpus":
+        results = [scenarios.two_gpus()]
+    else:
+        run = scenarios.transfers if name == "transfers" else scenarios.logging
+        results = [run(device_lookup.resolve(d)[0]) for d in devices]
+    if format == "json":
+        out(json.dumps([{**vars(r), "ratio": r.ratio} for r in results], indent=2))
+        return
+    for r in results:
+        out(f"{r.scenario} on {r.device}: {r.slow_label}: {r.slow_s * 1000:.2f} ms; "
+            f"{r.fast_label}: {r.fast_s * 1000:.2f} ms; {r.ratio:.1f}x")  # fmt: skip
+
+
+def devices_cmd(format: FormatOpt = "table", debug: DebugOpt = False) -> None:
+    """List the devices netcfg can use here: CPU, CUDA GPUs (name, memory, capability), MPS.
+
+    Example: netcfg devices
+    """
+    import os
+
+    import torch
+
+    from netcfg.actions.bench import device_name
+    from netcfg.memory import available
+
+    rows = [{"device": "cpu", "name": device_name(torch.device("cpu")), "cores": os.cpu_count(),
+             "threads": torch.get_num_threads(), "free_memory": available(torch.device("cpu"))}]  # fmt: skip
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(i)
+            rows.append({"device": f"cuda:{i}", "name": props.name, "memory": props.total_memory,
+                         "capability": f"{props.major}.{props.minor}",
+                         "free_memory": available(torch.device("cuda", i))})  # fmt: skip
+    backend = getattr(torch.backends, "mps", None)
+    if backend is not None and backend.is_available():
+        rows.append({"device": "mps", "name": "Apple GPU"})
+    if format == "json":
+        out(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        details = ", ".join(
+            f"{k} {human_bytes(v) if 'memory' in k and isinstance(v, int) else v}" for k, v in row.items()
+            if k not in ("device", "name") and v is not None
+        )  # fmt: skip
+        out(f"{row['device']:8s} {row['name']}  ({details})")
+    if len(rows) == 1:
+        out(
+            "no GPU: torch.cuda.is_available() is False"
+            + (f" (torch built for CUDA {torch.version.cuda})" if torch.version.cuda else " (a CPU build of torch)")
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench)
+    app.command("devices")(devices_cmd)

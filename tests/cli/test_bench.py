@@ -1,0 +1,84 @@
+"""netcfg bench and netcfg devices (short runs: the numbers themselves are checked by benchmarks/)."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from netcfg.actions.bench import BenchConfig, bench, parse_sweep, parse_warmup
+from netcfg.cli.app import app
+from netcfg.errors import InputError
+from netcfg.loader import load_spec
+from tests.conftest import ROOT
+
+
+@pytest.fixture(autouse=True)
+def at_root(monkeypatch):
+    monkeypatch.chdir(ROOT)
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_json_has_pytest_benchmark_names_and_a_sweep_row_per_batch():
+    result = invoke("bench", "configs/mlp.yaml", "--device", "cpu", "--min-time", "0.05", "--warmup", "2",
+                    "--sweep", "batch=1,4", "--format", "json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [r["batch"] for r in rows] == [1, 4]
+    for row in rows:
+        for key in ("median", "p90", "p99", "iqr", "min", "max", "mean", "stddev", "rounds", "ops",
+                    "samples_per_s", "peak_memory_bytes", "threads", "torch", "device_name"):  # fmt: skip
+            assert key in row
+        assert row["min"] <= row["median"] <= row["p90"] <= row["p99"] <= row["max"]
+        assert row["samples_per_s"] == pytest.approx(row["batch"] / row["median"])
+
+
+def test_train_mode_steps_the_optimizer():
+    spec = load_spec("configs/mlp.yaml")
+    result = bench(spec, BenchConfig(device="cpu", mode="train", warmup=1, min_time=0.05, max_time=1))
+    assert result.mode == "train" and result.median > 0 and result.rounds >= 10
+
+
+def test_table_lists_the_statistics():
+    result = invoke("bench", "configs/mlp.yaml", "--device", "cpu", "--min-time", "0.05", "--warmup", "0.01s")
+    assert result.exit_code == 0, result.output
+    header = result.output.splitlines()[2]
+    for column in ("median ms", "p90 ms", "p99 ms", "IQR ms", "samples/s", "peak memory"):
+        assert column in header
+
+
+def test_flags_are_checked():
+    with pytest.raises(InputError, match="expected a number of iterations"):
+        parse_warmup("ten")
+    assert parse_warmup("3") == (3.0, False) and parse_warmup("1.5s") == (1.5, True)
+    assert parse_sweep("batch=1,8,64") == [1, 8, 64]
+    with pytest.raises(InputError, match="only batch sizes can be swept"):
+        parse_sweep("width=1,2")
+    result = invoke("bench", "configs/mlp.yaml", "--mode", "eval")
+    assert result.exit_code == 2 and result.output.startswith("--mode: error: unknown value 'eval'")
+
+
+def test_absent_gpu_is_an_error_naming_what_is_present():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = invoke("bench", "configs/mlp.yaml", "--device", "cpu,cuda")
+    assert result.exit_code == 2
+    assert "device 'cuda' is not available: no CUDA GPU here (present: cpu)" in result.output
+
+
+def test_scenarios_run_on_the_cpu():
+    result = invoke("bench", "--scenario", "transfers", "--device", "cpu", "--format", "json")
+    (row,) = json.loads(result.output)
+    assert row["scenario"] == "transfers" and row["slow_s"] > 0 and row["fast_s"] > 0
+    if torch.cuda.device_count() < 2:
+        two = invoke("bench", "--scenario", "two_gpus")
+        assert two.exit_code == 2 and "needs two CUDA GPUs" in two.output
+
+
+def test_devices_lists_the_cpu():
+    result = invoke("devices", "--format", "json")
+    rows = json.loads(result.output)
+    assert rows[0]["device"] == "cpu" and rows[0]["cores"] >= 1
