@@ -1,0 +1,114 @@
+"""Coverage-guided fuzzing of everything that reads untrusted bytes.
+
+Targets (pick with --target, default all in turn per input):
+  yaml        netcfg.yaml_source.read_yaml on arbitrary text
+  spec        the whole spec pipeline: read, expand, validate (no torch), and a meta build
+  checkpoint  netcfg.safetensors_header.read_header on arbitrary bytes written to a file
+
+Any exception other than NetcfgError is a finding (atheris reports it with the input).
+Run (atheris: pip install atheris):
+    python fuzz/fuzz_inputs.py -max_total_time=600 -rss_limit_mb=4096 fuzz/corpus
+Without atheris, the same targets run under hypothesis over raw bytes:
+    python fuzz/fuzz_inputs.py --hypothesis --examples 20000
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from netcfg.errors import NetcfgError  # noqa: E402
+
+_SCRATCH = Path(tempfile.mkdtemp(prefix="netcfg-fuzz-"))
+
+
+def target_yaml(data: bytes) -> None:
+    from netcfg.yaml_source import read_yaml
+
+    with contextlib.suppress(NetcfgError):
+        read_yaml(data.decode("utf-8", errors="replace"), "fuzz.yaml")
+
+
+def target_spec(data: bytes) -> None:
+    from netcfg.builder import build_spec
+    from netcfg.loader import load_spec
+
+    path = _SCRATCH / "spec.yaml"
+    path.write_bytes(data)
+    with contextlib.suppress(NetcfgError):
+        build_spec(load_spec(path), device="meta")
+
+
+def target_checkpoint(data: bytes) -> None:
+    from netcfg.safetensors_header import read_header
+
+    path = _SCRATCH / "file.safetensors"
+    path.write_bytes(data)
+    with contextlib.suppress(NetcfgError):
+        read_header(path)
+
+
+TARGETS = {"yaml": target_yaml, "spec": target_spec, "checkpoint": target_checkpoint}
+
+
+def one_input(data: bytes) -> None:
+    """Route by the first byte so one fuzzing run exercises every target."""
+    if not data:
+        return
+    names = list(TARGETS)
+    TARGETS[names[data[0] % len(names)]](data[1:])
+
+
+def seeds() -> list[bytes]:
+    out = []
+    for i, name in enumerate(TARGETS):
+        if name == "checkpoint":
+            out += [bytes([i]) + p.read_bytes()[:4096] for p in sorted((ROOT / "configs").rglob("*.safetensors"))]
+        else:
+            out += [bytes([i]) + p.read_bytes() for p in sorted((ROOT / "configs").rglob("*.yaml"))[:12]]
+    return out
+
+
+def main_atheris() -> None:
+    import atheris
+
+    corpus = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    if corpus:
+        os.makedirs(corpus, exist_ok=True)
+        for i, seed in enumerate(seeds()):
+            (Path(corpus) / f"seed-{i}").write_bytes(seed)
+    with atheris.instrument_imports():
+        import netcfg.expand  # noqa: F401
+        import netcfg.loader  # noqa: F401
+        import netcfg.safetensors_header  # noqa: F401
+        import netcfg.validate  # noqa: F401
+        import netcfg.yaml_source  # noqa: F401
+    atheris.Setup(sys.argv, one_input)
+    atheris.Fuzz()
+
+
+def main_hypothesis(examples: int) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(st.one_of(st.sampled_from(seeds()), st.binary(max_size=4096)))
+    def run(data: bytes) -> None:
+        one_input(data)
+
+    run()
+    print(f"{examples} inputs, no finding")
+
+
+if __name__ == "__main__":
+    if "--hypothesis" in sys.argv:
+        count = int(sys.argv[sys.argv.index("--examples") + 1]) if "--examples" in sys.argv else 5000
+        main_hypothesis(count)
+    else:
+        main_atheris()
