@@ -68,9 +68,11 @@ def read_header(path: str | os.PathLike) -> Header:
     try:
         with open(p, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            head = f.read(8)
-            _refuse_other_formats(path, head, size)
-            (length,) = struct.unpack("<Q", head)
+            head = f.read(9)
+            if not _looks_like_safetensors(head, size):
+                _refuse_other_formats(path, head, size)
+            f.seek(8)
+            (length,) = struct.unpack("<Q", head[:8])
             _check_length(path, length, size)
             raw = f.read(length)
     except FileNotFoundError:
@@ -82,10 +84,16 @@ def read_header(path: str | os.PathLike) -> Header:
     return header
 
 
+def _looks_like_safetensors(head: bytes, size: int) -> bool:
+    """A plausible header length followed by '{': checked first, since a length's first
+    byte can be 0x80, which is also how a pickle starts."""
+    return len(head) == 9 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size
+
+
 def _refuse_other_formats(path, head: bytes, size: int) -> None:
     if size == 0:
         raise fail(path, "empty file: not a safetensors file")
-    if head[:1] == b"\x80":
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         raise fail(path, "a Python pickle (torch.save's legacy format): netcfg never unpickles; use safetensors")
     if head[:4] == b"PK\x03\x04":
         raise fail(path, "a zip archive (torch.save's format, which holds a pickle): netcfg never unpickles; "

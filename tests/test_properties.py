@@ -1,11 +1,13 @@
 """Property tests: random valid specs build and run; random mutations never escape as a crash."""
 
 import copy
+import tempfile
 
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from netcfg.actions import checkpoint
 from netcfg.builder import build_spec, sample_input
 from netcfg.errors import NetcfgError
 from netcfg.loader import load_spec_data
@@ -15,7 +17,7 @@ ACTIVATIONS = ["relu", "gelu", "silu", "tanh", "sigmoid", "identity", "layernorm
 
 @st.composite
 def layer(draw, depth=0):
-    kinds = ["linear", "act", "residual", "parallel", "repeat"] if depth < 2 else ["linear", "act"]
+    kinds = ["linear", "act", "residual", "parallel", "repeat", "block"] if depth < 2 else ["linear", "act"]
     choice = draw(st.sampled_from(kinds))
     if choice == "linear":
         return {"type": "linear", "out_features": draw(st.integers(1, 12)), "bias": draw(st.booleans())}
@@ -25,6 +27,8 @@ def layer(draw, depth=0):
         # Ends at the spec's width: valid wherever the residual's input is `width` wide.
         body = [draw(layer(depth + 1)), {"type": "linear", "out_features": "${width}"}]
         return {"type": "residual", "body": {"type": "sequential", "layers": body}}
+    if choice == "block":
+        return {"type": "block", "block": "unit", "args": {"width": draw(st.integers(1, 12))}}
     if choice == "parallel":
         branches = draw(st.lists(layer(depth + 1), min_size=1, max_size=3))
         return {"type": "parallel", "merge": "concat", "branches": branches}
@@ -42,12 +46,33 @@ def spec(draw):
         "input": {"shape": [draw(st.integers(1, 3)), width]},
         "model": {"type": "sequential", "layers": [*layers, {"type": "linear", "out_features": 3, "name": "head"}]},
     }
-    if draw(st.booleans()):
-        data["init"] = [{"params": "*.weight", "layers": "linear", "init": {"kind": "xavier_uniform"}}]
+    data["blocks"] = {
+        "unit": {"args": {"width": None}, "body": {"type": "sequential", "layers": [
+            {"type": "linear", "out_features": "${width}"}, {"type": draw(st.sampled_from(ACTIVATIONS))}]}},
+    }  # fmt: skip
+    if draw(st.booleans()):  # two square layers whose weights are one tensor
+        tied = draw(st.integers(1, 6))
+        data["model"]["layers"][-1:-1] = [
+            {"type": "linear", "out_features": tied},  # so tie_a's input is as wide as its output
+            {"name": "tie_a", "type": "linear", "out_features": tied},
+            {"name": "tie_b", "type": "linear", "out_features": tied},
+        ]
+        data["ties"] = [["tie_a.weight", "tie_b.weight"]] if draw(st.booleans()) else []
+    data["init"] = draw(st.lists(st.sampled_from(INIT_RULES), max_size=3))
     return data
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+INIT_RULES = [
+    {"params": "*.weight", "layers": "linear", "init": {"kind": "xavier_uniform"}},
+    {"params": "*.bias", "init": {"kind": "zeros"}},
+    {"params": "head.*", "init": {"kind": "normal", "std": 0.1}},
+    {"layers": ["linear"], "params": "*.weight", "init": {"kind": "orthogonal"}},
+    {"params": "*.weight", "init": {"kind": "mixture", "components": [
+        {"p": 0.5, "init": {"kind": "zeros"}}, {"p": 0.5, "init": {"kind": "uniform", "low": -1, "high": 1}}]}},
+]  # fmt: skip
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec())
 def test_random_specs_validate_build_and_run_deterministically(data):
     try:
@@ -64,6 +89,13 @@ def test_random_specs_validate_build_and_run_deterministically(data):
     again = build_spec(load_spec_data(copy.deepcopy(data), "generated"), device="cpu")
     again.model.eval()
     assert torch.equal(again.model(x), out)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/model.safetensors"
+        checkpoint.save(built, path)
+        loaded = checkpoint.load(path, device="cpu").built.model.eval()
+    assert torch.equal(loaded(x), out)
+    if data.get("ties"):
+        assert loaded.get_parameter("tie_a.weight") is loaded.get_parameter("tie_b.weight")
 
 
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 10**12), st.floats(allow_nan=True), st.text(max_size=8))
