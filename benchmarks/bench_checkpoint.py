@@ -24,17 +24,13 @@ On ext4, a rename that replaces an existing file starts the writeback of the new
 (auto_da_alloc), so the two modes can differ even without fsync.
 
 Load cases: netcfg `load(path, device="cpu")` end to end (spec from the file, meta
-skeleton, file tensors assigned); `safetensors.torch.load_model` into an already built
-twin (the pure load) and preceded by building the twin (end to end); the twin built on
-the meta device with the file's tensors assigned (what netcfg does, by hand); and
-`torch.load(weights_only=True)` + `load_state_dict`, pure and end to end.
-
-safetensors' `load_file` maps the file (MAP_PRIVATE) and reads nothing: tensors that
-are assigned (netcfg `load`, the meta twin) stay backed by the mapping and their bytes
-are read on first touch, while `load_model` / `load_state_dict` copy every byte into
-the model's own memory. The rows marked "lazy" therefore stop before the data is read;
-the "+ page-in" rows add one read per 4 KiB page of every tensor, which is the deferred
-cost, and those are the rows the targets are checked on.
+skeleton, every tensor read into memory of its own) and `load_into(model, path)` into an
+already built model (the pure load: each tensor read straight into the parameter);
+`safetensors.torch.load_model` into an already built twin (pure) and preceded by
+building the twin (end to end); the twin built on the meta device with `load_file`'s
+tensors assigned (they stay backed by the file's memory map, read on first touch: the
+"+ page-in" row adds that deferred read; informational, netcfg does not leave weights
+mapped); and `torch.load(weights_only=True)` + `load_state_dict`, pure and end to end.
 
 Before anything is timed, every load case is run once and the loaded model's output on
 the spec's sample input must equal the saved model's (torch.equal), with the tie kept.
@@ -71,7 +67,7 @@ if str(ROOT) not in sys.path:  # run as a script: make `benchmarks` and `netcfg`
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.twins import gpt2  # noqa: E402
-from netcfg.actions.checkpoint import load, save  # noqa: E402
+from netcfg.actions.checkpoint import load, load_into, save  # noqa: E402
 from netcfg.builder import build_spec, sample_input  # noqa: E402
 from netcfg.loader import load_spec  # noqa: E402
 
@@ -139,6 +135,7 @@ class Bench:
         self.x = sample_input(self.built.spec)
         self.reference = output(self.model, self.x)
         self.twin = gpt2().eval()  # the pure-load target, built once
+        self.target = build_spec(load_spec(str(CONFIG)), seed=1).model  # netcfg's pure-load target
         self.twin.load_state_dict(self.model.state_dict())
         assert torch.equal(output(self.twin, self.x), self.reference), "the twin does not match the netcfg model"
         self.files = {
@@ -190,14 +187,13 @@ class Bench:
 
     def load_netcfg(self) -> tuple[float, torch.nn.Module]:
         start = time.perf_counter()
-        model = load(self.files["netcfg"], device="cpu").built.model
+        model = load(self.files["netcfg"], device="cpu").built.model  # every tensor read: nothing lazy
         return time.perf_counter() - start, model
 
-    def load_netcfg_paged(self) -> tuple[float, torch.nn.Module]:
+    def load_netcfg_into(self) -> tuple[float, torch.nn.Module]:
         start = time.perf_counter()
-        model = load(self.files["netcfg"], device="cpu").built.model
-        page_in(model)
-        return time.perf_counter() - start, model
+        load_into(self.target, self.files["netcfg"])
+        return time.perf_counter() - start, self.target
 
     def load_raw_pure(self) -> tuple[float, torch.nn.Module]:
         start = time.perf_counter()
@@ -251,8 +247,8 @@ CASES = [
     ("save_netcfg_nosync", "netcfg save(durable=False)", "save", "netcfg", "save_netcfg_nosync"),
     ("save_raw", "safetensors save_model", "save", "raw", "save_raw"),
     ("save_torch", "torch.save(state_dict)", "save", "torch", "save_torch"),
-    ("load_netcfg", "netcfg load (lazy)", "load", "netcfg", "load_netcfg"),
-    ("load_netcfg_paged", "netcfg load + page-in", "load", "netcfg", "load_netcfg_paged"),
+    ("load_netcfg", "netcfg load (from the file alone)", "load", "netcfg", "load_netcfg"),
+    ("load_netcfg_into", "netcfg load_into(built model) [pure]", "load", "netcfg", "load_netcfg_into"),
     ("load_raw_pure", "load_model(built twin) [pure]", "load", "raw", "load_raw_pure"),
     ("load_raw_e2e", "gpt2() + load_model", "load", "raw", "load_raw_e2e"),
     ("load_raw_meta", "meta gpt2() + load_file, assign (lazy)", "load", "raw", "load_raw_meta"),
@@ -265,12 +261,10 @@ CASES = [
 RATIOS = [
     ("save durable: netcfg / save_model+fsync", "save_netcfg", "save_raw_fsync", True),
     ("save no fsync: netcfg / save_model", "save_netcfg_nosync", "save_raw", True),
-    ("load e2e: netcfg+page-in / gpt2()+load_model", "load_netcfg_paged", "load_raw_e2e", True),
-    ("load: netcfg+page-in / load_model [pure]", "load_netcfg_paged", "load_raw_pure", True),
-    ("load e2e: netcfg+page-in / meta twin+page-in", "load_netcfg_paged", "load_raw_meta_paged", False),
-    ("load e2e lazy: netcfg / gpt2()+load_model", "load_netcfg", "load_raw_e2e", False),
-    ("load lazy: netcfg / load_model [pure]", "load_netcfg", "load_raw_pure", False),
-    ("load lazy: netcfg / meta twin (lazy)", "load_netcfg", "load_raw_meta", False),
+    ("load e2e: netcfg load / gpt2()+load_model", "load_netcfg", "load_raw_e2e", True),
+    ("load pure: netcfg load_into / load_model", "load_netcfg_into", "load_raw_pure", True),
+    ("load e2e: netcfg load / meta twin+page-in", "load_netcfg", "load_raw_meta_paged", False),
+    ("load e2e: netcfg load / torch.load e2e", "load_netcfg", "load_torch_e2e", False),
 ]
 
 
