@@ -235,3 +235,19 @@ model:
     expected = torch.cat([model.par.get_submodule("0")(h), h * 0], dim=-1)
     torch.testing.assert_close(model(x), expected)
     assert not torch.equal(before, model(x))
+
+
+def test_a_model_larger_than_free_memory_is_refused_before_allocation(write_spec):
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(BuildError) as err:
+        make(
+            write_spec, "model: {type: linear, out_features: 1000000}", head="netcfg: 1\ninput: {shape: [1, 1000000]}\n"
+        )
+    message = err.value.diagnostics[0].message
+    assert message.startswith(
+        "not enough memory on cpu: the layers up to 'model' (linear) need 4,000,004,000,000 bytes"
+    )
+    assert "--no-memory-check" in message
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 300 * 1024  # KiB: nothing was allocated

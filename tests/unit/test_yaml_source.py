@@ -64,3 +64,15 @@ def test_syntax_error_has_a_location():
     with pytest.raises(SpecError) as err:
         read_yaml("a: [1, 2\nb: 3\n", "f.yaml")
     assert str(err.value).startswith("f.yaml:")
+
+
+def test_deep_block_nesting_is_refused_where_it_happens():
+    text = "".join("  " * i + "a:\n" for i in range(10_000)) + "  " * 10_000 + "b: 1\n"
+    with pytest.raises(SpecError) as err:
+        read_yaml(text, "f.yaml")
+    assert str(err.value) == "f.yaml:101:201: error: nesting deeper than 100 levels"
+
+
+def test_self_referencing_alias_is_an_error():
+    with pytest.raises(SpecError):
+        read_yaml("a: &x [*x]\n", "f.yaml")
