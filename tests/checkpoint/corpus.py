@@ -1,0 +1,245 @@
+"""A corpus of bad checkpoint files, made at test time from one small valid checkpoint.
+
+`build(directory)` saves configs/mlp.yaml with netcfg (32 KB), then writes each bad file
+next to it. Every file is derived from that one valid file by editing its bytes or its
+header, so a case tests one defect. `Facts` holds the numbers of the valid file (its
+header length depends on the netcfg and torch version strings in the metadata), for the
+expected messages that quote them.
+
+Safetensors layout: 8 bytes little-endian header length N, N bytes of JSON, the data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import random
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tests.conftest import CONFIGS
+
+HARMLESS = {"weights": [1.0, 2.0, 3.0], "name": "not a checkpoint"}
+"""What the pickle case holds: plain data, no class that runs anything when unpickled."""
+
+
+@dataclass(frozen=True)
+class Facts:
+    """The valid checkpoint the corpus is derived from."""
+
+    path: Path
+    header_len: int
+    """N, the JSON header's length in bytes."""
+    data: int
+    """Bytes of tensor data (7,946 float32 values: 31,784)."""
+    tensors: dict
+    """The header's tensor entries, in file order."""
+
+    @property
+    def size(self) -> int:
+        return 8 + self.header_len + self.data
+
+
+@dataclass
+class Parts:
+    header: dict
+    """The parsed JSON header (tensor entries and __metadata__)."""
+    raw_header: bytes
+    data: bytes
+    raw: bytes
+
+
+def valid_checkpoint(directory: Path) -> Path:
+    from netcfg.actions import checkpoint as ck
+    from netcfg.builder import build_spec
+    from netcfg.loader import load_spec
+
+    path = directory / "valid.safetensors"
+    ck.save(build_spec(load_spec(CONFIGS / "mlp.yaml"), device="cpu", seed=0), path, durable=False)
+    return path
+
+
+def split(raw: bytes) -> Parts:
+    (n,) = struct.unpack("<Q", raw[:8])
+    raw_header = raw[8 : 8 + n]
+    return Parts(json.loads(raw_header), raw_header, raw[8 + n :], raw)
+
+
+def assemble(header: dict | bytes | str, data: bytes) -> bytes:
+    if isinstance(header, dict):
+        header = json.dumps(header, separators=(",", ":"))
+    if isinstance(header, str):
+        header = header.encode()
+    return struct.pack("<Q", len(header)) + header + data
+
+
+def edit_tensor(p: Parts, name: str, **changes) -> bytes:
+    header = json.loads(p.raw_header)
+    header[name].update(changes)
+    return assemble(header, p.data)
+
+
+def with_spec(p: Parts, edit: Callable[[dict], None]) -> bytes:
+    """The checkpoint with its embedded spec edited and its sha256 recomputed (a consistent file)."""
+    header = json.loads(p.raw_header)
+    meta = header["__metadata__"]
+    spec = json.loads(meta["netcfg.spec"])
+    edit(spec)
+    text = json.dumps(spec, separators=(",", ":"))
+    meta["netcfg.spec"] = text
+    meta["netcfg.spec_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    return assemble(header, p.data)
+
+
+def with_spec_text(p: Parts, text: str) -> bytes:
+    """The checkpoint with `text` as its embedded spec, with a matching sha256."""
+    return with_metadata(p, **{"netcfg.spec": text, "netcfg.spec_sha256": hashlib.sha256(text.encode()).hexdigest()})
+
+
+def with_metadata(p: Parts, **changes) -> bytes:
+    header = json.loads(p.raw_header)
+    header["__metadata__"].update(changes)
+    return assemble(header, p.data)
+
+
+def _shifted(p: Parts, delta: int, first: str) -> dict:
+    """The header with every tensor from `first` on moved by `delta` bytes."""
+    header = json.loads(p.raw_header)
+    names = [n for n in header if n != "__metadata__"]
+    for name in names[names.index(first) :]:
+        start, end = header[name]["data_offsets"]
+        header[name]["data_offsets"] = [start + delta, end + delta]
+    return header
+
+
+def lookalike(p: Parts, length: int = 0x380) -> bytes:
+    """The valid file with its header padded to `length` bytes: 0x380 starts the file with 80 03,
+    the first two bytes of a protocol-3 pickle."""
+    header = json.loads(p.raw_header)
+    text = json.dumps(header, separators=(",", ":"))
+    header["__metadata__"]["pad"] = " " * (length - len(text) - len(',"pad":""'))
+    raw = assemble(header, p.data)
+    assert struct.unpack("<Q", raw[:8])[0] == length
+    return raw
+
+
+def _duplicate_name(p: Parts) -> bytes:
+    # json.dumps cannot write a duplicate key: splice the text. "0.bias" appears a second
+    # time, after "0.weight", with the entry of "2.bias" (a same-sized, valid entry).
+    text = p.raw_header.decode()
+    entry = json.dumps(p.header["2.bias"], separators=(",", ":"))
+    text = text.replace('"0.weight":', f'"0.bias":{entry},"0.weight":', 1)
+    return assemble(text, p.data)
+
+
+def _duplicate_inner_key(p: Parts) -> bytes:
+    text = p.raw_header.decode()
+    entry = json.dumps(p.header["0.bias"], separators=(",", ":"))
+    assert entry.startswith('{"dtype":"F32",')
+    text = text.replace(f'"0.bias":{entry}', '"0.bias":{"dtype":"F32",' + entry[1:], 1)
+    return assemble(text, p.data)
+
+
+def _duplicate_metadata(p: Parts) -> bytes:
+    text = p.raw_header.decode()
+    assert text.startswith('{"__metadata__":')
+    return assemble('{"__metadata__":{},' + text[1:], p.data)
+
+
+def _torch_zip(p: Parts) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({"weight": torch.arange(6.0).reshape(2, 3)}, buffer)
+    return buffer.getvalue()
+
+
+# name -> (file name, bytes from the valid file's parts). Directory and missing file are special.
+CASES: dict[str, tuple[str, Callable[[Parts], bytes] | None]] = {
+    "truncated_in_length": ("truncated_in_length.safetensors", lambda p: p.raw[:5]),
+    "truncated_in_header": ("truncated_in_header.safetensors", lambda p: p.raw[:400]),
+    "truncated_in_data": ("truncated_in_data.safetensors", lambda p: p.raw[: 8 + len(p.raw_header) + 1000]),
+    "truncated_last_byte": ("truncated_last_byte.safetensors", lambda p: p.raw[:-1]),
+    "truncated_lookalike": ("truncated_lookalike.safetensors", lambda p: lookalike(p)[:500]),
+    "header_past_end": ("header_past_end.safetensors", lambda p: struct.pack("<Q", 1_000_000) + p.raw[8:]),
+    "header_over_cap": ("header_over_cap.safetensors", lambda p: struct.pack("<Q", 2**40) + p.raw[8:]),
+    "header_too_short": ("header_too_short.safetensors", lambda p: assemble(b"{", p.data)),
+    "header_not_utf8": ("header_not_utf8.safetensors", lambda p: assemble(b'{"\xff\xfe":1}', p.data)),
+    "header_not_json": ("header_not_json.safetensors", lambda p: assemble(b"{not json at all}", p.data)),
+    "header_not_object": ("header_not_object.safetensors", lambda p: assemble(b"[1, 2, 3]", p.data)),
+    "header_deeply_nested": (
+        "header_deeply_nested.safetensors",
+        lambda p: assemble(b'{"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}", p.data),
+    ),
+    "overlap": ("overlap.safetensors", lambda p: assemble(_shifted(p, -4, "2.bias"), p.data)),
+    "hole": ("hole.safetensors", lambda p: assemble(_shifted(p, 8, "2.bias"), p.data + bytes(8))),
+    "extra_bytes": ("extra_bytes.safetensors", lambda p: p.raw + b"\0" * 16),
+    "unknown_dtype": ("unknown_dtype.safetensors", lambda p: edit_tensor(p, "0.bias", dtype="F33")),
+    "dtype_not_string": ("dtype_not_string.safetensors", lambda p: edit_tensor(p, "0.bias", dtype=["F32"])),
+    "size_mismatch": ("size_mismatch.safetensors", lambda p: edit_tensor(p, "0.weight", shape=[256, 21])),
+    "shape_overflow": ("shape_overflow.safetensors", lambda p: edit_tensor(p, "0.bias", shape=[2**31, 2**31, 2**31])),
+    "negative_dim": ("negative_dim.safetensors", lambda p: edit_tensor(p, "0.bias", shape=[-256])),
+    "bad_offsets": ("bad_offsets.safetensors", lambda p: edit_tensor(p, "0.bias", data_offsets=[1024, 0])),
+    "entry_missing_key": (
+        "entry_missing_key.safetensors",
+        lambda p: assemble(p.raw_header.decode().replace('"dtype":"F32",', "", 1), p.data),
+    ),
+    "duplicate_name": ("duplicate_name.safetensors", _duplicate_name),
+    "duplicate_inner_key": ("duplicate_inner_key.safetensors", _duplicate_inner_key),
+    "duplicate_metadata": ("duplicate_metadata.safetensors", _duplicate_metadata),
+    "metadata_not_str_map": (
+        "metadata_not_str_map.safetensors",
+        lambda p: assemble({**p.header, "__metadata__": {"netcfg.seed": 0}}, p.data),
+    ),
+    "metadata_not_object": (
+        "metadata_not_object.safetensors",
+        lambda p: assemble({**p.header, "__metadata__": ["a", "b"]}, p.data),
+    ),
+    "spec_edited": (
+        "spec_edited.safetensors",
+        lambda p: with_metadata(p, **{"netcfg.spec": p.header["__metadata__"]["netcfg.spec"].replace("256", "257")}),
+    ),
+    "spec_not_json": ("spec_not_json.safetensors", lambda p: with_metadata(p, **{"netcfg.spec": "{not json"})),
+    "spec_not_object": ("spec_not_object.safetensors", lambda p: with_spec_text(p, "[1, 2]")),
+    "ties_not_names": ("ties_not_names.safetensors", lambda p: with_metadata(p, **{"netcfg.ties": "[[1, 2]]"})),
+    "format_empty": ("format_empty.safetensors", lambda p: with_metadata(p, **{"netcfg.checkpoint_format": ""})),
+    "ties_not_json": ("ties_not_json.safetensors", lambda p: with_metadata(p, **{"netcfg.ties": "[not json"})),
+    "format_2": ("format_2.safetensors", lambda p: with_metadata(p, **{"netcfg.checkpoint_format": "2"})),
+    "spec_netcfg_2": ("spec_netcfg_2.safetensors", lambda p: with_spec(p, lambda s: s.update(netcfg=2))),
+    "pickle": ("pickle.pt", lambda p: pickle.dumps(HARMLESS)),
+    "pickle_named_safetensors": ("pickle.safetensors", lambda p: pickle.dumps(HARMLESS)),
+    "pickle_protocol_0": ("pickle_protocol_0.safetensors", lambda p: pickle.dumps(HARMLESS, protocol=0)),
+    "torch_zip": ("model.pt", _torch_zip),
+    "torch_zip_named_safetensors": ("model_zip.safetensors", _torch_zip),
+    "empty": ("empty.safetensors", lambda p: b""),
+    "random_bytes": ("random.safetensors", lambda p: random.Random(1234).randbytes(4096)),
+    "directory": ("directory.safetensors", None),
+    "missing": ("missing.safetensors", None),
+}
+
+
+def build(directory: Path) -> tuple[dict[str, Path], Facts]:
+    """Write every case under `directory`; return name -> path, and the valid file's facts."""
+    directory.mkdir(parents=True, exist_ok=True)
+    valid = valid_checkpoint(directory)
+    parts = split(valid.read_bytes())
+    facts = Facts(
+        valid,
+        len(parts.raw_header),
+        len(parts.data),
+        {k: v for k, v in parts.header.items() if k != "__metadata__"},
+    )
+    paths = {}
+    for name, (file_name, make) in CASES.items():
+        path = directory / file_name
+        if name == "directory":
+            path.mkdir()
+        elif make is not None:
+            path.write_bytes(make(parts))
+        paths[name] = path
+    return paths, facts
