@@ -104,11 +104,40 @@ def read_yaml(text: str, file: str) -> Document:
     doc = Document(data=None, file=file)
     if root is None:
         return doc
+    _check_expansion(root, file)
     reader = _Reader(doc)
     doc.data = reader.value(root, ())
     if reader.problems:
         raise SpecError(reader.problems)
     return doc
+
+
+def _check_expansion(root: yaml.Node, file: str) -> None:
+    """Refuse alias bombs before expanding anything: the expanded size of every node is
+    computed once per distinct node (aliases share nodes), so this costs the document's
+    size, not the expansion's."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise SpecError("an alias refers to a node that contains it", _mark_loc(file, node.start_mark))
+        active.add(key)
+        children = node.value if isinstance(node, yaml.SequenceNode) else (
+            [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else []
+        )  # fmt: skip
+        total = 1 + sum(size(child) for child in children)
+        active.discard(key)
+        if total > MAX_NODES:
+            raise SpecError(f"document expands to more than {MAX_NODES:,} values (alias bomb?)",
+                            _mark_loc(file, node.start_mark))  # fmt: skip
+        sizes[key] = total
+        return total
+
+    size(root)
 
 
 def _root(text: str, file: str) -> yaml.Node | None:
