@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from netcfg import devices, init, memory, ties
+from netcfg import catalog, devices, init, memory, ties
 from netcfg.catalog import Node
 from netcfg.errors import BuildError, Diagnostic, Loc
 from netcfg.registry import REGISTRY, Registry
@@ -27,30 +27,7 @@ from netcfg.spec import Spec
 
 # Layers whose output has the shape and dtype of their input: no meta forward needed
 # (running normalizations on meta goes through slow Python decompositions).
-SAME_SHAPE = frozenset(
-    [
-        "batchnorm1d",
-        "batchnorm2d",
-        "layernorm",
-        "rmsnorm",
-        "groupnorm",
-        "dropout",
-        "relu",
-        "gelu",
-        "silu",
-        "tanh",
-        "sigmoid",
-        "softmax",
-        "log_softmax",
-        "leaky_relu",
-        "elu",
-        "softplus",
-        "identity",
-        "centered",
-        "scale",
-        "attention",
-    ]
-)
+SAME_SHAPE = catalog.ELEMENTWISE | {"attention"}
 
 _TORCH_ERRORS = (ShapeError, ValueError, RuntimeError, TypeError, IndexError, NotImplementedError)
 

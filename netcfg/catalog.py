@@ -539,6 +539,12 @@ MERGES: list[type[Node]] = [Add, Mul, Concat, Stack]
 COMPOSITES: list[type[Node]] = [Sequential, Parallel, Residual, Graph, Shared]
 EXPANSIONS: list[type[Node]] = [Repeat, Block]
 
+# Layers that act element by element or normalize: output shaped as the input, no matrix work.
+ELEMENTWISE = frozenset({
+    "batchnorm1d", "batchnorm2d", "layernorm", "rmsnorm", "groupnorm", "dropout", "relu", "gelu", "silu", "tanh",
+    "sigmoid", "softmax", "log_softmax", "leaky_relu", "elu", "softplus", "identity", "centered", "scale",
+})  # fmt: skip
+
 # Fields of composite nodes that hold child module nodes, and their shape.
 CHILD_FIELDS: dict[str, dict[str, str]] = {
     "sequential": {"layers": "list"},

@@ -16,46 +16,13 @@ from math import prod
 import torch
 from torch import nn
 
+from netcfg import catalog
+
 # Types whose work FlopCounterMode does not count (no matrix product, convolution or attention).
-ZERO = frozenset(
-    [
-        "batchnorm1d",
-        "batchnorm2d",
-        "layernorm",
-        "rmsnorm",
-        "groupnorm",
-        "dropout",
-        "embedding",
-        "pos_embedding",
-        "relu",
-        "gelu",
-        "silu",
-        "tanh",
-        "sigmoid",
-        "softmax",
-        "log_softmax",
-        "leaky_relu",
-        "elu",
-        "softplus",
-        "maxpool1d",
-        "maxpool2d",
-        "avgpool1d",
-        "avgpool2d",
-        "adaptive_avgpool1d",
-        "adaptive_avgpool2d",
-        "adaptive_maxpool2d",
-        "flatten",
-        "reshape",
-        "identity",
-        "add",
-        "mul",
-        "concat",
-        "stack",
-        "centered",
-        "scale",
-        "fourier",
-    ]
-)
+ZERO = catalog.ELEMENTWISE | {
+    "embedding", "pos_embedding", "maxpool1d", "maxpool2d", "avgpool1d", "avgpool2d", "adaptive_avgpool1d",
+    "adaptive_avgpool2d", "adaptive_maxpool2d", "flatten", "reshape", "add", "mul", "concat", "stack", "fourier",
+}  # fmt: skip
 
 
 def rows(shape: tuple) -> int:
