@@ -86,8 +86,8 @@ def read_header(path: str | os.PathLike) -> Header:
 
 def _looks_like_safetensors(head: bytes, size: int) -> bool:
     """A plausible header length followed by '{': checked first, since a length's first
-    byte can be 0x80, which is also how a pickle starts."""
-    return len(head) == 9 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size
+    byte can be 0x80, which is also how a pickle starts (a truncated file is still one)."""
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= MAX_HEADER
 
 
 def _refuse_other_formats(path, head: bytes, size: int) -> None:
@@ -118,30 +118,37 @@ def _parse(header: Header, raw: bytes) -> None:
     except UnicodeDecodeError:
         raise fail(path, "header is not UTF-8 text (corrupt or not safetensors)") from None
     try:
-        entries = json.loads(text, object_pairs_hook=_no_duplicates)
-    except _Duplicate as exc:
-        raise fail(path, f"duplicate tensor name '{exc.args[0]}' in the header") from None
+        entries = json.loads(text, object_pairs_hook=_Pairs)
+    except RecursionError:
+        raise fail(path, "header nests too deeply to be a safetensors header") from None
     except ValueError as exc:
         raise fail(path, f"header is not valid JSON ({exc.msg} at byte {exc.pos})") from None
-    if not isinstance(entries, dict):
-        raise fail(path, "header is not a JSON object")
+    entries = _top_level(path, entries)
     header.metadata = _metadata(path, entries.pop(METADATA, {}))
     for name, entry in entries.items():
         header.tensors[name] = _tensor(path, name, entry)
     _check_layout(header)
 
 
-class _Duplicate(ValueError):
-    pass
+class _Pairs(list):
+    """A JSON object kept as its (key, value) pairs, so repeated keys can be named."""
 
 
-def _no_duplicates(pairs: list) -> dict:
+def _unique(path, pairs: _Pairs, what) -> dict:
     out = {}
     for key, value in pairs:
         if key in out:
-            raise _Duplicate(key)
-        out[key] = value
+            raise fail(path, what(key))
+        out[key] = _unique(path, value, lambda k, key=key: f"tensor '{key}': duplicate key '{k}'") if isinstance(
+            value, _Pairs) else value  # fmt: skip
     return out
+
+
+def _top_level(path, entries) -> dict:
+    if not isinstance(entries, _Pairs):
+        raise fail(path, "header is not a JSON object")
+    return _unique(path, entries, lambda k: "duplicate key '__metadata__' in the header" if k == METADATA
+                   else f"duplicate tensor name '{k}' in the header")  # fmt: skip
 
 
 def _metadata(path, value) -> dict[str, str]:
@@ -155,7 +162,7 @@ def _tensor(path, name: str, entry) -> TensorInfo:
     if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
         raise fail(path, f"{where}: an entry needs exactly dtype, shape and data_offsets")
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if dtype not in DTYPE_SIZES:
+    if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
         raise fail(path, f"{where}: unknown dtype {dtype!r}")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise fail(path, f"{where}: shape must be a list of non-negative integers, got {shape!r}")

@@ -33,6 +33,7 @@ KEY_FORMAT = "netcfg.checkpoint_format"
 KEY_SPEC = "netcfg.spec"
 KEY_HASH = "netcfg.spec_sha256"
 KEY_TIES = "netcfg.ties"
+KEY_FROZEN = "netcfg.frozen"
 TORCH_DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
@@ -85,7 +86,9 @@ def metadata_for(built: Built, groups: list[list[str]]) -> dict[str, str]:
     # The seed actually used (a --seed flag included), so `load --check` feeds the same
     # sample input as `run --seed N` and their checksums compare.
     spec_json = canonical({**built.spec.data, "seed": built.seed})
+    frozen = [n for n, p in built.model.named_parameters() if not p.requires_grad]
     return {
+        **({KEY_FROZEN: json.dumps(frozen)} if frozen else {}),
         "format": "pt",
         KEY_FORMAT: str(CHECKPOINT_FORMAT),
         KEY_SPEC: spec_json,
@@ -132,7 +135,9 @@ class Loaded:
 def embedded_spec(header: Header) -> Spec:
     meta = header.metadata
     version = meta.get(KEY_FORMAT)
-    if version is not None and (not version.isdigit() or int(version) > CHECKPOINT_FORMAT):
+    if version is not None and not version.isdigit():
+        raise CheckpointError(f"invalid checkpoint format {version!r} in its metadata", Loc(header.path))
+    if version is not None and int(version) > CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"written in netcfg checkpoint format {version}; this netcfg reads format {CHECKPOINT_FORMAT}: "
             "upgrade netcfg",
@@ -140,10 +145,7 @@ def embedded_spec(header: Header) -> Spec:
         )
     if KEY_SPEC not in meta:
         raise CheckpointError("holds no netcfg spec (not saved by netcfg): pass --config SPEC", Loc(header.path))
-    try:
-        data = json.loads(meta[KEY_SPEC])
-    except ValueError:
-        raise CheckpointError("its embedded spec is not valid JSON", Loc(header.path)) from None
+    data = _json_field(header, meta[KEY_SPEC], dict, "its embedded spec")
     text = meta[KEY_SPEC].encode()
     if KEY_HASH in meta and hashlib.sha256(text).hexdigest() != meta[KEY_HASH]:
         raise CheckpointError("its embedded spec does not match its recorded sha256 (edited or corrupt)",
@@ -171,10 +173,20 @@ def load(
     else:
         built = build_spec(spec, device=target_device)
         _copy_matching(built.model, header)
+    _restore_frozen(built.model, header)
     loaded = Loaded(built, header, problems if not strict else [])
     if check:
         _check(loaded)
     return loaded
+
+
+def _restore_frozen(model: nn.Module, header: Header) -> None:
+    """Parameters saved frozen (trainable: false, or frozen by a pretrained: entry) stay frozen."""
+    names = _json_field(header, header.metadata.get(KEY_FROZEN), list, "its frozen parameters") or []
+    params = dict(model.named_parameters())
+    for name in names:
+        if isinstance(name, str) and name in params:
+            params[name].requires_grad_(False)
 
 
 def compare(model: nn.Module, header: Header) -> list[str]:
@@ -344,13 +356,27 @@ def describe(path: str | os.PathLike) -> CheckpointInfo:
     """What a safetensors file holds, from its header alone (no tensor data is read)."""
     header = read_header(path)
     meta = dict(header.metadata)
-    spec = json.loads(meta.pop(KEY_SPEC)) if KEY_SPEC in meta else None
-    tie_groups = json.loads(meta.pop(KEY_TIES, "[]"))
+    spec = _json_field(header, meta.pop(KEY_SPEC, None), dict, "its embedded spec")
+    tie_groups = _json_field(header, meta.pop(KEY_TIES, "[]"), list, "its tie list")
+    if not all(isinstance(g, list) and all(isinstance(n, str) for n in g) for g in tie_groups):
+        raise CheckpointError("its tie list does not hold lists of tensor names", Loc(header.path))
     rows = [(t.name, t.dtype, t.shape, t.nbytes) for t in sorted(header.tensors.values(), key=lambda t: t.start)]
     return CheckpointInfo(
         path=str(path), size=header.size, header_bytes=header.header_size, tensors=rows, ties=tie_groups,
         metadata=meta, spec=spec, parameters_bytes=sum(r[3] for r in rows),
     )  # fmt: skip
+
+
+def _json_field(header: Header, text: str | None, kind: type, what: str):
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise CheckpointError(f"{what} is not valid JSON", Loc(header.path)) from None
+    if not isinstance(value, kind):
+        raise CheckpointError(f"{what} is not a JSON {'object' if kind is dict else 'list'}", Loc(header.path))
+    return value
 
 
 # ---------------------------------------------------------------- tensor files
