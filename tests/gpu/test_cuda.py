@@ -50,3 +50,24 @@ def test_absent_gpu_index_is_an_error():
 
     with pytest.raises(DeviceError, match="not available"):
         build_spec(load_spec("configs/mlp.yaml"), device=f"cuda:{torch.cuda.device_count()}")
+
+
+def test_checkpoints_move_between_gpu_and_cpu(tmp_path):
+    from netcfg.actions import checkpoint
+
+    spec = load_spec("configs/chapter/tied_params.yaml")
+    on_gpu = build_spec(spec, device="cuda", seed=2)
+    checkpoint.save(on_gpu, tmp_path / "gpu.safetensors")
+    on_cpu = checkpoint.load(tmp_path / "gpu.safetensors", device="cpu").built.model
+    assert on_cpu.embed.weight.device.type == "cpu" and on_cpu.embed.weight is on_cpu.head.weight
+    torch.testing.assert_close(on_cpu.embed.weight, on_gpu.model.embed.weight.cpu(), rtol=0, atol=0)
+    checkpoint.save(build_spec(spec, device="cpu", seed=3), tmp_path / "cpu.safetensors")
+    back = checkpoint.load(tmp_path / "cpu.safetensors", device="cuda").built.model
+    assert back.head.weight.is_cuda and back.embed.weight is back.head.weight
+
+
+def test_bench_on_cuda_reports_cuda_memory():
+    from netcfg.actions.bench import BenchConfig, bench
+
+    result = bench(load_spec("configs/mlp.yaml"), BenchConfig(device="cuda", min_time=0.2, max_time=2))
+    assert result.device.startswith("cuda") and result.peak_memory_bytes > 0 and result.peak_reserved_bytes
