@@ -10,9 +10,11 @@ unpickle anything.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+import mmap
 import os
 from dataclasses import dataclass, field
 
@@ -230,11 +232,11 @@ def _dt(dtype: torch.dtype) -> str:
 
 
 def _read(header: Header, device: torch.device) -> dict[str, torch.Tensor]:
-    """Every tensor, read from the file straight into memory of its own.
+    """Every tensor, read from the file straight into new memory of its own.
 
-    One read() per tensor into its final buffer: no second copy, and nothing stays backed
-    by a memory map of the file (a model whose weights are the file's pages dies of
-    SIGBUS when another program rewrites that file in place)."""
+    One read() per tensor into its final buffer (faster into fresh memory than copying
+    from a map), and nothing stays backed by the file: a model whose weights are the
+    file's pages dies of SIGBUS when another program rewrites that file in place."""
     where = torch.device("cpu") if device.type == "meta" else device
     out = {}
     try:
@@ -246,37 +248,71 @@ def _read(header: Header, device: torch.device) -> dict[str, torch.Tensor]:
     return out
 
 
-def _read_one(f, header: Header, info, into: torch.Tensor | None = None) -> torch.Tensor:
+def _read_one(f, header: Header, info) -> torch.Tensor:
+    tensor = torch.empty(info.shape, dtype=_torch_dtype(header, info))
+    if info.nbytes:
+        f.seek(header.header_size + info.start)
+        if f.readinto(memoryview(tensor.reshape(-1).view(torch.uint8).numpy())) != info.nbytes:
+            raise CheckpointError(f"tensor '{info.name}': the file ends inside its data", Loc(header.path))
+    return tensor
+
+
+def _torch_dtype(header: Header, info) -> torch.dtype:
     dtype = TORCH_DTYPES.get(info.dtype)
     if dtype is None:
         raise CheckpointError(f"tensor '{info.name}': dtype {info.dtype} is not supported by netcfg", Loc(header.path))
-    tensor = torch.empty(info.shape, dtype=dtype) if into is None else into
-    if info.nbytes:
-        f.seek(header.header_size + info.start)
-        view = memoryview(tensor.reshape(-1).view(torch.uint8).numpy())
-        if f.readinto(view) != info.nbytes:
-            raise CheckpointError(f"tensor '{info.name}': the file ends inside its data", Loc(header.path))
-    return tensor
+    return dtype
+
+
+@contextlib.contextmanager
+def _mapped(header: Header):
+    """name -> function returning the tensor's bytes in the file as a tensor (no copy yet).
+
+    For copying into existing tensors (load_into): one copy from the page cache."""
+    try:
+        with open(header.path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size != header.size:
+                raise CheckpointError("the file changed while it was read", Loc(header.path))
+            memory = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if size else None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read tensors: {exc.strerror or exc}", Loc(header.path)) from None
+    views = {info.name: _viewer(memory, header, info) for info in header.tensors.values()}
+    try:
+        yield views
+    finally:
+        views.clear()
+        if memory is not None:
+            with contextlib.suppress(BufferError):  # a view still exported: closed with the map's last reference
+                memory.close()
+
+
+def _viewer(memory, header: Header, info):
+    dtype = _torch_dtype(header, info)
+
+    def view() -> torch.Tensor:
+        if not info.nbytes:
+            return torch.empty(info.shape, dtype=dtype)
+        raw = torch.frombuffer(memory, dtype=torch.uint8, count=info.nbytes, offset=header.header_size + info.start)
+        return raw.view(dtype).reshape(info.shape)
+
+    return view
 
 
 def load_into(model: nn.Module, path: str | os.PathLike) -> None:
     """Load a checkpoint's tensors into an existing model, in place, strictly.
 
-    Each tensor is read from the file straight into the parameter's own memory (one copy,
-    like safetensors.torch.load_model, which copies from a memory map); ties stay ties."""
+    Each tensor is copied from a memory map of the file straight into the parameter's own
+    memory (one copy, as safetensors.torch.load_model does); ties stay ties."""
     header = read_header(path)
     problems = compare(model, header)
     if problems:
         raise CheckpointError([Diagnostic(Loc(header.path), p) for p in problems])
     state = model.state_dict(keep_vars=True)
-    with open(header.path, "rb", buffering=0) as f, torch.no_grad():
+    with _mapped(header) as views, torch.no_grad():
         for group in alias_groups(model):
-            info = header.tensors[next(n for n in group if n in header.tensors)]
-            target = state[group[0]]
-            if target.device.type == "cpu" and target.is_contiguous():
-                _read_one(f, header, info, into=target.data)
-            else:
-                target.copy_(_read_one(f, header, info))
+            source = views[next(n for n in group if n in header.tensors)]()
+            state[group[0]].copy_(source)
 
 
 def _materialize(skeleton: Built, spec: Spec, header: Header, device: str) -> Built:
