@@ -76,14 +76,19 @@ def run(
     if built.device.type == "meta":
         where = Loc(f"--device {device}") if device else spec.loc(("device",))
         raise InputError("cannot run on the meta device: it holds no values (use validate or inspect)", where)
-    x = sample_input(spec, built.device, seed) if inputs is None else inputs.to(built.device)
+    x, out = forward(built, inputs)
+    dtype = str(x.dtype).replace("torch.", "")
+    return RunResult(summarize(built), tuple(x.shape), dtype, out, checksum(out), list(built.warnings))
+
+
+def forward(built: Built, inputs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input, output) of one eval-mode forward pass on `inputs` or the seeded sample input."""
+    x = sample_input(built.spec, built.device, built.seed) if inputs is None else inputs.to(built.device)
     if x.is_floating_point() and built.dtype != x.dtype:
         x = x.to(built.dtype)
     built.model.eval()
     with torch.no_grad():
-        out = built.model(x)
-    dtype = str(x.dtype).replace("torch.", "")
-    return RunResult(summarize(built), tuple(x.shape), dtype, out, checksum(out), list(built.warnings))
+        return x, built.model(x)
 
 
 def checksum(t: torch.Tensor) -> str:
