@@ -157,12 +157,6 @@ def _root(text: str, file: str) -> yaml.Node | None:
         raise SpecError(f"cannot read YAML: {exc}", Loc(file, 1, 1)) from None
 
 
-def parse_scalar_text(text: str, where: Loc) -> Any:
-    """Parse an override value (``--set k=v``) with the same rules as a file."""
-    doc = read_yaml(text, where.file)
-    return doc.data
-
-
 def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
     problem = exc.problem or "cannot parse"
     if "'\\t'" in problem or "tab character" in problem:

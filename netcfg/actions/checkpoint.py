@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import mmap
 import os
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from netcfg.actions.model import checksum, forward
 from netcfg.builder import Built, build_spec
 from netcfg.errors import CheckpointError, Diagnostic, Loc
 from netcfg.loader import load_spec_data
-from netcfg.safetensors_header import DTYPE_SIZES, METADATA, Header, read_header
+from netcfg.safetensors_header import METADATA, Header, read_header
 from netcfg.spec import Spec
 from netcfg.tensor_files import write_tensors
 
@@ -452,7 +451,3 @@ def load_tensors(path: str | os.PathLike, device: str = "cpu"):
     if kind == "list" and set(tensors) == {str(i) for i in range(len(tensors))}:
         return [tensors[str(i)] for i in range(len(tensors))]
     return tensors
-
-
-def unique_bytes(header: Header) -> int:
-    return sum(DTYPE_SIZES[t.dtype] * math.prod(t.shape) for t in header.tensors.values())
