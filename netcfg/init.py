@@ -8,6 +8,7 @@ default. Runs under the builder's seeded RNG, so equal seeds give equal weights.
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass
 
 import torch
@@ -48,32 +49,41 @@ def _as_list(value: str | list[str] | None) -> list[str] | None:
     return [value] if isinstance(value, str) else value
 
 
-def selects(rule: s.InitRule, name: str, types: dict[str, str]) -> bool:
-    globs = _as_list(rule.params) or ["*"]
-    layers = _as_list(rule.layers)
-    if not any(fnmatch.fnmatchcase(name, g) for g in globs):
-        return False
-    return layers is None or owner_type(name, types) in layers
+class _Selector:
+    """A rule's selectors, compiled once: globs on the path, layer types of the owner."""
+
+    def __init__(self, rule: s.InitRule, types: dict[str, str]):
+        globs = _as_list(rule.params) or ["*"]
+        self.pattern = re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs))
+        self.layers = _as_list(rule.layers)
+        self.types = types
+
+    def __call__(self, name: str) -> bool:
+        if not self.pattern.match(name):
+            return False
+        return self.layers is None or owner_type(name, self.types) in self.layers
 
 
-def assign(model: nn.Module, rules: list[s.InitRule], types: dict[str, str]) -> dict[str, int]:
+def assign(model: nn.Module, rules: list[s.InitRule], types: dict[str, str], groups=None) -> dict[str, int]:
     """Map each parameter group's first path to the index of the rule that sets it."""
+    selectors = [_Selector(rule, types) for rule in rules]
     chosen: dict[str, int] = {}
-    for group in param_groups(model):
-        for i, rule in enumerate(rules):
-            if any(selects(rule, n, types) for n in group.names):
+    for group in groups if groups is not None else param_groups(model):
+        for i, selector in enumerate(selectors):
+            if any(selector(n) for n in group.names):
                 chosen[group.names[0]] = i
     return chosen
 
 
 def apply_rules(model: nn.Module, rules: list[s.InitRule], types: dict[str, str], locs: list[Loc]) -> dict[str, int]:
-    chosen = assign(model, rules, types)
-    groups = {g.names[0]: g for g in param_groups(model)}
+    groups = param_groups(model)
+    chosen = assign(model, rules, types, groups)
+    by_name = {g.names[0]: g for g in groups}
     problems = []
     with torch.no_grad():
         for name, index in chosen.items():
             try:
-                fill(groups[name].param, rules[index].init)
+                fill(by_name[name].param, rules[index].init)
             except ValueError as exc:
                 problems.append(Diagnostic(locs[index], f"cannot initialize '{name}': {exc}"))
     if problems:
