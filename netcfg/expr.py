@@ -10,6 +10,7 @@ reachable: no attribute access, no subscripts, no calls to anything but those fo
 from __future__ import annotations
 
 import ast
+import functools
 import operator
 import re
 from typing import Any
@@ -58,16 +59,22 @@ def substitute(value: str, scope: dict[str, Any]) -> Any:
 def evaluate(text: str, scope: dict[str, Any]) -> Any:
     if len(text) > MAX_LENGTH:
         raise ExprError(f"expression longer than {MAX_LENGTH} characters")
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError:
-        raise ExprError(f"invalid expression '{text.strip()}'") from None
+    tree = _parse(text.strip())
     try:
         return _Eval(scope).visit(tree.body)
     except (ArithmeticError, TypeError, ValueError) as exc:
         if isinstance(exc, ExprError):
             raise
         raise ExprError(f"cannot compute '{text.strip()}': {exc}") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str) -> ast.Expression:
+    """Parsed once per distinct text: a template's expressions repeat in every copy."""
+    try:
+        return ast.parse(text, mode="eval")
+    except SyntaxError:
+        raise ExprError(f"invalid expression '{text}'") from None
 
 
 class _Eval:
