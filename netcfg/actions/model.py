@@ -71,24 +71,36 @@ def run(
     seed: int | None = None,
     inputs: torch.Tensor | None = None,
     memory_check: bool = True,
+    input_where: Loc | None = None,
 ) -> RunResult:
     built = build_model(spec, device=device, seed=seed, memory_check=memory_check)
     if built.device.type == "meta":
         where = Loc(f"--device {device}") if device else spec.loc(("device",))
         raise InputError("cannot run on the meta device: it holds no values (use validate or inspect)", where)
-    x, out = forward(built, inputs)
+    x, out = forward(built, inputs, input_where)
     dtype = str(x.dtype).replace("torch.", "")
     return RunResult(summarize(built), tuple(x.shape), dtype, out, checksum(out), list(built.warnings))
 
 
-def forward(built: Built, inputs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input, output) of one eval-mode forward pass on `inputs` or the seeded sample input."""
+def forward(
+    built: Built, inputs: torch.Tensor | None = None, where: Loc | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input, output) of one eval-mode forward pass on `inputs` (from `where`) or the sample input."""
     x = sample_input(built.spec, built.device, built.seed) if inputs is None else inputs.to(built.device)
     if x.is_floating_point() and built.dtype != x.dtype:
         x = x.to(built.dtype)
     built.model.eval()
-    with torch.no_grad():
-        return x, built.model(x)
+    try:
+        with torch.no_grad():
+            return x, built.model(x)
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        declared = built.spec.head.input
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputError(
+            f"the model cannot take an input {list(x.shape)} {str(x.dtype).replace('torch.', '')} (its spec "
+            f"declares {declared.shape} {declared.dtype}): {first}",
+            where,
+        ) from exc
 
 
 def checksum(t: torch.Tensor) -> str:

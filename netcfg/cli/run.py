@@ -9,6 +9,7 @@ import typer
 
 from netcfg.cli._common import DebugOpt, DeviceOpt, MemoryOpt, PluginOpt, SeedOpt, SetOpt, SpecArg, load, note, out
 from netcfg.cli.build import summary_line
+from netcfg.errors import Loc
 
 InputOpt = Annotated[
     Optional[Path], typer.Option("--input", help="Run on the tensor in this .safetensors file instead of the sample.")
@@ -38,7 +39,8 @@ def run(
 
     loaded = load(spec, set_, plugin)
     x = actions.read_input(str(input)) if input is not None else None
-    result = actions.run(loaded, device=device, seed=seed, inputs=x, memory_check=memory_check)
+    where = Loc(f"--input {input}") if input is not None else None
+    result = actions.run(loaded, device=device, seed=seed, inputs=x, memory_check=memory_check, input_where=where)
     for warning in result.warnings:
         note(warning)
     out(summary_line(result.summary))

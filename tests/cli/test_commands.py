@@ -141,3 +141,13 @@ def test_missing_plugin_is_one_line():
     result = invoke("validate", "configs/mlp.yaml", "--plugin", "no_such_plugin_module")
     assert result.exit_code == 2
     assert result.output.startswith("--plugin no_such_plugin_module: error: cannot import plugin")
+
+
+def test_run_on_an_input_that_does_not_fit_is_one_line(tmp_path):
+    save_file({"input": torch.rand(5, 30)}, str(tmp_path / "x.safetensors"))
+    result = invoke("run", "configs/mlp.yaml", "--device", "cpu", "--input", str(tmp_path / "x.safetensors"))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.startswith(
+        f"--input {tmp_path / 'x.safetensors'}: error: the model cannot take an input [5, 30] float32 "
+        "(its spec declares [2, 20] float32): mat1 and mat2 shapes cannot be multiplied"
+    )
