@@ -346,11 +346,7 @@ def build_spec(
     built = Built(model, spec, target, note, float_type, seed, builder.types, builder.locs, builder.shapes)
     built.nodes, built.order, built.in_dtypes = builder.nodes, builder.order, builder.in_dtypes
     built.init_rules = chosen
-    built.warnings = [
-        f"{rule_locs[i]}: warning: init rule {i} sets no parameter (a typo in its selectors?)"
-        for i in range(len(rule_locs))
-        if i not in chosen.values()
-    ]
+    built.warnings = init.unused_rule_warnings(model, list(spec.head.init), builder.types, chosen, rule_locs)
     return built
 
 

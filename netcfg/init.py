@@ -134,3 +134,21 @@ def _mixture(t: torch.Tensor, init: s.MixtureInit) -> None:
         out[mask] = draw[mask]
         low = high
     t.copy_(out)
+
+
+def unused_rule_warnings(
+    model: nn.Module, rules: list[s.InitRule], types: dict[str, str], chosen: dict[str, int], locs: list[Loc]
+) -> list[str]:
+    """A rule that sets nothing: a typo in its selectors, or every parameter it selects overridden."""
+    names = [n for g in param_groups(model) for n in g.names]
+    warnings = []
+    for i, rule in enumerate(rules):
+        if i in chosen.values():
+            continue
+        selector = _Selector(rule, types)
+        if any(selector(n) for n in names):
+            warnings.append(f"{locs[i]}: warning: init rule {i} sets no parameter: later rules override it "
+                            "for every parameter it selects")  # fmt: skip
+        else:
+            warnings.append(f"{locs[i]}: warning: init rule {i} selects no parameter (a typo in its selectors?)")
+    return warnings

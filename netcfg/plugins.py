@@ -41,6 +41,8 @@ def _import(name: str) -> None:
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
         _guard(name, lambda: spec.loader.exec_module(module))
+    elif "/" in name or "\\" in name or path.suffix:
+        raise PluginError("a plugin is a module name (my_layers) or a .py file", Loc(f"--plugin {name}"))
     else:
         _guard(name, lambda: importlib.import_module(name))
 

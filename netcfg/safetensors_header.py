@@ -100,6 +100,8 @@ def _refuse_other_formats(path, head: bytes, size: int) -> None:
                          "use safetensors")  # fmt: skip
     if size < 8:
         raise fail(path, f"truncated: {size} bytes, shorter than the 8-byte header length")
+    if all(32 <= b < 127 or b in (9, 10, 13) for b in head[:8]):
+        raise fail(path, "a text file, not a safetensors checkpoint (a spec goes to run, build or --config)")
 
 
 def _check_length(path, length: int, size: int) -> None:

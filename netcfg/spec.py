@@ -261,6 +261,14 @@ class SpecHead(BaseModel):
     pretrained: list[PretrainedSource] = Field(default_factory=list)
     """Checkpoints to initialize parts of the model from, after the init rules."""
 
+    @field_validator("vars")
+    @classmethod
+    def _plain_vars(cls, value: dict) -> dict:
+        computed = [k for k, v in value.items() if isinstance(v, str) and "${" in v]
+        if computed:
+            raise ValueError(f"vars hold plain values, not ${{...}} expressions ({', '.join(computed)})")
+        return value
+
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str) -> str:

@@ -70,7 +70,8 @@ class BenchResult:
     iterations: int
     samples_per_s: float
     peak_memory_bytes: int
-    """CUDA: torch.cuda.max_memory_allocated during the run; CPU: growth of the peak RSS."""
+    """CUDA: torch.cuda.max_memory_allocated during the run; CPU: growth of the process's peak RSS
+    (a peak never comes down: in a sweep, rows after the largest understate)."""
     peak_reserved_bytes: int | None = None
     compile_time_s: float | None = None
     warmup_s: float = 0.0

@@ -131,6 +131,7 @@ class Loaded:
     checksum: str | None = None
     nonfinite: dict[str, int] = field(default_factory=dict)
     """Tensor name -> count of NaN/Inf values (filled by check=True)."""
+    tensors_loaded: int = 0
 
 
 def embedded_spec(header: Header) -> Spec:
@@ -171,11 +172,12 @@ def load(
         raise CheckpointError([Diagnostic(Loc(header.path), p) for p in problems])
     if strict:
         built = _materialize(skeleton, spec, header, target_device)
+        count = 0 if built.device.type == "meta" else len(header.tensors)
     else:
         built = build_spec(spec, device=target_device)
-        _copy_matching(built.model, header)
+        count = _copy_matching(built.model, header)
     _restore_frozen(built.model, header)
-    loaded = Loaded(built, header, problems if not strict else [])
+    loaded = Loaded(built, header, problems if not strict else [], tensors_loaded=count)
     if check:
         _check(loaded)
     return loaded
@@ -209,7 +211,7 @@ def compare(model: nn.Module, header: Header) -> list[str]:
     for name in header.tensors:
         if name not in covered:
             info = header.tensors[name]
-            problems.append(f"unexpected tensor '{name}' {list(info.shape)} {info.dtype} (not in the model)")
+            problems.append(f"unexpected tensor '{name}' {list(info.shape)} {_file_dt(info.dtype)} (not in the model)")
     return problems
 
 
@@ -220,14 +222,18 @@ def _mismatch(name: str, tensor: torch.Tensor, header: Header) -> list[str]:
         problems.append(
             f"tensor '{name}' has shape {list(info.shape)} in the file, the model needs {list(tensor.shape)}"
         )
-    want = SAFETENSORS_NAMES.get(tensor.dtype)
-    if want != info.dtype:
-        problems.append(f"tensor '{name}' is {info.dtype} in the file, the model needs {want or tensor.dtype}")
+    if SAFETENSORS_NAMES.get(tensor.dtype) != info.dtype:
+        problems.append(f"tensor '{name}' is {_file_dt(info.dtype)} in the file, the model needs {_dt(tensor.dtype)}")
     return problems
 
 
 def _dt(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
+
+
+def _file_dt(name: str) -> str:
+    """A safetensors dtype name in torch's spelling (F32 -> float32), as the model side is written."""
+    return _dt(TORCH_DTYPES[name]) if name in TORCH_DTYPES else name
 
 
 def _read(header: Header, device: torch.device) -> dict[str, torch.Tensor]:
@@ -341,7 +347,7 @@ def _all_params(model: nn.Module, names: list[str]) -> bool:
     return all(n in params for n in names)
 
 
-def _copy_matching(model: nn.Module, header: Header) -> None:
+def _copy_matching(model: nn.Module, header: Header) -> int:
     """Non-strict: copy every tensor whose name, shape and dtype fit; keep the rest as initialized."""
     expected = model.state_dict()
     device = next((t.device for t in expected.values()), torch.device("cpu"))
@@ -352,6 +358,7 @@ def _copy_matching(model: nn.Module, header: Header) -> None:
         if n in expected and t.shape == expected[n].shape and t.dtype == expected[n].dtype
     }
     model.load_state_dict(fitting, strict=False)
+    return len(fitting)
 
 
 def _check(loaded: Loaded) -> None:

@@ -14,7 +14,7 @@ from netcfg.errors import InputError, Loc
 SpecOpt = Annotated[Optional[Path], typer.Argument(help="Spec file (YAML); not needed with --scenario.")]
 DevicesOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps, or several: cpu,cuda.")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch", help="Batch size (default: the spec's input).", min=1)]
-DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help="float32 | bfloat16 | float16.")]
+DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help="float32 | bfloat16 | float16 | float64.")]
 AmpOpt = Annotated[bool, typer.Option("--amp", help="Autocast to bfloat16 (float16 with --dtype float16).")]
 CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model; compile time reported apart.")]
 ModeOpt = Annotated[str, typer.Option("--mode", help="inference | train (forward, backward, AdamW step).")]
@@ -56,7 +56,7 @@ def bench(
     _choice("--format", format, ("table", "json"))
     _choice("--mode", mode, ("inference", "train"))
     if dtype is not None:
-        _choice("--dtype", dtype, ("float32", "bfloat16", "float16"))
+        _choice("--dtype", dtype, ("float32", "bfloat16", "float16", "float64"))
     names = actions.parse_devices(device)
     if scenario is not None:
         _scenarios(scenario, names, format)
@@ -108,12 +108,12 @@ def table(results: list) -> str:
     rows = []
     for r in results:
         base = next((b for b in results if b.batch == r.batch), r)
-        speedup = base.median / r.median
+        speedup = f"{base.median / r.median:.2f}x" if len({x.device for x in results}) > 1 else "-"
         memory = human_bytes(r.peak_memory_bytes) + (f" ({human_bytes(r.peak_reserved_bytes)} reserved)"
                                                      if r.peak_reserved_bytes is not None else "")  # fmt: skip
         rows.append([
             r.device, r.device_name[:40], str(r.batch), r.dtype + (" amp" if r.amp else ""), _ms(r.median),
-            _ms(r.p90), _ms(r.p99), _ms(r.min), _ms(r.iqr), f"{r.samples_per_s:,.1f}", memory, f"{speedup:.2f}x",
+            _ms(r.p90), _ms(r.p99), _ms(r.min), _ms(r.iqr), f"{r.samples_per_s:,.1f}", memory, speedup,
         ])  # fmt: skip
     columns = [("device", "left"), ("name", "left"), ("batch", "right"), ("dtype", "left"), ("median ms", "right"),
                ("p90 ms", "right"), ("p99 ms", "right"), ("min ms", "right"), ("IQR ms", "right"),

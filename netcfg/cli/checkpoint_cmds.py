@@ -83,7 +83,10 @@ def load_cmd(
         note(f"{checkpoint}: warning: {problem}")
     from netcfg.actions.model import summarize
 
-    out(f"loaded {checkpoint}: {len(loaded.header.tensors)} tensors")
+    if loaded.built.device.type == "meta":
+        out(f"checked {checkpoint}: {len(loaded.header.tensors)} tensors fit the model (meta device: no data read)")
+    else:
+        out(f"loaded {checkpoint}: {loaded.tensors_loaded} of {len(loaded.header.tensors)} tensors")
     out(summary_line(summarize(loaded.built)))
     for name, count in loaded.nonfinite.items():
         note(f"{checkpoint}: warning: tensor '{name}' holds {count:,} NaN/Inf values")

@@ -244,8 +244,8 @@ MISMATCHES = [
     "tensor '0.bias' has shape [256] in the file, the model needs [128]",
     "missing tensor 'head.weight' [10, 128] float32",
     "missing tensor 'head.bias' [10] float32",
-    "unexpected tensor '2.bias' [10] F32 (not in the model)",
-    "unexpected tensor '2.weight' [10, 256] F32 (not in the model)",
+    "unexpected tensor '2.bias' [10] float32 (not in the model)",
+    "unexpected tensor '2.weight' [10, 256] float32 (not in the model)",
 ]
 
 
@@ -278,7 +278,7 @@ def test_strict_load_with_another_dtype(mlp_file):
     with pytest.raises(CheckpointError) as err:
         ck.load(mlp_file, spec=load_spec(CONFIGS / "mlp.yaml", ["dtype=float64"]))
     messages = [d.message for d in err.value.diagnostics]
-    assert messages == [f"tensor '{n}' is F32 in the file, the model needs F64" for n in
+    assert messages == [f"tensor '{n}' is float32 in the file, the model needs float64" for n in
                         ("0.weight", "0.bias", "2.weight", "2.bias")]  # fmt: skip
 
 
@@ -289,10 +289,10 @@ def test_non_strict_load_warns_and_keeps_what_fits(mlp_file, write_spec):
     assert result.stderr.splitlines() == [
         f"{mlp_file}: warning: missing tensor 'head.weight' [3, 256] float32",
         f"{mlp_file}: warning: missing tensor 'head.bias' [3] float32",
-        f"{mlp_file}: warning: unexpected tensor '2.bias' [10] F32 (not in the model)",
-        f"{mlp_file}: warning: unexpected tensor '2.weight' [10, 256] F32 (not in the model)",
+        f"{mlp_file}: warning: unexpected tensor '2.bias' [10] float32 (not in the model)",
+        f"{mlp_file}: warning: unexpected tensor '2.weight' [10, 256] float32 (not in the model)",
     ]
-    assert result.stdout.startswith(f"loaded {mlp_file}: 4 tensors\n")
+    assert result.stdout.startswith(f"loaded {mlp_file}: 2 of 4 tensors\n")  # the two that fit
     loaded = ck.load(mlp_file, spec=load_spec(other), device="cpu", strict=False)
     original = load_file(mlp_file)
     assert torch.equal(loaded.built.model[0].weight, original["0.weight"])  # what fits is loaded
@@ -352,7 +352,7 @@ def test_meta_load_reads_no_data(mlp_file, monkeypatch):
         monkeypatch.setattr(module, name, refuse)
     result = invoke("load", mlp_file, "--device", "meta")
     assert result.exit_code == 0, result.output
-    assert result.stdout == (f"loaded {mlp_file}: 4 tensors\n"
+    assert result.stdout == (f"checked {mlp_file}: 4 tensors fit the model (meta device: no data read)\n"
                              "7,946 parameters, 31,784 bytes (31.0 KiB), device meta, dtype float32\n")  # fmt: skip
     model = ck.load(mlp_file, device="meta").built.model
     assert all(p.device.type == "meta" for p in model.parameters())

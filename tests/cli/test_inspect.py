@@ -107,7 +107,7 @@ def test_shape_error_shows_the_layers_built_before_it(write_spec):
 def test_unused_init_rule_is_a_warning():
     result = invoke("inspect", "configs/mlp.yaml", "--set", "init=[{params: '*.wieght', init: {kind: zeros}}]")
     assert result.exit_code == 0
-    assert "--set init=[{params: '*.wieght', init: {kind: zeros}}]: warning: init rule 0 sets no parameter" in (
+    assert "--set init=[{params: '*.wieght', init: {kind: zeros}}]: warning: init rule 0 selects no parameter" in (
         result.output
     )
 

@@ -124,7 +124,7 @@ init:
     assert [u.matched for u in report.init.rules] == [2, 0]
     where = report.init.rules[1].where
     assert where.endswith(":6:5")
-    assert report.warnings == [f"{where}: warning: init rule 1 sets no parameter (a typo in its selectors?)"]
+    assert report.warnings == [f"{where}: warning: init rule 1 selects no parameter (a typo in its selectors?)"]
 
 
 def test_json_report_validates_against_its_schema():
