@@ -19,14 +19,8 @@ def write_tensors(
     the old file or the new one. `durable=False` skips the two fsyncs (benchmarks only)."""
     from safetensors.torch import save_file
 
-    target = Path(path)
+    target = check_output(path, flag)
     where = Loc(f"{flag} {path}".strip())
-    if target.is_dir():
-        raise InputError("is a directory", where)
-    if not target.parent.is_dir():
-        raise InputError(f"directory '{target.parent}' does not exist", where)
-    if not os.access(target.parent, os.W_OK):
-        raise InputError(f"cannot write there: directory '{target.parent}' is not writable", where)
     # A name, not a file: leaving an empty placeholder there would make the writer's own
     # rename replace a file, which on ext4 starts writeback of the whole file at once.
     tmp = str(target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp")
@@ -44,6 +38,19 @@ def write_tensors(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_output(path: str | os.PathLike, flag: str = "") -> Path:
+    """Refuse an output path that cannot be written, before any work is done for it."""
+    target = Path(path)
+    where = Loc(f"{flag} {path}".strip())
+    if target.is_dir():
+        raise InputError("is a directory", where)
+    if not target.parent.is_dir():
+        raise InputError(f"directory '{target.parent}' does not exist", where)
+    if not os.access(target.parent, os.W_OK):
+        raise InputError(f"cannot write there: directory '{target.parent}' is not writable", where)
+    return target
 
 
 def _umask() -> int:

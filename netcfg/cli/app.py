@@ -36,6 +36,9 @@ class NetcfgGroup(TyperGroup):
 def _click_exit(exc: Exception) -> int:
     """Exit code for click's own exceptions (typer may vendor click, so match by class name)."""
     names = {cls.__name__ for cls in type(exc).__mro__}
+    if "NoArgsIsHelpError" in names:  # plain `netcfg`: the help, not an error
+        typer.echo(exc.ctx.get_help() if getattr(exc, "ctx", None) is not None else exc.format_message())
+        return 0
     if "UsageError" in names:
         ctx = getattr(exc, "ctx", None)
         command = f"netcfg {ctx.info_name}" if ctx is not None and ctx.parent is not None else "netcfg"
@@ -65,6 +68,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from netcfg import __version__
+
+        typer.echo(f"netcfg {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", callback=_version, is_eager=True
+    ),  # fmt: skip
+) -> None:
+    """Neural networks described as YAML, built into PyTorch modules."""
 
 
 def _register() -> None:

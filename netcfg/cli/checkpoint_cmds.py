@@ -48,7 +48,9 @@ def save(
     """
     from netcfg.actions.checkpoint import save as save_checkpoint
     from netcfg.actions.model import build_model
+    from netcfg.tensor_files import check_output
 
+    check_output(output, "-o")
     built = build_model(load(spec, set_, plugin), device=device, seed=seed, memory_check=memory_check)
     for warning in built.warnings:
         note(warning)

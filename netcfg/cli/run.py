@@ -35,8 +35,10 @@ def run(
     Example: netcfg run configs/mlp.yaml --seed 3 -o out.safetensors
     """
     from netcfg.actions import model as actions
-    from netcfg.tensor_files import write_tensors
+    from netcfg.tensor_files import check_output, write_tensors
 
+    if output is not None:
+        check_output(output, "--output")
     loaded = load(spec, set_, plugin)
     x = actions.read_input(str(input)) if input is not None else None
     where = Loc(f"--input {input}") if input is not None else None

@@ -151,3 +151,20 @@ def test_run_on_an_input_that_does_not_fit_is_one_line(tmp_path):
         f"--input {tmp_path / 'x.safetensors'}: error: the model cannot take an input [5, 30] float32 "
         "(its spec declares [2, 20] float32): mat1 and mat2 shapes cannot be multiplied"
     )
+
+
+def test_bare_netcfg_prints_the_help_and_version_is_available():
+    bare = invoke()
+    assert bare.exit_code == 0 and "Commands:" in bare.output and "error" not in bare.output
+    version = invoke("--version")
+    assert version.exit_code == 0 and version.output.startswith("netcfg ")
+
+
+def test_bad_output_paths_are_refused_before_any_work(tmp_path):
+    result = invoke("run", "configs/gpt2.yaml", "-o", str(tmp_path / "missing" / "x.safetensors"))
+    assert result.exit_code == 2
+    assert result.output == (
+        f"--output {tmp_path / 'missing' / 'x.safetensors'}: error: directory '{tmp_path / 'missing'}' does not exist\n"
+    )
+    result = invoke("save", "configs/mlp.yaml", "-o", str(tmp_path))
+    assert result.exit_code == 2 and result.output == f"-o {tmp_path}: error: is a directory\n"
