@@ -33,6 +33,8 @@ class Expander:
         self.locs: dict[Path, Loc] = {}
         self.key_locs: dict[Path, Loc] = {}
         self.problems: list[Diagnostic] = []
+        self.dropped: dict[Path, Loc] = {}
+        """Graph nodes removed by a false `if`, by expanded path: where their `if` is."""
         self.count = 0
 
     # -- bookkeeping
@@ -126,6 +128,8 @@ class Expander:
                 result = self.node(item, src + (name,), dst + (name,), scope, stack)
                 if result is not _DROP:
                     out_map[name] = result
+                else:
+                    self.dropped[dst + (name,)] = self.doc.loc(src + (name, "if"))
             return out_map
         self.copy_locs(val, src, dst)
         return val  # wrong shape: validation reports it

@@ -175,7 +175,9 @@ def resolve(doc: Document, registry: Registry) -> spec_mod.Spec:
     resolved.update(netcfg=head.netcfg, input=head.input.model_dump(mode="json"), model=model_data)
     if shared_data:
         resolved["shared"] = shared_data
-    return spec_mod.Spec(head=head, model=model, shared=shared, data=resolved, file=doc.file, locs=locs)
+    spec = spec_mod.Spec(head=head, model=model, shared=shared, data=resolved, file=doc.file, locs=locs)
+    spec.dropped = expander.dropped
+    return spec
 
 
 def _place(d: Diagnostic) -> tuple:

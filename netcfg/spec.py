@@ -289,6 +289,8 @@ class Spec:
     file: str
     locs: dict[tuple, Loc] = field(default_factory=dict)
     """Location in the source of each path of `data`."""
+    dropped: dict[tuple, Loc] = field(default_factory=dict)
+    """Graph nodes removed by a false `if` (expanded path -> the `if`'s location)."""
 
     def loc(self, path: tuple) -> Loc:
         for i in range(len(path), -1, -1):

@@ -235,6 +235,9 @@ def _ref(ctx, node: c.Node, ref: str, index: dict, graph: c.Graph) -> int:
     if ref in index:
         return index[ref]
     key = ("inputs", node.inputs.index(ref)) if isinstance(node.inputs, list) else "inputs"
+    removed = ctx.spec.dropped.get(graph._path + ("nodes", ref))
+    if removed is not None:
+        ctx.fail(node, f"input '{ref}' was removed by its `if` (line {removed.line}); read another node", key)
     if ref in graph.nodes:
         ctx.fail(node, f"input '{ref}' is a later node: a graph runs in order, so it cannot read it (cycle?)", key)
     from netcfg.validate import suggest

@@ -251,3 +251,10 @@ def test_a_model_larger_than_free_memory_is_refused_before_allocation(write_spec
     )
     assert "--no-memory-check" in message
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 300 * 1024  # KiB: nothing was allocated
+
+
+def test_reading_a_node_removed_by_its_if_says_so(write_spec):
+    body = "model:\n  type: graph\n  nodes:\n    a: {if: false, type: relu}\n    b: {type: relu, inputs: [a]}\n"
+    with pytest.raises(BuildError) as err:
+        make(write_spec, body)
+    assert str(err.value).endswith(":5:30: error: input 'a' was removed by its `if` (line 4); read another node")
