@@ -257,4 +257,4 @@ def test_reading_a_node_removed_by_its_if_says_so(write_spec):
     body = "model:\n  type: graph\n  nodes:\n    a: {if: false, type: relu}\n    b: {type: relu, inputs: [a]}\n"
     with pytest.raises(BuildError) as err:
         make(write_spec, body)
-    assert str(err.value).endswith(":5:30: error: input 'a' was removed by its `if` (line 4); read another node")
+    assert str(err.value).endswith(":7:30: error: input 'a' was removed by its `if` (line 6); read another node")
