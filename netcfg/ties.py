@@ -21,8 +21,10 @@ def check(model: nn.Module, groups: list[list[str]], locs: list[list[Loc]]) -> N
 
 def _check_group(params: dict, group: list[str], locs: list[Loc]) -> list[Diagnostic]:
     problems = []
-    for path, loc in zip(group, locs, strict=False):
-        if path not in params:
+    for i, (path, loc) in enumerate(zip(group, locs, strict=False)):
+        if path in group[:i]:
+            problems.append(Diagnostic(loc, f"tie: '{path}' is listed twice in one tie"))
+        elif path not in params:
             problems.append(Diagnostic(loc, f"tie: no parameter '{path}' in the model{suggest(path, list(params))}"))
     if problems:
         return problems

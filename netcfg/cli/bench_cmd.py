@@ -64,6 +64,8 @@ def bench(
     if spec is None:
         raise InputError("give a spec file to time (or a --scenario)", Loc("SPEC"))
     loaded = load(spec, set_, plugin)
+    if batch is not None and sweep:
+        raise InputError("--batch and --sweep are alternatives: give the batch sizes to --sweep", Loc("--batch"))
     warm, in_seconds = actions.parse_warmup(warmup)
     batches = actions.parse_sweep(sweep) if sweep else [batch]
     configs = [

@@ -49,6 +49,8 @@ def inspect(
     if dtype is not None:
         _check_choice("--dtype", dtype, DTYPES)
     pattern = _pattern(grep)
+    layers = layers or depth is not None  # --depth only means something for the layer tree
+    params = params or (grep is not None and not layers)  # --grep alone filters the parameter table
     if is_checkpoint(spec):
         out(checkpoint_report(spec, params, format, pattern))
         return

@@ -124,3 +124,13 @@ def test_bad_flags(args, message):
     result = invoke("inspect", "configs/mlp.yaml", *args)
     assert result.exit_code == 2
     assert result.output.startswith(message)
+
+
+def test_grep_alone_filters_the_parameter_table_and_depth_alone_shows_layers():
+    grep = invoke("inspect", "configs/mlp.yaml", "--grep", "bias")
+    assert grep.output.rstrip().splitlines()[-2:] == [
+        "0.bias  [256]  float32  meta      256  yes        default",
+        "2.bias  [10]   float32  meta       10  yes        default",
+    ]
+    depth = invoke("inspect", "configs/mlp.yaml", "--depth", "0")
+    assert depth.output.rstrip().splitlines()[-1].startswith("(model)  sequential")

@@ -258,3 +258,8 @@ def test_reading_a_node_removed_by_its_if_says_so(write_spec):
     with pytest.raises(BuildError) as err:
         make(write_spec, body)
     assert str(err.value).endswith(":7:30: error: input 'a' was removed by its `if` (line 6); read another node")
+
+
+def test_a_path_tied_to_itself_is_refused(write_spec):
+    with pytest.raises(BuildError, match="tie: 'weight' is listed twice in one tie"):
+        make(write_spec, "model: {type: linear, out_features: 4}\nties: [[weight, weight]]\n")
