@@ -80,6 +80,7 @@ class Builder:
         self.order: list[str] = []
         self.in_dtypes: dict[str, list[torch.dtype]] = {}
         self.shared: dict[str, tuple[nn.Module, str, list[tuple]]] = {}
+        self.building_shared: set[str] = set()
 
     def path(self, name: str | None = None) -> str:
         return ".".join(self.prefix + ([name] if name else []))
@@ -178,9 +179,13 @@ class Builder:
         ref = use.ref
         node = self.spec.shared[ref]
         here = self.path()
+        if ref in self.building_shared:
+            raise BuildError(f"shared module '{ref}' uses itself", self.spec.loc(use._path))
         if ref not in self.shared:
+            self.building_shared.add(ref)
             with _Detached(self):
                 module, out = self.build(node, xs)
+            self.building_shared.discard(ref)
             self.shared[ref] = (module, here, [tuple(x.shape) for x in xs])
             return module, out
         module, first, first_shapes = self.shared[ref]

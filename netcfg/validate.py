@@ -236,18 +236,22 @@ def _expectation(errs: list) -> str:
     for err, _ in errs:
         if err["type"] == "int_type" and "float_type" in kinds:
             continue  # "a number" covers it
-        phrase = _phrase(err).removeprefix("must be ")
+        phrase = _phrase(err)
+        phrase = phrase.removeprefix("must be ") if phrase.startswith("must be ") else phrase
         if phrase not in phrases:
             phrases.append(phrase)
+    lead = "" if all(p.startswith("must ") for p in phrases) else "must be "
     if len(phrases) == 1:
-        return "must be " + phrases[0]
-    return "must be " + ", ".join(phrases[:-1]) + " or " + phrases[-1]
+        return lead + phrases[0]
+    return lead + ", ".join(phrases[:-1]) + " or " + phrases[-1]
 
 
 def _phrase(err: dict) -> str:
     kind = err["type"]
     if kind in _EXPECTED:
         return "must be " + _EXPECTED[kind]
+    if kind == "string_pattern_mismatch" and "A-Za-z_" in str(err["ctx"].get("pattern", "")):
+        return "must be an identifier (letters, digits and _, not starting with a digit; no dots)"
     if kind == "literal_error":
         return "must be one of " + err["ctx"]["expected"].replace(" or ", ", ")
     if kind == "value_error":

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from netcfg.builder import Built, build_spec, sample_input
-from netcfg.errors import InputError, Loc
+from netcfg.errors import BuildError, InputError, Loc
 from netcfg.spec import Spec
 
 
@@ -96,6 +96,10 @@ def forward(
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         declared = built.spec.head.input
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if inputs is None:
+            raise BuildError(
+                f"running the model on its sample input failed: {first}", built.spec.loc(("model",))
+            ) from exc
         raise InputError(
             f"the model cannot take an input {list(x.shape)} {str(x.dtype).replace('torch.', '')} (its spec "
             f"declares {declared.shape} {declared.dtype}): {first}",

@@ -11,9 +11,32 @@ from netcfg.registry import builds
 from netcfg.shapes import ShapeError, check_rank, expect_size, meta_like, window_out
 
 
+def _floating(x, layer: str) -> None:
+    if not x.dtype.is_floating_point:
+        dtype = str(x.dtype).replace("torch.", "")
+        raise ShapeError(
+            f"{layer} needs a floating-point input, its input is {dtype} (token ids go through an embedding)"
+        )
+
+
+def _softmax(cls: type, name: str):
+    def build(a, xs: list, ctx) -> nn.Module:
+        rank = len(xs[0].shape)
+        if not -rank <= a.dim < rank:
+            raise ShapeError(f"{name} over dim {a.dim} of a {rank}-dimensional input", key="dim")
+        return cls(dim=a.dim)
+
+    return build
+
+
+builds("softmax")(_softmax(nn.Softmax, "softmax"))
+builds("log_softmax")(_softmax(nn.LogSoftmax, "log_softmax"))
+
+
 @builds("linear")
 def linear(a: c.Linear, xs: list, ctx) -> nn.Module:
     check_rank(xs[0].shape, 1, "linear")
+    _floating(xs[0], "linear")
     n_in = expect_size(xs[0].shape, -1, a.in_features, "in_features")
     return nn.Linear(n_in, a.out_features, bias=a.bias), meta_like(xs[0], (*xs[0].shape[:-1], a.out_features))
 
@@ -21,6 +44,7 @@ def linear(a: c.Linear, xs: list, ctx) -> nn.Module:
 def _conv(cls: type, rank: int, a: c._ConvBase, x) -> tuple:
     shape = x.shape
     check_rank(shape, rank + 1, cls.__name__.lower(), exact=rank + 2)
+    _floating(x, cls.__name__.lower())
     n_in = expect_size(shape, 1, a.in_channels, "in_channels")
     for name, count in (("in_channels", n_in), ("out_channels", a.out_channels)):
         if count % a.groups:
@@ -125,8 +149,6 @@ _SIMPLE = {
     "silu": lambda a: nn.SiLU(),
     "tanh": lambda a: nn.Tanh(),
     "sigmoid": lambda a: nn.Sigmoid(),
-    "softmax": lambda a: nn.Softmax(dim=a.dim),
-    "log_softmax": lambda a: nn.LogSoftmax(dim=a.dim),
     "leaky_relu": lambda a: nn.LeakyReLU(a.negative_slope),
     "elu": lambda a: nn.ELU(a.alpha),
     "softplus": lambda a: nn.Softplus(a.beta),

@@ -263,3 +263,18 @@ def test_reading_a_node_removed_by_its_if_says_so(write_spec):
 def test_a_path_tied_to_itself_is_refused(write_spec):
     with pytest.raises(BuildError, match="tie: 'weight' is listed twice in one tie"):
         make(write_spec, "model: {type: linear, out_features: 4}\nties: [[weight, weight]]\n")
+
+
+@pytest.mark.parametrize(
+    "body, head, message",
+    [
+        ("model: {type: softmax, dim: 5}", HEAD, "softmax over dim 5 of a 2-dimensional input"),
+        ("model: {type: linear, out_features: 2}", "netcfg: 1\ninput: {shape: [2, 4], dtype: int64, high: 5}\n",
+         "linear needs a floating-point input, its input is int64 (token ids go through an embedding)"),
+        ("model: {type: shared, ref: x}\nshared: {x: {type: shared, ref: x}}", HEAD, "shared module 'x' uses itself"),
+    ],
+)  # fmt: skip
+def test_problems_found_at_build_time_not_at_run_time(write_spec, body, head, message):
+    with pytest.raises(BuildError) as err:
+        make(write_spec, body, head)
+    assert err.value.diagnostics[0].message.endswith(message)
