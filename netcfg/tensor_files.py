@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import secrets
+import time
 from pathlib import Path
 
 from netcfg.errors import InputError, Loc
@@ -21,6 +24,7 @@ def write_tensors(
 
     target = check_output(path, flag)
     where = Loc(f"{flag} {path}".strip())
+    _remove_stale(target)
     # A name, not a file: leaving an empty placeholder there would make the writer's own
     # rename replace a file, which on ext4 starts writeback of the whole file at once.
     tmp = str(target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp")
@@ -51,6 +55,19 @@ def check_output(path: str | os.PathLike, flag: str = "") -> Path:
     if not os.access(target.parent, os.W_OK):
         raise InputError(f"cannot write there: directory '{target.parent}' is not writable", where)
     return target
+
+
+STALE_SECONDS = 600
+
+
+def _remove_stale(target: Path) -> None:
+    """Temporary files of earlier saves to this target that were killed mid-write (a save
+    that is still running rewrites its file continuously, so it is never this old)."""
+    now = time.time()
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - leftover.stat().st_mtime > STALE_SECONDS:
+                leftover.unlink()
 
 
 def _umask() -> int:

@@ -186,3 +186,21 @@ def test_a_loaded_model_survives_its_file_being_rewritten_in_place(tmp_path):
     out = subprocess.run([sys.executable, "-c", REWRITE, str(path)], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
     assert out.stdout.split() == ["True", "True"]
+
+
+def test_a_killed_save_leaves_a_temporary_file_that_a_later_save_removes(tmp_path):
+    import os
+    import time
+
+    from netcfg.tensor_files import STALE_SECONDS, write_tensors
+
+    target = tmp_path / "model.safetensors"
+    stale = tmp_path / ".model.safetensors.0123456789abcdef.tmp"
+    fresh = tmp_path / ".model.safetensors.fedcba9876543210.tmp"
+    for leftover in (stale, fresh):
+        leftover.write_bytes(b"partial")
+    old = time.time() - STALE_SECONDS - 60
+    os.utime(stale, (old, old))
+    write_tensors({"x": torch.zeros(2)}, target)
+    assert not stale.exists()  # left by a writer killed long ago
+    assert fresh.exists()  # could belong to a save still running
