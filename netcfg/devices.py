@@ -19,6 +19,11 @@ DTYPES = {
 }
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """torch.float32 -> 'float32', the spelling specs use."""
+    return str(dtype).replace("torch.", "")
+
+
 def present() -> str:
     names = ["cpu"]
     if torch.cuda.is_available():

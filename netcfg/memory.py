@@ -25,9 +25,9 @@ def elements(node: c.Node, shapes: list[tuple]) -> int | None:
     if isinstance(node, c.Linear):
         return last * node.out_features + (node.out_features if node.bias else 0)
     if isinstance(node, (c.Conv1d, c.Conv2d)):
-        kernel = node.kernel_size if isinstance(node.kernel_size, int) else prod(node.kernel_size)
         rank = 1 if isinstance(node, c.Conv1d) else 2
-        kernel = kernel**rank if isinstance(node.kernel_size, int) else kernel
+        size = node.kernel_size
+        kernel = size**rank if isinstance(size, int) else prod(size)
         return node.out_channels * (channels // node.groups) * kernel + (node.out_channels if node.bias else 0)
     if isinstance(node, c.Embedding):
         return node.num_embeddings * node.embedding_dim

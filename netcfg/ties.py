@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from netcfg.devices import dtype_name
 from netcfg.errors import BuildError, Diagnostic, Loc
 from netcfg.shapes import fmt
 from netcfg.validate import suggest
@@ -40,7 +41,7 @@ def _check_group(params: dict, group: list[str], locs: list[Loc]) -> list[Diagno
 
 
 def _dt(p: nn.Parameter) -> str:
-    return str(p.dtype).replace("torch.", "")
+    return dtype_name(p.dtype)
 
 
 def tie(model: nn.Module, groups: list[list[str]]) -> None:

@@ -249,7 +249,7 @@ def _result(built, config, times, iterations, rss_before, compile_time, warmup_s
     batch = int(built.spec.head.input.shape[0])
     return BenchResult(
         device=str(device), device_name=device_name(device), batch=batch,
-        dtype=str(built.dtype).replace("torch.", ""), mode=config.mode, amp=config.amp, compiled=config.compile,
+        dtype=devices.dtype_name(built.dtype), mode=config.mode, amp=config.amp, compiled=config.compile,
         threads=torch.get_num_threads(), torch=torch.__version__, median=median, mean=statistics.fmean(times),
         min=ordered[0], max=ordered[-1], p90=_percentile(ordered, 0.9), p99=_percentile(ordered, 0.99),
         iqr=q3 - q1, stddev=statistics.pstdev(times), rounds=len(times), iterations=iterations,

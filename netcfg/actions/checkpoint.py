@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from netcfg import ties
+from netcfg import devices, ties
 from netcfg.actions.model import checksum, forward
 from netcfg.builder import Built, build_spec
 from netcfg.errors import CheckpointError, Diagnostic, Loc
@@ -227,8 +227,7 @@ def _mismatch(name: str, tensor: torch.Tensor, header: Header) -> list[str]:
     return problems
 
 
-def _dt(dtype: torch.dtype) -> str:
-    return str(dtype).replace("torch.", "")
+_dt = devices.dtype_name
 
 
 def _file_dt(name: str) -> str:
@@ -322,7 +321,6 @@ def load_into(model: nn.Module, path: str | os.PathLike) -> None:
 
 def _materialize(skeleton: Built, spec: Spec, header: Header, device: str) -> Built:
     """Put the file's tensors into the meta skeleton (no initialization is ever computed)."""
-    from netcfg import devices
 
     target, note = devices.resolve(device, Loc(f"--device {device}"))
     model = skeleton.model

@@ -8,13 +8,14 @@ is `Report.model_json_schema()`; keys are documented in the README).
 
 from __future__ import annotations
 
+from math import prod
 from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from netcfg import catalog
+from netcfg import catalog, devices
 from netcfg.actions import flops as flop_rules
 from netcfg.builder import Built
 from netcfg.init import param_groups
@@ -142,8 +143,7 @@ def report(built: Built, train: bool = False) -> Report:
     )
 
 
-def _dt(dtype: torch.dtype) -> str:
-    return str(dtype).replace("torch.", "")
+_dt = devices.dtype_name
 
 
 def _bytes(model: nn.Module) -> dict[str, int]:
@@ -237,8 +237,8 @@ def _memory(built: Built, groups: list, train: bool) -> Memory:
         node = built.nodes[path]
         if REGISTRY.get(node.type).kind in ("layer", "merge") or node.type == "shared":
             ins, out = built.shapes[path]
-            in_bytes = sum(_numel(s) * _itemsize(d, size) for s, d in zip(ins, built.in_dtypes[path], strict=True))
-            acts.append((in_bytes, _numel(out) * size))
+            in_bytes = sum(prod(s) * _itemsize(d, size) for s, d in zip(ins, built.in_dtypes[path], strict=True))
+            acts.append((in_bytes, prod(out) * size))
     if train:
         activations = sum(i + o for i, o in acts)
         gradients, optimizer = trainable, 2 * trainable
@@ -248,13 +248,6 @@ def _memory(built: Built, groups: list, train: bool) -> Memory:
     total = weights + buffers + activations + gradients + optimizer
     return Memory(mode="train" if train else "inference", weights=weights, buffers=buffers,
                   activations=activations, gradients=gradients, optimizer=optimizer, total=total)  # fmt: skip
-
-
-def _numel(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= int(s)
-    return n
 
 
 def _itemsize(dtype: torch.dtype, float_size: int) -> int:

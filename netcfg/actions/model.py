@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from netcfg import devices
 from netcfg.builder import Built, build_spec, sample_input
 from netcfg.errors import BuildError, InputError, Loc
 from netcfg.spec import Spec
@@ -38,7 +39,7 @@ def summarize(built: Built) -> Summary:
         bytes=size,
         device=str(built.device),
         device_note=built.device_note,
-        dtype=str(built.dtype).replace("torch.", ""),
+        dtype=devices.dtype_name(built.dtype),
     )
 
 
@@ -78,7 +79,7 @@ def run(
         where = Loc(f"--device {device}") if device else spec.loc(("device",))
         raise InputError("cannot run on the meta device: it holds no values (use validate or inspect)", where)
     x, out = forward(built, inputs, input_where)
-    dtype = str(x.dtype).replace("torch.", "")
+    dtype = devices.dtype_name(x.dtype)
     return RunResult(summarize(built), tuple(x.shape), dtype, out, checksum(out), list(built.warnings))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 from typing import Annotated, Optional
 
@@ -105,7 +106,7 @@ def checkpoint_report(path, params: bool, format: str, pattern: re.Pattern | Non
     if format == "csv":
         lines = ["name,dtype,shape,bytes"] + [f"{n},{d},{'x'.join(map(str, s))},{b}" for n, d, s, b in rows]
         return "\n".join(lines)
-    elements = sum(_count(r[2]) for r in info.tensors)
+    elements = sum(math.prod(r[2]) for r in info.tensors)
     meta = info.metadata
     lines = [
         f"{info.path}: safetensors, {len(info.tensors)} tensors, {elements:,} elements, "
@@ -124,13 +125,6 @@ def checkpoint_report(path, params: bool, format: str, pattern: re.Pattern | Non
         lines.append(_table("tensors", [("name", "left"), ("dtype", "left"), ("shape", "left"), ("bytes", "right")],
                             table))  # fmt: skip
     return "\n".join(lines)
-
-
-def _count(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def _check_choice(flag: str, value: str, choices: tuple) -> None:

@@ -7,13 +7,14 @@ import torch
 from torch import nn
 
 from netcfg import catalog as c
+from netcfg.devices import dtype_name
 from netcfg.registry import builds
 from netcfg.shapes import ShapeError, check_rank, expect_size, meta_like, window_out
 
 
 def _floating(x, layer: str) -> None:
     if not x.dtype.is_floating_point:
-        dtype = str(x.dtype).replace("torch.", "")
+        dtype = dtype_name(x.dtype)
         raise ShapeError(
             f"{layer} needs a floating-point input, its input is {dtype} (token ids go through an embedding)"
         )
