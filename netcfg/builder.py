@@ -68,6 +68,8 @@ class Builder:
         self.spec = spec
         self.registry = registry
         self.device = device
+        self.on_meta = device.type == "meta"
+        self.on_cpu = device.type == "cpu"
         self.probing = False
         self.budget = budget
         """Bytes the layers may take on the device (None: no limit)."""
@@ -104,8 +106,9 @@ class Builder:
                 self.prefix.pop()
         if not node.trainable:
             module.requires_grad_(False)
-        self.types.setdefault(path, node.type)
-        self.locs.setdefault(path, self.spec.loc(node._path))
+        if path not in self.types:
+            self.types[path] = node.type
+            self.locs[path] = self.spec.loc(node._path)
         if path not in self.shapes:
             self.shapes[path] = ([tuple(x.shape) for x in xs], tuple(out.shape))
             self.nodes[path] = node
@@ -153,15 +156,15 @@ class Builder:
 
     def _placement(self):
         """Where constructors put their tensors: the target device, or meta (free) when probing."""
-        if self.probing or self.device.type == "meta":
+        if self.probing or self.on_meta:
             return _meta_construction()
-        if self.device.type == "cpu":
-            return contextlib.nullcontext()  # the default: no per-op dispatch cost
+        if self.on_cpu:
+            return _NOTHING  # the default: no per-op dispatch cost
         return self.device
 
     def _on_meta(self, module: nn.Module, build, node: Node, xs: list) -> nn.Module:
         """A meta copy of a layer whose output shape is learned by running it (plugins)."""
-        if self.probing or self.device.type == "meta":
+        if self.probing or self.on_meta:
             return module
         with _meta_construction():
             result = build(node, xs, self)
@@ -228,6 +231,9 @@ class _Scratch:
     def __exit__(self, *exc) -> None:
         vars(self.builder).update(self.saved)
         self.builder.probing = False
+
+
+_NOTHING = contextlib.nullcontext()
 
 
 @contextlib.contextmanager
@@ -339,19 +345,22 @@ def build_spec(
         except BuildError as exc:
             exc.partial = builder  # what was built before the failure, for reports
             raise
-        ties.check(model, groups, tie_locs)
-        ties.tie(model, groups)
+        if groups:
+            ties.check(model, groups, tie_locs)
+            ties.tie(model, groups)
+        param_groups = init.param_groups(model)
+        rules = list(spec.head.init)
         if target.type == "meta":
-            chosen = init.assign(model, list(spec.head.init), builder.types)
+            chosen = init.assign(model, rules, builder.types, param_groups)
             _check_rules(model, spec, chosen, rule_locs)
         else:
-            chosen = init.apply_rules(model, list(spec.head.init), builder.types, rule_locs)
+            chosen = init.apply_rules(model, rules, builder.types, rule_locs, param_groups)
     if float_type != torch.float32:
         model = model.to(float_type)
     built = Built(model, spec, target, note, float_type, seed, builder.types, builder.locs, builder.shapes)
     built.nodes, built.order, built.in_dtypes = builder.nodes, builder.order, builder.in_dtypes
     built.init_rules = chosen
-    built.warnings = init.unused_rule_warnings(model, list(spec.head.init), builder.types, chosen, rule_locs)
+    built.warnings = init.unused_rule_warnings(rules, builder.types, chosen, rule_locs, param_groups)
     return built
 
 

@@ -75,8 +75,10 @@ def assign(model: nn.Module, rules: list[s.InitRule], types: dict[str, str], gro
     return chosen
 
 
-def apply_rules(model: nn.Module, rules: list[s.InitRule], types: dict[str, str], locs: list[Loc]) -> dict[str, int]:
-    groups = param_groups(model)
+def apply_rules(
+    model: nn.Module, rules: list[s.InitRule], types: dict[str, str], locs: list[Loc], groups=None
+) -> dict[str, int]:
+    groups = param_groups(model) if groups is None else groups
     chosen = assign(model, rules, types, groups)
     by_name = {g.names[0]: g for g in groups}
     problems = []
@@ -137,10 +139,10 @@ def _mixture(t: torch.Tensor, init: s.MixtureInit) -> None:
 
 
 def unused_rule_warnings(
-    model: nn.Module, rules: list[s.InitRule], types: dict[str, str], chosen: dict[str, int], locs: list[Loc]
+    rules: list[s.InitRule], types: dict[str, str], chosen: dict[str, int], locs: list[Loc], groups: list[ParamGroup]
 ) -> list[str]:
     """A rule that sets nothing: a typo in its selectors, or every parameter it selects overridden."""
-    names = [n for g in param_groups(model) for n in g.names]
+    names = [n for g in groups for n in g.names]
     warnings = []
     for i, rule in enumerate(rules):
         if i in chosen.values():

@@ -297,7 +297,8 @@ class NodeValidator:
         validated = {f: self.children(entry.name, s, data[f], path + (f,)) for f, s in children.items()}
         if node is None or any(v is None for v in validated.values()):
             return None
-        node = node.model_copy(update=validated)
+        if validated:  # a leaf (most nodes) needs no copy
+            node = node.model_copy(update=validated)
         node._path = path
         return node
 

@@ -59,6 +59,8 @@ class FixedHiddenMLP(nn.Module):
 def build_fixed_hidden(args: FixedHiddenArgs, xs: list, ctx) -> tuple[nn.Module, torch.Tensor]:
     n_in = int(xs[0].shape[-1])
     if n_in != args.units:
-        raise ValueError(f"the shared linear layer maps {n_in} -> {args.units}, so it needs an input of width {args.units}")
+        raise ValueError(
+            f"the shared linear layer maps {n_in} -> {args.units}, so it needs an input of width {args.units}"
+        )
     # The loop's condition needs values; the output is a scalar whatever the input.
     return FixedHiddenMLP(n_in, args.units, args.limit), torch.empty((), device="meta")
