@@ -17,6 +17,9 @@ class Loc:
     file: str
     line: int = 0
     col: int = 0
+    via: str = ""
+    """The command-line flag a value here was computed from (an expression reading a var
+    that `--set vars.NAME=...` replaced), so the message names the flag as well."""
 
     def __str__(self) -> str:
         if self.line <= 0:
@@ -32,7 +35,8 @@ class Diagnostic:
     def __str__(self) -> str:
         if self.loc is None:
             return f"error: {self.message}"
-        return f"{self.loc}: error: {self.message}"
+        via = f" (from {self.loc.via})" if self.loc.via else ""
+        return f"{self.loc}: error: {self.message}{via}"
 
 
 class NetcfgError(Exception):

@@ -9,12 +9,13 @@ bound; a node whose ``if`` is false disappears.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from typing import Any
 
 from netcfg import catalog
 from netcfg.errors import Diagnostic, Loc
-from netcfg.expr import ExprError, has_expr, substitute
+from netcfg.expr import ExprError, has_expr, names, substitute
 from netcfg.registry import Registry
 from netcfg.yaml_source import Document, Path
 
@@ -24,12 +25,29 @@ FAILED = object()
 """Stands for a node or value whose expansion already reported a problem."""
 
 
+class Scope(dict):
+    """The names an expression can read, and for those a `--set` flag gave (directly or
+    through a block argument computed from one), the flag: `via`."""
+
+    def __init__(self, values: dict, via: dict[str, str] | None = None):
+        super().__init__(values)
+        self.via = via or {}
+
+    def child(self, values: dict, via: dict[str, str] | None = None) -> Scope:
+        kept = {k: v for k, v in self.via.items() if k not in values}
+        return Scope({**self, **values}, {**kept, **(via or {})})
+
+
 class Expander:
-    def __init__(self, doc: Document, registry: Registry, blocks: dict, variables: dict):
+    def __init__(self, doc: Document, registry: Registry, blocks: dict, variables: dict, flags=None):
         self.doc = doc
         self.registry = registry
         self.blocks = blocks
         self.variables = variables
+        self.flags: dict[str, str] = flags or {}
+        """Var name -> the `--set` flag that gave its value."""
+        self.vias: dict[Path, str] = {}
+        """Expanded path -> the flags its value was computed from."""
         self.locs: dict[Path, Loc] = {}
         self.key_locs: dict[Path, Loc] = {}
         self.problems: list[Diagnostic] = []
@@ -44,23 +62,31 @@ class Expander:
         if src in self.doc.key_locs:
             self.key_locs[dst] = self.doc.key_locs[src]
 
-    def fail(self, src: Path, message: str, key: bool = False) -> None:
+    def fail(self, src: Path, message: str, key: bool = False, via: str = "") -> None:
         loc = self.doc.key_loc(src) if key else self.doc.loc(src)
-        self.problems.append(Diagnostic(loc, message))
+        self.problems.append(Diagnostic(dataclasses.replace(loc, via=via) if via else loc, message))
 
-    def value(self, raw: Any, src: Path, scope: dict) -> Any:
-        """Substitute ${...} in plain (non-module) data."""
+    def value(self, raw: Any, src: Path, scope: dict, dst: Path | None = None) -> Any:
+        """Substitute ${...} in plain (non-module) data; `dst`: where the result goes."""
         if isinstance(raw, dict):
-            return {k: self.value(v, src + (k,), scope) for k, v in raw.items()}
+            return {k: self.value(v, src + (k,), scope, _sub(dst, k)) for k, v in raw.items()}
         if isinstance(raw, list):
-            return [self.value(v, src + (i,), scope) for i, v in enumerate(raw)]
+            return [self.value(v, src + (i,), scope, _sub(dst, i)) for i, v in enumerate(raw)]
         if has_expr(raw):
+            via = _via(raw, scope)
+            if via and dst is not None:
+                self.vias[dst] = via
             try:
                 return substitute(raw, scope)
             except ExprError as exc:
-                self.fail(src, str(exc))
+                self.fail(src, str(exc), via=via)
                 return FAILED
         return raw
+
+    def vias_under(self, dst: Path) -> str:
+        """The flags any value at or below `dst` was computed from."""
+        found = {via for path, via in self.vias.items() if path[: len(dst)] == dst}
+        return ", ".join(sorted(found))
 
     def copy_locs(self, raw: Any, src: Path, dst: Path) -> None:
         self.mark(dst, src)
@@ -81,15 +107,16 @@ class Expander:
             return FAILED
         if not isinstance(raw, dict):
             self.copy_locs(raw, src, dst)
-            return self.value(raw, src, scope)
+            return self.value(raw, src, scope, dst)
         if "if" in raw:
-            keep = self.value(raw["if"], src + ("if",), scope)
+            keep = self.value(raw["if"], src + ("if",), scope, dst + ("if",))
             if not isinstance(keep, bool):
-                self.fail(src + ("if",), f"'if' must be true or false, got {keep!r}")
+                via = self.vias.get(dst + ("if",), "")
+                self.fail(src + ("if",), f"'if' must be true or false, got {keep!r}", via=via)
             elif not keep:
                 return _DROP
             raw = {k: v for k, v in raw.items() if k != "if"}
-        kind = self.value(raw.get("type"), src + ("type",), scope)
+        kind = self.value(raw.get("type"), src + ("type",), scope, dst + ("type",))
         if kind == "block":
             return self.block(raw, src, dst, scope, stack)
         if kind == "repeat":
@@ -104,7 +131,7 @@ class Expander:
             shape = children.get(key)
             if shape is None or val is None:
                 self.copy_locs(val, src + (key,), dst + (key,))
-                out[key] = self.value(val, src + (key,), scope)
+                out[key] = self.value(val, src + (key,), scope, dst + (key,))
             else:
                 out[key] = self.children(shape, val, src + (key,), dst + (key,), scope, stack)
         return out
@@ -135,14 +162,14 @@ class Expander:
         return val  # wrong shape: validation reports it
 
     def repeat(self, raw: dict, src: Path, dst: Path, scope: dict, stack: tuple) -> Any:
-        fields = self.value({k: v for k, v in raw.items() if k != "body"}, src, scope)
-        args = self.validated(catalog.Repeat, {**fields, "body": None}, src)
+        fields = self.value({k: v for k, v in raw.items() if k != "body"}, src, scope, dst)
+        args = self.validated(catalog.Repeat, {**fields, "body": None}, src, dst)
         if args is None:
             return FAILED
         self.mark(dst, src)
         layers = []
         for i in range(args.times):
-            inner = {**scope, args.index: i}
+            inner = _scope(scope).child({args.index: i})
             result = self.node(raw.get("body"), src + ("body",), dst + ("layers", len(layers)), inner, stack)
             if result is not _DROP:
                 layers.append(result)
@@ -150,7 +177,8 @@ class Expander:
         return _carry(fields, {"type": "sequential", "layers": layers})
 
     def block(self, raw: dict, src: Path, dst: Path, scope: dict, stack: tuple) -> Any:
-        call = self.validated(catalog.Block, self.value(raw, src, scope), src)
+        at = dst + ("<call>", len(stack))  # nested calls expand at the same dst: keep their flags apart
+        call = self.validated(catalog.Block, self.value(raw, src, scope, at), src, at)
         if call is None:
             return FAILED
         if call.block in self.blocks and self.blocks[call.block] is None:
@@ -158,7 +186,7 @@ class Expander:
         template = self.blocks.get(call.block)
         if template is None:
             hint = _suggest(call.block, list(self.blocks))
-            self.fail(src + ("block",), f"unknown block '{call.block}'{hint}")
+            self.fail(src + ("block",), f"unknown block '{call.block}'{hint}", via=self.vias_under(at + ("block",)))
             return FAILED
         if call.block in stack:
             chain = " -> ".join(stack + (call.block,))
@@ -168,13 +196,15 @@ class Expander:
         if bound is None:
             return FAILED
         body_src = ("blocks", call.block, "body")
-        result = self.node(template.body, body_src, dst, {**self.variables, **bound}, stack + (call.block,))
+        via = {name: self.vias_under(at + ("args", name)) for name in call.args}
+        inner = Scope(self.variables, self.flags).child(bound, {k: v for k, v in via.items() if v})
+        result = self.node(template.body, body_src, dst, inner, stack + (call.block,))
         if not isinstance(result, dict):
             return result
         for key in ("name", "inputs", "trainable"):
             if key in raw:
                 self.copy_locs(raw[key], src + (key,), dst + (key,))
-        return _carry(self.value(raw, src, scope), result)
+        return _carry(self.value(raw, src, scope, dst), result)
 
     def bind(self, call: catalog.Block, template: Any, src: Path) -> dict | None:
         bound = dict(template.args)
@@ -191,12 +221,33 @@ class Expander:
                 ok = False
         return bound if ok else None
 
-    def validated(self, model: type[catalog.Node], data: dict, src: Path) -> Any:
+    def validated(self, model: type[catalog.Node], data: dict, src: Path, dst: Path) -> Any:
         from netcfg.validate import pydantic_problems  # validate imports this module
 
-        problems, result = pydantic_problems(model, data, lambda path: self.doc.loc(src + path))
+        def loc(path: Path) -> Loc:
+            via = self.vias_under(dst + path)
+            found = self.doc.loc(src + path)
+            return dataclasses.replace(found, via=via) if via else found
+
+        problems, result = pydantic_problems(model, data, loc)
         self.problems.extend(problems)
         return result
+
+
+def _sub(path: Path | None, key: Any) -> Path | None:
+    return None if path is None else path + (key,)
+
+
+def _scope(scope: dict) -> Scope:
+    return scope if isinstance(scope, Scope) else Scope(scope)
+
+
+def _via(raw: str, scope: dict) -> str:
+    """The flags behind the names an expression reads ('' when none: the usual case)."""
+    via = getattr(scope, "via", None)
+    if not via:
+        return ""
+    return ", ".join(sorted({via[n] for n in names(raw) if n in via}))
 
 
 def _carry(call_fields: dict, result: dict) -> dict:

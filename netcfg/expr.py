@@ -56,6 +56,20 @@ def substitute(value: str, scope: dict[str, Any]) -> Any:
     return PART.sub(lambda m: str(evaluate(m.group(1), scope)), value)
 
 
+def names(value: str) -> set[str]:
+    """The names the ``${...}`` expressions in a string read (none for a malformed one)."""
+    found: set[str] = set()
+    for match in PART.finditer(value):
+        if len(match.group(1)) > MAX_LENGTH:
+            continue  # evaluate() refuses it
+        try:
+            tree = _parse(match.group(1).strip())
+        except ExprError:
+            continue
+        found.update(n.id for n in ast.walk(tree) if isinstance(n, ast.Name))
+    return found
+
+
 def evaluate(text: str, scope: dict[str, Any]) -> Any:
     if len(text) > MAX_LENGTH:
         raise ExprError(f"expression longer than {MAX_LENGTH} characters")

@@ -7,13 +7,14 @@ read the file -> safe YAML with locations -> apply overrides -> validate the top
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path as FsPath
 from typing import Any
 
 from netcfg import spec as spec_mod
 from netcfg.errors import Diagnostic, InputError, Loc, SpecError
-from netcfg.expand import Expander
+from netcfg.expand import Expander, Scope
 from netcfg.registry import REGISTRY, Registry
 from netcfg.validate import NodeValidator, pydantic_problems, suggest, yaml_repr
 from netcfg.yaml_source import Document, read_yaml
@@ -146,14 +147,15 @@ def resolve(doc: Document, registry: Registry) -> spec_mod.Spec:
     blocks, variables, shared_raw = _parts(head, data)
     if head is not None:
         problems += _check_init_layers(doc, head, registry)
-    expander = Expander(doc, registry, blocks, variables)
-    model_data = expander.node(data["model"], ("model",), ("model",), dict(variables)) if "model" in data else None
+    flags = _var_flags(doc, variables)
+    expander = Expander(doc, registry, blocks, variables, flags)
+    scope = Scope(variables, flags)
+    model_data = expander.node(data["model"], ("model",), ("model",), scope) if "model" in data else None
     shared_data = {
-        name: expander.node(raw, ("shared", name), ("shared", name), dict(variables))
-        for name, raw in shared_raw.items()
+        name: expander.node(raw, ("shared", name), ("shared", name), scope) for name, raw in shared_raw.items()
     }
     problems += expander.problems
-    locs = dict(expander.locs)
+    locs = _with_vias(expander.locs, expander.vias)
     key_locs = expander.key_locs
     for path, loc in doc.locs.items():
         if path and path[0] not in ("model", "shared", "blocks"):
@@ -192,11 +194,28 @@ def _substitute_top(doc: Document) -> list[Diagnostic]:
     """${...} in top-level values (init rules, input, ...) see the vars; module nodes and
     block bodies are substituted during expansion, where block arguments are known too."""
     variables = doc.data.get("vars") if isinstance(doc.data.get("vars"), dict) else {}
-    expander = Expander(doc, REGISTRY, {}, variables)
+    flags = _var_flags(doc, variables)
+    expander = Expander(doc, REGISTRY, {}, variables, flags)
     for key in list(doc.data):
         if key not in ("model", "shared", "blocks", "vars"):
-            doc.data[key] = expander.value(doc.data[key], (key,), dict(variables))
+            doc.data[key] = expander.value(doc.data[key], (key,), Scope(variables, flags), (key,))
+    doc.locs.update(_with_vias(doc.locs, expander.vias))
     return expander.problems
+
+
+def _var_flags(doc: Document, variables: dict) -> dict[str, str]:
+    """Var name -> the `--set` flag that gave it (flags are located at no line)."""
+    found = {name: doc.loc(("vars", name)) for name in variables if isinstance(name, str)}
+    return {name: loc.file for name, loc in found.items() if loc.line <= 0}
+
+
+def _with_vias(locs: dict, vias: dict) -> dict:
+    """The locations, those of values computed from a `--set` var naming that flag too."""
+    out = dict(locs)
+    for path, via in vias.items():
+        if path in out:
+            out[path] = dataclasses.replace(out[path], via=via)
+    return out
 
 
 def _parts(head: spec_mod.SpecHead | None, data: dict) -> tuple[dict, dict, dict]:

@@ -122,8 +122,15 @@ CLI_CASES = [
     ),
     pytest.param(
         ["validate", VALID, "--set", "vars.width=true"],
-        "tests/golden/cli/valid.yaml:8:36: error: 'out_features' must be an integer, got true\n",
+        "tests/golden/cli/valid.yaml:8:36: error: 'out_features' must be an integer, got true "
+        "(from --set vars.width=true)\n",
         id="set-var-of-wrong-type",
+    ),
+    pytest.param(
+        ["validate", VALID, "--set", "vars.width=0"],
+        "tests/golden/cli/valid.yaml:8:36: error: 'out_features' must be greater than or equal to 1, got 0 "
+        "(from --set vars.width=0)\n",
+        id="set-var-out-of-range",
     ),
     pytest.param(
         ["validate", VALID, "--set", "model.layers.0.out_features=0", "--set", "nope=1"],

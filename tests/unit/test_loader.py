@@ -148,3 +148,77 @@ def test_bool_is_not_an_int_and_int_is_a_float(write_spec):
     assert msg.endswith("error: 'out_features' must be an integer, got true")
     ok = MLP.replace("{type: relu}", "{type: dropout, p: 0}")
     assert load_spec(write_spec(ok)).model.layers[1].p == 0.0
+
+
+VIA = """\
+netcfg: 1
+vars: {w: 8, act: relu, n: 2, deep: true, other: 4}
+input: {shape: ["${w}", 4]}
+blocks:
+  inner:
+    args: {k: 1}
+    body: {type: linear, out_features: "${k}"}
+  outer:
+    args: {width: null}
+    body:
+      type: sequential
+      layers:
+        - {type: linear, out_features: "${width}"}
+        - {type: "${act}"}
+        - {if: "${deep}", type: linear, out_features: "${other}"}
+        - {type: block, block: inner, args: {k: 2}}
+model:
+  type: sequential
+  layers:
+    - {type: block, block: outer, args: {width: "${w // 2}"}}
+    - {type: repeat, times: "${n}", body: {type: linear, out_features: 3}}
+"""
+
+
+_W = "must be greater than or equal to 1, got"
+
+
+@pytest.mark.parametrize(
+    "flag, expected",
+    [
+        ("vars.w=-4", [f"3:17: error: 'input.shape.0' {_W} -4 (from --set vars.w=-4)",
+                       f"13:40: error: 'out_features' {_W} -2 (from --set vars.w=-4)"]),
+        ("vars.act=relux", ["14:18: error: unknown layer type 'relux'; did you mean 'relu'? "
+                            "(from --set vars.act=relux)"]),
+        ("vars.n=0", [f"21:29: error: 'times' {_W} 0 (from --set vars.n=0)"]),
+        ("vars.deep=3", ["15:16: error: 'if' must be true or false, got 3 (from --set vars.deep=3)"]),
+    ],
+)  # fmt: skip
+def test_an_error_from_a_set_var_names_the_flag_too(write_spec, flag, expected):
+    path = write_spec(VIA)
+    assert errors(path, [flag]) == [f"{path}:{line}" for line in expected]
+
+
+def test_only_values_computed_from_the_set_var_name_the_flag(write_spec):
+    # 'other' is set on the command line but is fine; w's bad value is in the file.
+    path = write_spec(VIA.replace("{w: 8,", "{w: -4,"))
+    assert errors(path, ["vars.other=4"]) == [
+        f"{path}:3:17: error: 'input.shape.0' must be greater than or equal to 1, got -4",
+        f"{path}:13:40: error: 'out_features' must be greater than or equal to 1, got -2",
+    ]
+
+
+def test_a_nested_block_call_does_not_inherit_the_outer_calls_flags(write_spec):
+    spec = load_spec(write_spec(VIA), ["vars.w=6"])
+    outer_linear = ("model", "layers", 0, "layers", 0, "out_features")
+    inner_linear = ("model", "layers", 0, "layers", 3, "out_features")
+    assert spec.locs[outer_linear].via == "--set vars.w=6"
+    assert spec.locs[inner_linear].via == ""
+
+
+def test_a_shape_error_at_build_names_the_set_var(write_spec):
+    from netcfg.builder import build_spec
+    from netcfg.errors import BuildError
+
+    path = write_spec(MLP.replace('out_features: "${width}"}', 'in_features: "${width}", out_features: 8}'))
+    with pytest.raises(BuildError) as err:
+        build_spec(load_spec(path, ["vars.width=5"]), device="meta")
+    assert [str(d) for d in err.value.diagnostics] == [
+        f"{path}:7:35: error: layer '0' (linear) with input [2, 4]: expected input [2, 5] (in_features=5), "
+        "got [2, 4] (from --set vars.width=5)"
+    ]
