@@ -38,31 +38,34 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _best(fn, device: torch.device, repeats: int = 5) -> float:
-    """Best of `repeats` timings (the least disturbed run) of fn, synchronized."""
-    best = float("inf")
-    for _ in range(repeats):
+def _best(fn, device: torch.device, repeats: int = 5, min_time: float = 0.0) -> float:
+    """Best timing (the least disturbed run) of fn, synchronized, after one untimed run:
+    at least `repeats` runs and at least `min_time` seconds of them (capped at 10x that + 10 s)."""
+    fn()
+    best, spent, runs = float("inf"), 0.0, 0
+    while runs < repeats or (spent < min_time and spent < 10 * min_time + 10):
         _sync(device)
         start = time.perf_counter()
         fn()
         _sync(device)
-        best = min(best, time.perf_counter() - start)
+        took = time.perf_counter() - start
+        best, spent, runs = min(best, took), spent + took, runs + 1
     return best
 
 
-def transfers(device: torch.device, total_mib: int = 64, pieces: int = 4096) -> ScenarioResult:
+def transfers(device: torch.device, min_time: float = 0.0, total_mib: int = 64, pieces: int = 4096) -> ScenarioResult:
     pinned = device.type == "cuda"
     small = [torch.ones(total_mib * 2**18 // pieces, pin_memory=pinned) for _ in range(pieces)]
     large = torch.ones(total_mib * 2**18, pin_memory=pinned)
     target = torch.empty(total_mib * 2**18, device=device)
     chunks = list(target.split(total_mib * 2**18 // pieces))
-    many = _best(lambda: [c.copy_(s) for c, s in zip(chunks, small, strict=True)], device)
-    one = _best(lambda: target.copy_(large), device)
+    many = _best(lambda: [c.copy_(s) for c, s in zip(chunks, small, strict=True)], device, min_time=min_time)
+    one = _best(lambda: target.copy_(large), device, min_time=min_time)
     return ScenarioResult("transfers", str(device), f"{pieces} copies of {total_mib * 1024 // pieces} KiB", many,
                           f"1 copy of {total_mib} MiB", one)  # fmt: skip
 
 
-def logging(device: torch.device, steps: int = 200, width: int = 256) -> ScenarioResult:
+def logging(device: torch.device, min_time: float = 0.0, steps: int = 200, width: int = 256) -> ScenarioResult:
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(width, width), torch.nn.ReLU(), torch.nn.Linear(width, 1)).to(device)
     x = torch.randn(64, width, device=device)
@@ -86,12 +89,12 @@ def logging(device: torch.device, steps: int = 200, width: int = 256) -> Scenari
             log[i] = step()
         log.cpu()  # one copy at the end
 
-    slow, fast = _best(each_step_to_host, device, 3), _best(on_device, device, 3)
+    slow, fast = _best(each_step_to_host, device, 3, min_time), _best(on_device, device, 3, min_time)
     return ScenarioResult("logging", str(device), f"{steps} steps, loss.item() each step", slow,
                           f"{steps} steps, losses kept on the device", fast)  # fmt: skip
 
 
-def two_gpus(size: int = 4096, rounds: int = 20) -> ScenarioResult:
+def two_gpus(min_time: float = 0.0, size: int = 4096, rounds: int = 20) -> ScenarioResult:
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count < 2:
         raise InputError(f"the two_gpus scenario needs two CUDA GPUs, this machine has {count}", Loc("--scenario"))
@@ -113,5 +116,6 @@ def two_gpus(size: int = 4096, rounds: int = 20) -> ScenarioResult:
         for g in gpus:
             torch.cuda.synchronize(g)
 
-    return ScenarioResult("two_gpus", "cuda:0,cuda:1", "one GPU after the other", _best(sequential, gpus[0], 3),
-                          "both GPUs at once", _best(together, gpus[0], 3))  # fmt: skip
+    slow, fast = _best(sequential, gpus[0], 3, min_time), _best(together, gpus[0], 3, min_time)
+    return ScenarioResult("two_gpus", "cuda:0,cuda:1", "one GPU after the other", slow,
+                          "both GPUs at once", fast)  # fmt: skip

@@ -59,7 +59,14 @@ def bench(
         _choice("--dtype", dtype, ("float32", "bfloat16", "float16", "float64"))
     names = actions.parse_devices(device)
     if scenario is not None:
-        _scenarios(scenario, names, format)
+        given = {"SPEC": spec is not None, "--batch": batch is not None, "--dtype": dtype is not None,
+                 "--amp": amp, "--compile": compile, "--mode": mode != "inference", "--warmup": warmup != "10",
+                 "--sweep": bool(sweep), "--seed": seed is not None, "--set": bool(set_),
+                 "--plugin": bool(plugin)}  # fmt: skip
+        for flag, is_given in given.items():
+            if is_given:
+                raise InputError(f"does not apply to --scenario {scenario} (it times a fixed workload)", Loc(flag))
+        _scenarios(scenario, names, format, min_time, threads)
         return
     if spec is None:
         raise InputError("give a spec file to time (or a --scenario)", Loc("SPEC"))
@@ -127,16 +134,20 @@ def table(results: list) -> str:
     return text + ("\n" + "\n".join(compiled) if compiled else "")
 
 
-def _scenarios(name: str, devices: list[str], format: str) -> None:
+def _scenarios(name: str, devices: list[str], format: str, min_time: float, threads: int | None) -> None:
+    import torch
+
     from netcfg import devices as device_lookup
     from netcfg.actions import scenarios
 
     _choice("--scenario", name, scenarios.SCENARIOS)
+    if threads:
+        torch.set_num_threads(threads)
     if name == "two_gpus":
-        results = [scenarios.two_gpus()]
+        results = [scenarios.two_gpus(min_time)]
     else:
         run = scenarios.transfers if name == "transfers" else scenarios.logging
-        results = [run(device_lookup.resolve(d)[0]) for d in devices]
+        results = [run(device_lookup.resolve(d)[0], min_time) for d in devices]
     if format == "json":
         out(json.dumps([{**vars(r), "ratio": r.ratio} for r in results], indent=2))
         return

@@ -70,12 +70,34 @@ def test_absent_gpu_is_an_error_naming_what_is_present():
 
 
 def test_scenarios_run_on_the_cpu():
-    result = invoke("bench", "--scenario", "transfers", "--device", "cpu", "--format", "json")
+    result = invoke("bench", "--scenario", "transfers", "--device", "cpu", "--format", "json", "--min-time", "0")
     (row,) = json.loads(result.output)
     assert row["scenario"] == "transfers" and row["slow_s"] > 0 and row["fast_s"] > 0
     if torch.cuda.device_count() < 2:
         two = invoke("bench", "--scenario", "two_gpus")
         assert two.exit_code == 2 and "needs two CUDA GPUs" in two.output
+
+
+@pytest.mark.parametrize(
+    "extra, flag",
+    [(["configs/mlp.yaml"], "SPEC"), (["--batch", "4"], "--batch"), (["--dtype", "bfloat16"], "--dtype"),
+     (["--mode", "train"], "--mode"), (["--compile"], "--compile"), (["--sweep", "batch=1,2"], "--sweep")],
+)  # fmt: skip
+def test_a_scenario_refuses_the_flags_that_shape_a_spec_run(extra, flag):
+    result = invoke("bench", "--scenario", "logging", *extra)
+    assert result.exit_code == 2
+    assert result.output == f"{flag}: error: does not apply to --scenario logging (it times a fixed workload)\n"
+
+
+def test_a_scenario_times_for_at_least_min_time(monkeypatch):
+    from netcfg.actions import scenarios
+
+    clock = iter(range(1000))  # each perf_counter() call: one more hundredth of a second
+    monkeypatch.setattr(scenarios.time, "perf_counter", lambda: next(clock) / 100)
+    calls = []
+    best = scenarios._best(lambda: calls.append(1), torch.device("cpu"), repeats=2, min_time=0.05)
+    assert best == pytest.approx(0.01)
+    assert len(calls) == 1 + 5  # the untimed run, then runs until 0.05 s were spent
 
 
 def test_devices_lists_the_cpu():
