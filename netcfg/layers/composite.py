@@ -138,7 +138,8 @@ class Graph(nn.Module):
     The plan holds child names, not modules, so a child replaced after building (as
     fusion or quantization tools do) is the one that runs. A two-input add or mul is
     computed inline: it is most of a residual network's nodes, and a module call costs
-    twice the addition itself (forward hooks on those nodes therefore do not fire)."""
+    twice the addition itself. A node with forward hooks (its own or global ones) is
+    called as a module, so the hooks fire."""
 
     def __init__(self, nodes: OrderedDict, steps: list[list[int]], output: int):
         super().__init__()
@@ -152,9 +153,14 @@ class Graph(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         modules = self._modules
         values = [x]
+        hooked = _GLOBAL_HOOKS[0] or _GLOBAL_HOOKS[1]
         for name, inline, idx in self._plan:
             module = modules[name]
-            if inline is not None and type(module) is inline:
+            if (
+                inline is not None
+                and type(module) is inline
+                and not (hooked or module._forward_hooks or module._forward_pre_hooks)
+            ):
                 a, b = values[idx[0]], values[idx[1]]
                 values.append(a + b if inline is Add else a * b)
             elif len(idx) == 1:
@@ -162,6 +168,10 @@ class Graph(nn.Module):
             else:
                 values.append(module(*[values[i] for i in idx]))
         return values[self._output]
+
+
+# torch's registries of hooks for every module (register_module_forward_hook and friends).
+_GLOBAL_HOOKS = (nn.modules.module._global_forward_hooks, nn.modules.module._global_forward_pre_hooks)
 
 
 def _inline(module: nn.Module, idx: list[int]) -> type | None:

@@ -130,6 +130,34 @@ model:
     torch.testing.assert_close(model(x), expected)
 
 
+def test_forward_hooks_fire_on_graph_add_and_mul_nodes(write_spec):
+    body = """\
+model:
+  type: graph
+  nodes:
+    a: {type: relu}
+    s: {type: add, inputs: [a, input]}
+    m: {type: mul, inputs: [s, input]}
+"""
+    model = make(write_spec, body).model
+    x = torch.rand(2, 20)
+    seen = []
+    model.s.register_forward_hook(lambda mod, inputs, out: seen.append(("s", out.clone())))
+    model.m.register_forward_pre_hook(lambda mod, inputs: seen.append(("m", None)))
+    torch.testing.assert_close(model(x), (torch.relu(x) + x) * x)
+    assert [name for name, _ in seen] == ["s", "m"]
+    torch.testing.assert_close(seen[0][1], torch.relu(x) + x)
+    seen.clear()
+    handle = nn.modules.module.register_module_forward_hook(
+        lambda mod, inputs, out: seen.append((type(mod).__name__, None))
+    )
+    try:
+        model(x)
+    finally:
+        handle.remove()
+    assert [name for name, _ in seen if name in ("Add", "Mul")] == ["Add", "Mul"]
+
+
 def test_graph_refuses_later_and_unknown_inputs(write_spec):
     body = "model:\n  type: graph\n  nodes:\n    a: {type: relu, inputs: b}\n    b: {type: relu}\n"
     with pytest.raises(BuildError, match="input 'b' is a later node"):
