@@ -44,3 +44,11 @@ def test_config_validates_builds_and_runs(path, monkeypatch):
     result = runner.invoke(app, ["run", str(path), "--device", "cpu", *args])
     assert result.exit_code == 0, result.output
     assert re.search(r"^checksum [0-9a-f]{16}$", result.output, re.MULTILINE)
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.relative_to(CONFIGS).as_posix())
+def test_config_inspects(path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    result = CliRunner().invoke(app, ["inspect", str(path), "--layers", "--params", "--init", *extra_args(path)])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^parameters +[0-9,]+", result.output, re.MULTILINE)

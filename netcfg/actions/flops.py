@@ -62,11 +62,15 @@ def formula(kind: str, module: nn.Module, in_shapes: list[tuple], out_shape: tup
     return None
 
 
-def counted(module: nn.Module, in_shapes: list[tuple], dtypes: list[torch.dtype]) -> int:
-    """FLOPs of `module` measured by FlopCounterMode on meta inputs."""
+def counted(module: nn.Module, in_shapes: list[tuple], dtypes: list[torch.dtype]) -> int | None:
+    """FLOPs of `module` measured by FlopCounterMode on meta inputs; None when its forward
+    needs values (a plugin whose loop reads `.item()`: its work depends on the data)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     xs = [torch.empty(s, dtype=d, device="meta") for s, d in zip(in_shapes, dtypes, strict=True)]
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        module(*xs)
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            module(*xs)
+    except (RuntimeError, NotImplementedError, TypeError, ValueError, IndexError):
+        return None
     return int(counter.get_total_flops())

@@ -47,8 +47,11 @@ class LayerRow(BaseModel):
     output_shape: list[int]
     parameters: int = Field(description="Unique parameters in this module and its children.")
     share: float = Field(description="parameters / total unique parameters.")
-    flops: int
-    macs: int
+    flops: int | None = Field(
+        description="None: not countable without values (this layer, or one inside it, does work that "
+        "depends on its input's values)."
+    )
+    macs: int | None
 
 
 class Memory(BaseModel):
@@ -95,8 +98,14 @@ class Report(BaseModel):
     frozen: int
     buffers: int = Field(description="Buffer elements.")
     bytes: dict[str, int] = Field(description="parameters, buffers, and bytes per dtype ('float32': n, ...).")
-    flops: int = Field(description="FLOPs of one forward pass on the sample input (multiply-add = 2).")
+    flops: int = Field(
+        description="FLOPs of one forward pass on the sample input (multiply-add = 2); with "
+        "flops_uncounted, those of the other layers only."
+    )
     macs: int
+    flops_uncounted: list[str] = Field(
+        default_factory=list, description="Layers whose work depends on their input's values: not counted."
+    )
     memory: Memory
     ties: list[list[str]]
     params: list[ParamRow]
@@ -117,9 +126,10 @@ def report(built: Built, train: bool = False) -> Report:
     ties = [list(g.names) for g in groups if len(g.names) > 1]
     params = _param_rows(model, built, ties)
     unique = sum(g.param.numel() for g in groups)
-    layers = _layer_rows(built, unique)
+    leaf_flops = _leaf_flops(built)
+    layers = _layer_rows(built, unique, leaf_flops)
     coverage, warnings = _init_coverage(built, groups)
-    total_flops = layers[0].flops if layers else 0
+    total_flops = sum(f for f in leaf_flops.values() if f is not None)
     return Report(
         name=built.spec.head.name,
         file=built.spec.file,
@@ -134,6 +144,7 @@ def report(built: Built, train: bool = False) -> Report:
         bytes=_bytes(model),
         flops=total_flops,
         macs=total_flops // 2,
+        flops_uncounted=[path for path, f in leaf_flops.items() if f is None],
         memory=_memory(built, groups, train),
         ties=ties,
         params=params,
@@ -170,8 +181,8 @@ def _param_rows(model: nn.Module, built: Built, ties: list[list[str]]) -> list[P
     return rows
 
 
-def _layer_rows(built: Built, total: int) -> list[LayerRow]:
-    flops_under = _accumulate(_leaf_flops(built))
+def _layer_rows(built: Built, total: int, leaf_flops: dict[str, int | None]) -> list[LayerRow]:
+    flops_under = _accumulate(leaf_flops)
     modules = dict(built.model.named_modules(remove_duplicate=False))
     rows = []
     for path, module in modules.items():
@@ -183,23 +194,24 @@ def _layer_rows(built: Built, total: int) -> list[LayerRow]:
         rows.append(LayerRow(
             path=path, type=built.nodes[path].type, depth=path.count(".") + 1 if path else 0,
             input_shapes=[list(s) for s in ins], output_shape=list(out), parameters=count,
-            share=count / total if total else 0.0, flops=flops, macs=flops // 2,
+            share=count / total if total else 0.0, flops=flops, macs=None if flops is None else flops // 2,
         ))  # fmt: skip
     return rows
 
 
-def _accumulate(leaf: dict[str, int]) -> dict[str, int]:
-    """Add each leaf's FLOPs to the leaf and to every module above it."""
-    total: dict[str, int] = {}
+def _accumulate(leaf: dict[str, int | None]) -> dict[str, int | None]:
+    """Add each leaf's FLOPs to the leaf and to every module above it (None, unknown, wins)."""
+    total: dict[str, int | None] = {}
     for path, flops in leaf.items():
         parts = path.split(".") if path else []
         for i in range(len(parts) + 1):
             key = ".".join(parts[:i])
-            total[key] = total.get(key, 0) + flops
+            before = total.get(key, 0)
+            total[key] = None if before is None or flops is None else before + flops
     return total
 
 
-def _leaf_flops(built: Built) -> dict[str, int]:
+def _leaf_flops(built: Built) -> dict[str, int | None]:
     """FLOPs of every leaf layer (and every later use of a shared module), by path."""
     modules = dict(built.model.named_modules(remove_duplicate=False))
     cache: dict[tuple, int] = {}
@@ -218,7 +230,7 @@ def _leaf_flops(built: Built) -> dict[str, int]:
     return out
 
 
-def _flops_of(built: Built, path: str, node: catalog.Node, module: nn.Module, ins: list, shape: tuple) -> int:
+def _flops_of(built: Built, path: str, node: catalog.Node, module: nn.Module, ins: list, shape: tuple) -> int | None:
     kind = built.spec.shared[node.ref].type if isinstance(node, catalog.Shared) else node.type
     found = flop_rules.formula(kind, module, ins, shape)
     if found is not None:

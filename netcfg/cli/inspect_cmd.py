@@ -163,8 +163,10 @@ def totals(r) -> str:
         f"buffers      {r.buffers:,}",
         f"state_dict   {r.state_dict_entries:,} tensors",
         f"size         {human_bytes(r.bytes['parameters'] + r.bytes['buffers'])} ({per_dtype or 'empty'})",
-        f"FLOPs        {si(r.flops, 'FLOPs')} = {si(r.macs, 'MACs')} per forward pass of the sample input",
-    ]
+        f"FLOPs        {si(r.flops, 'FLOPs')} = {si(r.macs, 'MACs')} per forward pass of the sample input"
+        + (f", plus the uncounted work of {', '.join(repr(p) for p in r.flops_uncounted)} (it depends on the "
+           "input's values)" if r.flops_uncounted else ""),
+    ]  # fmt: skip
     lines += [f"tie          {' = '.join(group)}" for group in r.ties]
     lines.append(
         f"memory       {m.mode}: weights {human_bytes(m.weights)} + buffers {human_bytes(m.buffers)} + activations "
@@ -199,9 +201,10 @@ def layers_table(r, depth: int | None, pattern: re.Pattern | None) -> str:
         if pattern is not None and not pattern.search(layer.path):
             continue
         name = layer.path.rsplit(".", 1)[-1] if layer.path else "(model)"
+        flops = "?" if layer.flops is None else f"{layer.flops:,}"  # ?: depends on the input's values
         rows.append([
             "  " * layer.depth + name, layer.type, " ".join(_shape(s) for s in layer.input_shapes),
-            _shape(layer.output_shape), f"{layer.parameters:,}", f"{100 * layer.share:.1f}%", f"{layer.flops:,}",
+            _shape(layer.output_shape), f"{layer.parameters:,}", f"{100 * layer.share:.1f}%", flops,
         ])  # fmt: skip
     columns = [("layer", "left"), ("type", "left"), ("input", "left"), ("output", "left"),
                ("params", "right"), ("share", "right"), ("FLOPs", "right")]  # fmt: skip

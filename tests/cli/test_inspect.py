@@ -134,3 +134,16 @@ def test_grep_alone_filters_the_parameter_table_and_depth_alone_shows_layers():
     ]
     depth = invoke("inspect", "configs/mlp.yaml", "--depth", "0")
     assert depth.output.rstrip().splitlines()[-1].startswith("(model)  sequential")
+
+
+def test_a_plugin_layer_whose_work_depends_on_values_is_not_counted(monkeypatch):
+    # FixedHiddenMLP's while-loop reads the sum of its activations: no FLOPs on meta inputs.
+    monkeypatch.chdir(ROOT)
+    args = ["configs/plugins/fixed_hidden_mlp.yaml", "--plugin", "examples/plugins/fixed_hidden.py"]
+    result = CliRunner().invoke(app, ["inspect", *args, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["flops_uncounted"] == ["0"]
+    assert [layer["flops"] for layer in report["layers"]] == [None, None]
+    table = CliRunner().invoke(app, ["inspect", *args, "--layers"])
+    assert "plus the uncounted work of '0' (it depends on the input's values)" in table.output
