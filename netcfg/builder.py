@@ -59,6 +59,8 @@ class Built:
     """Module path -> dtypes of its inputs for the sample input."""
     warnings: list[str] = field(default_factory=list)
     """`file:line:col: warning: ...` lines (for example an init rule that sets nothing)."""
+    pretrained: dict[str, str] = field(default_factory=dict)
+    """state_dict key -> 'file:key' it was loaded from by the spec's `pretrained:` (after the init rules)."""
 
 
 class Builder:

@@ -78,7 +78,13 @@ class InitRuleUse(BaseModel):
 class InitCoverage(BaseModel):
     model_config = _CONFIG
     rules: list[InitRuleUse]
-    default: list[str] = Field(description="Parameters no rule selected: they keep PyTorch's initialization.")
+    default: list[str] = Field(
+        description="Parameters no rule selected and no `pretrained:` file loads: they keep PyTorch's initialization."
+    )
+    pretrained: dict[str, str] = Field(
+        default_factory=dict,
+        description="Parameter -> 'file:key' a `pretrained:` entry loads it from (after the rules).",
+    )
     unused_rules: list[int] = Field(description="Rules that set nothing (a typo in a glob?).")
 
 
@@ -172,8 +178,11 @@ def _param_rows(model: nn.Module, built: Built, ties: list[list[str]]) -> list[P
     first_name = {id(p): n for n, p in reversed(list(model.named_parameters(remove_duplicate=False)))}
     rows = []
     for path, p in model.named_parameters(remove_duplicate=False):
-        index = built.init_rules.get(first_name[id(p)])
+        first = first_name[id(p)]
+        index = built.init_rules.get(first)
         init = "default" if index is None else f"rule {index}: {rules[index].init.kind}"
+        if first in built.pretrained:
+            init = f"pretrained: {built.pretrained[first]}"
         rows.append(ParamRow(
             path=path, shape=list(p.shape), dtype=_dt(p.dtype), device=str(p.device), count=p.numel(),
             trainable=p.requires_grad, init=init, tie=tie_of.get(path),
@@ -269,12 +278,14 @@ def _itemsize(dtype: torch.dtype, float_size: int) -> int:
 def _init_coverage(built: Built, groups: list) -> tuple[InitCoverage, list[str]]:
     rules = built.spec.head.init
     counts = [0] * len(rules)
-    for index in built.init_rules.values():
-        counts[index] += 1
+    for name, index in built.init_rules.items():
+        counts[index] += name not in built.pretrained  # loaded afterwards: the rule's values are gone
     uses = [
         InitRuleUse(index=i, where=str(built.spec.loc(("init", i))), kind=r.init.kind, matched=counts[i])
         for i, r in enumerate(rules)
     ]
-    default = [g.names[0] for g in groups if g.names[0] not in built.init_rules]
+    firsts = [g.names[0] for g in groups]
+    default = [n for n in firsts if n not in built.init_rules and n not in built.pretrained]
+    loaded = {n: built.pretrained[n] for n in firsts if n in built.pretrained}
     unused = [i for i, n in enumerate(counts) if n == 0]
-    return InitCoverage(rules=uses, default=default, unused_rules=unused), list(built.warnings)
+    return InitCoverage(rules=uses, default=default, pretrained=loaded, unused_rules=unused), list(built.warnings)

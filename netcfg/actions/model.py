@@ -62,7 +62,8 @@ def build_model(
 
     built = build_spec(spec, device=device, seed=seed, dtype=dtype, memory_check=memory_check)
     if spec.head.pretrained:
-        pretrained.apply(built)
+        built.pretrained = pretrained.apply(built)
+        built.warnings += pretrained.overridden_rule_warnings(built)
     return built
 
 

@@ -31,6 +31,19 @@ def apply(built: Built) -> dict[str, str]:
     return loaded
 
 
+def overridden_rule_warnings(built: Built) -> list[str]:
+    """An init rule whose every parameter `pretrained:` then loads sets nothing that is kept."""
+    rules: dict[int, list[str]] = {}
+    for name, index in built.init_rules.items():
+        rules.setdefault(index, []).append(name)
+    return [
+        f"{built.spec.loc(('init', index))}: warning: init rule {index} sets no parameter that is kept: "
+        "`pretrained:` loads every parameter it selects"
+        for index, names in sorted(rules.items())
+        if all(n in built.pretrained for n in names)
+    ]
+
+
 def _resolve(spec_file: str, file: str) -> Path:
     path = Path(file)
     return path if path.is_absolute() else Path(spec_file).parent / path

@@ -237,12 +237,14 @@ def params_csv(r, pattern: re.Pattern | None) -> str:
 
 
 def init_table(r) -> str:
+    loaded = "".join(f"\nloaded by pretrained: {name} <- {source}" for name, source in r.init.pretrained.items())
     if not r.init.rules:
-        return "\nno init rules: every parameter keeps PyTorch's default initialization"
+        kept = "every parameter keeps" if not loaded else "the others keep"
+        return f"\nno init rules: {kept} PyTorch's default initialization" + loaded
     rows = [[str(u.index), u.where, u.kind, f"{u.matched:,}"] for u in r.init.rules]
     text = _table("init rules", [("rule", "right"), ("where", "left"), ("kind", "left"), ("sets", "right")], rows)
     default = ", ".join(r.init.default) if r.init.default else "none"
-    return text + f"\n\nkeep PyTorch's default init: {default}"
+    return text + f"\n\nkeep PyTorch's default init: {default}" + loaded
 
 
 def _print_partial(builder) -> None:

@@ -34,3 +34,29 @@ def test_unknown_target_is_suggested():
     spec = load_spec(SPEC, ['pretrained.0.map={"0.": "feature.0."}'])
     with pytest.raises(CheckpointError, match=r"maps to 'feature.0.weight', which is not in the model; did you mean"):
         netcfg.build(spec, device="meta")
+
+
+def test_inspect_names_the_file_each_loaded_parameter_comes_from_and_warns_of_overridden_rules():
+    from netcfg.actions.inspection import inspect_spec
+
+    rules = 'init=[{params: "*.weight", init: {kind: constant, value: 7}}, {params: "features.*", init: {kind: zeros}}]'
+    report = inspect_spec(load_spec(SPEC, [rules]))
+    source = "configs/chapter/mlp_trained.safetensors"
+    init = {p.path: p.init for p in report.params}
+    assert init == {
+        "features.0.weight": f"pretrained: {source}:0.weight",
+        "features.0.bias": f"pretrained: {source}:0.bias",
+        "head.weight": "rule 0: constant",
+        "head.bias": "default",
+    }
+    assert report.init.pretrained == {"features.0.weight": f"{source}:0.weight", "features.0.bias": f"{source}:0.bias"}
+    assert [u.matched for u in report.init.rules] == [1, 0]
+    assert report.init.default == ["head.bias"]
+    assert report.warnings == [
+        f"--set {rules}: warning: init rule 1 sets no parameter that is kept: "
+        "`pretrained:` loads every parameter it selects"
+    ]
+    # The model agrees: the file wins over the rules, the head gets the rule.
+    model = netcfg.build(load_spec(SPEC, [rules]), device="cpu")
+    assert torch.equal(model.features[0].weight, load_file(source)["0.weight"])
+    assert bool((model.head.weight == 7).all())
