@@ -26,6 +26,10 @@ from netcfg.registry import REGISTRY, Registry
 from netcfg.shapes import ShapeError, fmt
 from netcfg.spec import Spec
 
+# A real build counts the whole model on meta first once it has allocated this much (small
+# models, nearly all, never pay for the second pass).
+LOOK_AHEAD_BYTES = 1 << 30
+
 # Layers whose output has the shape and dtype of their input: no meta forward needed
 # (running normalizations on meta goes through slow Python decompositions).
 SAME_SHAPE = catalog.ELEMENTWISE | {"attention"}
@@ -76,6 +80,8 @@ class Builder:
         self.budget = budget
         """Bytes the layers may take on the device (None: no limit)."""
         self.allocated = 0
+        self.look_ahead_at = None if budget is None or self.on_meta else min(LOOK_AHEAD_BYTES, budget // 8)
+        """Allocated bytes at which the whole model is first counted on meta (once)."""
         self.prefix: list[str] = []
         self.types: dict[str, str] = {}
         self.locs: dict[str, Loc] = {}
@@ -148,6 +154,9 @@ class Builder:
             module = result[0] if isinstance(result, tuple) else result
             count = sum(t.numel() for t in [*module.parameters(), *module.buffers()])
         self.allocated += count * memory.BYTES_PER_ELEMENT
+        if self.look_ahead_at is not None and self.allocated > self.look_ahead_at:
+            self.look_ahead_at = None
+            self._count_ahead()
         if self.allocated > self.budget:
             raise BuildError(
                 f"not enough memory on {self.device}: the layers up to '{_show(path)}' ({node.type}) need "
@@ -155,6 +164,15 @@ class Builder:
                 "or pass --no-memory-check)",
                 self.spec.loc(node._path),
             )
+
+    def _count_ahead(self) -> None:
+        """Build the whole model on meta (free) with the same budget: a model too large for the
+        device is refused here, at the layer that would pass the budget, having allocated at most
+        LOOK_AHEAD_BYTES, instead of after filling the memory layer by layer."""
+        ahead = Builder(self.spec, self.registry, torch.device("meta"), self.budget)
+        ahead.device = self.device  # the error names the real device
+        with torch.random.fork_rng(devices=[]):  # whatever a plugin does, the real build's draws stay the same
+            ahead.build(self.spec.model, [sample_input(self.spec, "meta")])
 
     def _placement(self):
         """Where constructors put their tensors: the target device, or meta (free) when probing."""

@@ -281,6 +281,29 @@ def test_a_model_larger_than_free_memory_is_refused_before_allocation(write_spec
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 300 * 1024  # KiB: nothing was allocated
 
 
+def test_a_model_of_many_layers_too_large_is_refused_having_allocated_little(write_spec, monkeypatch):
+    # Thirty 1000x1000 linear layers (4,004,000 bytes each) against 80 MB free: the whole model is
+    # counted on meta once 5 MB are counted, and refused at the layer that passes 80 MB.
+    from netcfg import builder, memory
+
+    monkeypatch.setattr(memory, "available", lambda device: 80_000_000)
+    monkeypatch.setattr(builder, "LOOK_AHEAD_BYTES", 5_000_000)
+    body = "model: {type: repeat, times: 30, body: {type: linear, out_features: 1000}}"
+    with pytest.raises(BuildError) as err:
+        make(write_spec, body, head="netcfg: 1\ninput: {shape: [1, 1000]}\n")
+    assert err.value.diagnostics[0].message.startswith(
+        "not enough memory on cpu: the layers up to '19' (linear) need 80,080,000 bytes, 80,000,000 are available"
+    )
+    assert err.value.partial.allocated == 2 * 4_004_000  # the real build stopped before its second layer
+    # Under the budget, the look-ahead leaves the weights as they would be without it.
+    monkeypatch.setattr(memory, "available", lambda device: 10**12)
+    looked_ahead = make(write_spec, body, head="netcfg: 1\ninput: {shape: [1, 1000]}\n", seed=3).model
+    monkeypatch.setattr(builder, "LOOK_AHEAD_BYTES", 10**12)
+    plain = make(write_spec, body, head="netcfg: 1\ninput: {shape: [1, 1000]}\n", seed=3).model
+    for a, b in zip(looked_ahead.parameters(), plain.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_reading_a_node_removed_by_its_if_says_so(write_spec):
     body = "model:\n  type: graph\n  nodes:\n    a: {if: false, type: relu}\n    b: {type: relu, inputs: [a]}\n"
     with pytest.raises(BuildError) as err:
