@@ -50,15 +50,13 @@ class Linear(Node):
     """Size of each input sample; inferred when omitted, checked when given."""
 
 
-class _ConvBase(Node):
+class _ConvArgs(Node):
     out_channels: Pos
     """Number of output channels."""
     kernel_size: IntOrPair
     """Size of the convolving kernel."""
     stride: IntOrPair = 1
     """Stride of the convolution."""
-    padding: NonNeg | list[NonNeg] | Literal["same", "valid"] = 0
-    """Zero padding on each side, or 'same' / 'valid'."""
     dilation: IntOrPair = 1
     """Spacing between kernel elements."""
     groups: Pos = 1
@@ -67,6 +65,11 @@ class _ConvBase(Node):
     """Learn an additive bias."""
     in_channels: Pos | None = None
     """Input channels (dimension 1); inferred when omitted, checked when given."""
+
+
+class _ConvBase(_ConvArgs):
+    padding: NonNeg | list[NonNeg] | Literal["same", "valid"] = 0
+    """Zero padding on each side, or 'same' / 'valid'."""
 
 
 class Conv1d(_ConvBase):
@@ -79,6 +82,25 @@ class Conv2d(_ConvBase):
     """2-D convolution over input [N, C, H, W] (torch.nn.Conv2d)."""
 
     type: Literal["conv2d"]
+
+
+class _ConvTransposeBase(_ConvArgs):
+    padding: NonNeg | list[NonNeg] = 0
+    """dilation * (kernel_size - 1) - padding zeros are added to each side of the input."""
+    output_padding: NonNeg | list[NonNeg] = 0
+    """Extra size added to one side of each output dimension (below stride or dilation)."""
+
+
+class ConvTranspose1d(_ConvTransposeBase):
+    """1-D transposed convolution over [N, C, L] (torch.nn.ConvTranspose1d), as in a decoder."""
+
+    type: Literal["conv_transpose1d"]
+
+
+class ConvTranspose2d(_ConvTransposeBase):
+    """2-D transposed convolution over [N, C, H, W] (torch.nn.ConvTranspose2d), as in a U-Net decoder."""
+
+    type: Literal["conv_transpose2d"]
 
 
 # ---------------------------------------------------------------- normalization
@@ -255,6 +277,40 @@ class Softplus(Node):
     """Sharpness."""
 
 
+class ReLU6(Node):
+    """min(max(0, x), 6) (MobileNet)."""
+
+    type: Literal["relu6"]
+
+
+class Hardtanh(Node):
+    """x clamped to [min_val, max_val]."""
+
+    type: Literal["hardtanh"]
+    min_val: float = -1.0
+    """Lower bound."""
+    max_val: float = 1.0
+    """Upper bound."""
+
+
+class Hardswish(Node):
+    """x * relu6(x + 3) / 6 (MobileNetV3)."""
+
+    type: Literal["hardswish"]
+
+
+class Hardsigmoid(Node):
+    """relu6(x + 3) / 6 (MobileNetV3's squeeze-excitation gate)."""
+
+    type: Literal["hardsigmoid"]
+
+
+class Mish(Node):
+    """x * tanh(softplus(x))."""
+
+    type: Literal["mish"]
+
+
 # ---------------------------------------------------------------- pooling and shape
 
 
@@ -265,6 +321,13 @@ class _PoolBase(Node):
     """Window stride; default: kernel_size."""
     padding: NonNeg | list[NonNeg] = 0
     """Implicit padding on each side."""
+    ceil_mode: bool = False
+    """Round the output size up: a last window that starts inside the input is kept."""
+
+
+class _AvgPoolBase(_PoolBase):
+    count_include_pad: bool = True
+    """Count the zero padding in the mean."""
 
 
 class MaxPool1d(_PoolBase):
@@ -279,13 +342,13 @@ class MaxPool2d(_PoolBase):
     type: Literal["maxpool2d"]
 
 
-class AvgPool1d(_PoolBase):
+class AvgPool1d(_AvgPoolBase):
     """Mean over windows of [N, C, L]."""
 
     type: Literal["avgpool1d"]
 
 
-class AvgPool2d(_PoolBase):
+class AvgPool2d(_AvgPoolBase):
     """Mean over windows of [N, C, H, W]."""
 
     type: Literal["avgpool2d"]
@@ -337,6 +400,72 @@ class Identity(Node):
     """Returns its input unchanged."""
 
     type: Literal["identity"]
+
+
+class Permute(Node):
+    """Reorders the dimensions, batch included: output dimension i is input dimension dims[i] (torch.permute)."""
+
+    type: Literal["permute"]
+    dims: list[Dim] = Field(min_length=2, max_length=8)
+    """A permutation of the input's dimensions, e.g. [0, 2, 3, 1] for [N, C, H, W] -> [N, H, W, C]."""
+
+
+class Select(Node):
+    """Keeps one index along `dim` and drops that dimension: x[:, 0] (a class token) for dim 1, index 0."""
+
+    type: Literal["select"]
+    index: Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+    """The index kept (negative counts from the end)."""
+    dim: Dim = 1
+    """The dimension (not the batch dimension 0)."""
+
+
+class Slice(Node):
+    """Keeps start:stop:step along `dim` (the dimension stays): x[:, 1:] for dim 1, start 1."""
+
+    type: Literal["slice"]
+    start: Annotated[int, Field(ge=-(2**31), le=2**31 - 1)] | None = None
+    """First index kept (default 0; negative counts from the end)."""
+    stop: Annotated[int, Field(ge=-(2**31), le=2**31 - 1)] | None = None
+    """Index after the last one kept (default: the end)."""
+    step: Pos = 1
+    """Keep every step-th index."""
+    dim: Dim = 1
+    """The dimension (not the batch dimension 0)."""
+
+
+class Upsample(Node):
+    """Resizes [N, C, L] or [N, C, H, W] by `scale_factor` or to `size` (torch.nn.Upsample)."""
+
+    type: Literal["upsample"]
+    scale_factor: Annotated[float, Field(gt=0, le=1024)] | list[Annotated[float, Field(gt=0, le=1024)]] | None = None
+    """Multiplier of each spatial size (give this or size)."""
+    size: IntOrPair | None = None
+    """Output spatial size (give this or scale_factor)."""
+    mode: Literal["nearest", "linear", "bilinear", "bicubic"] = "nearest"
+    """Interpolation: nearest; linear for [N, C, L]; bilinear or bicubic for [N, C, H, W]."""
+    align_corners: bool | None = None
+    """For linear, bilinear and bicubic: align the corner pixels of input and output."""
+
+
+class ClassToken(Node):
+    """Prepends a learned token to a sequence: [N, T, dim] -> [N, T + 1, dim] (ViT's class token).
+
+    Its parameter `token` [1, 1, dim] starts at zeros, as in torchvision's ViT."""
+
+    type: Literal["class_token"]
+    dim: Pos | None = None
+    """Token width (the input's last dimension); inferred when omitted, checked when given."""
+
+
+class LayerScale(Node):
+    """Multiplies by a learned vector `gamma` along one dimension (ConvNeXt, CaiT), initialized to `value`."""
+
+    type: Literal["layer_scale"]
+    value: float = 1e-6
+    """Initial value of every element of gamma."""
+    dim: Literal[1, -1] = -1
+    """-1: the last dimension (channels last); 1: the channels of [N, C, ...]."""
 
 
 # ---------------------------------------------------------------- attention
@@ -526,12 +655,13 @@ class Block(Node):
 
 
 LAYERS: list[type[Node]] = [
-    Linear, Conv1d, Conv2d,
+    Linear, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d,
     BatchNorm1d, BatchNorm2d, LayerNorm, RMSNorm, GroupNorm, Dropout,
-    Embedding, PosEmbedding,
+    Embedding, PosEmbedding, ClassToken, LayerScale,
     ReLU, GELU, SiLU, Tanh, Sigmoid, Softmax, LogSoftmax, LeakyReLU, ELU, Softplus,
-    MaxPool1d, MaxPool2d, AvgPool1d, AvgPool2d, AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool2d,
-    Flatten, Reshape, Identity,
+    ReLU6, Hardtanh, Hardswish, Hardsigmoid, Mish,
+    MaxPool1d, MaxPool2d, AvgPool1d, AvgPool2d, AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool2d, Upsample,
+    Flatten, Reshape, Permute, Select, Slice, Identity,
     Attention,
     Centered, DenseReLU, TensorReduction, Fourier, FixedMatmul, Scale,
 ]  # fmt: skip
@@ -543,6 +673,7 @@ EXPANSIONS: list[type[Node]] = [Repeat, Block]
 ELEMENTWISE = frozenset({
     "batchnorm1d", "batchnorm2d", "layernorm", "rmsnorm", "groupnorm", "dropout", "relu", "gelu", "silu", "tanh",
     "sigmoid", "softmax", "log_softmax", "leaky_relu", "elu", "softplus", "identity", "centered", "scale",
+    "relu6", "hardtanh", "hardswish", "hardsigmoid", "mish", "layer_scale",
 })  # fmt: skip
 
 # Fields of composite nodes that hold child module nodes, and their shape.

@@ -40,6 +40,13 @@ def _conv(node, shape: tuple) -> int:
     return node.out_channels * (_channels(shape) // node.groups) * kernel + (node.out_channels if node.bias else 0)
 
 
+def _conv_transpose(node, shape: tuple) -> int:
+    rank = 1 if isinstance(node, c.ConvTranspose1d) else 2
+    size = node.kernel_size
+    kernel = size**rank if isinstance(size, int) else prod(size)
+    return _channels(shape) * (node.out_channels // node.groups) * kernel + (node.out_channels if node.bias else 0)
+
+
 def _attention(node, shape: tuple) -> int:
     last = _last(shape)
     heads, kv = node.heads, node.kv_heads or node.heads
@@ -57,6 +64,10 @@ _COUNTS = {
     c.Linear: lambda n, shape: _last(shape) * n.out_features + (n.out_features if n.bias else 0),
     c.Conv1d: _conv,
     c.Conv2d: _conv,
+    c.ConvTranspose1d: _conv_transpose,
+    c.ConvTranspose2d: _conv_transpose,
+    c.ClassToken: lambda n, shape: _last(shape),
+    c.LayerScale: lambda n, shape: int(shape[n.dim]) if len(shape) > 1 else _last(shape),
     c.Embedding: lambda n, shape: n.num_embeddings * n.embedding_dim,
     c.PosEmbedding: lambda n, shape: n.max_len * n.dim,
     c.Attention: _attention,

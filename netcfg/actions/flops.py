@@ -22,6 +22,7 @@ from netcfg import catalog
 ZERO = catalog.ELEMENTWISE | {
     "embedding", "pos_embedding", "maxpool1d", "maxpool2d", "avgpool1d", "avgpool2d", "adaptive_avgpool1d",
     "adaptive_avgpool2d", "adaptive_maxpool2d", "flatten", "reshape", "add", "mul", "concat", "stack", "fourier",
+    "permute", "select", "slice", "upsample", "class_token",
 }  # fmt: skip
 
 

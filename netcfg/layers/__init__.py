@@ -1,3 +1,3 @@
 """Torch build functions for the built-in catalogue; importing this registers them."""
 
-from netcfg.layers import attention, basic, composite, custom  # noqa: F401
+from netcfg.layers import attention, basic, composite, custom, learned, reshaping  # noqa: F401

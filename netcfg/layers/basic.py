@@ -9,7 +9,7 @@ from torch import nn
 from netcfg import catalog as c
 from netcfg.devices import dtype_name
 from netcfg.registry import builds
-from netcfg.shapes import ShapeError, check_rank, expect_size, meta_like, window_out
+from netcfg.shapes import ShapeError, check_rank, expect_size, meta_like, transposed_out, window_out
 
 
 def _floating(x, layer: str) -> None:
@@ -42,14 +42,20 @@ def linear(a: c.Linear, xs: list, ctx) -> nn.Module:
     return nn.Linear(n_in, a.out_features, bias=a.bias), meta_like(xs[0], (*xs[0].shape[:-1], a.out_features))
 
 
-def _conv(cls: type, rank: int, a: c._ConvBase, x) -> tuple:
-    shape = x.shape
-    check_rank(shape, rank + 1, cls.__name__.lower(), exact=rank + 2)
+def _conv_in(cls: type, rank: int, a: c._ConvArgs, x) -> int:
+    """Checks a (transposed) convolution's input; its channels."""
+    check_rank(x.shape, rank + 1, cls.__name__.lower(), exact=rank + 2)
     _floating(x, cls.__name__.lower())
-    n_in = expect_size(shape, 1, a.in_channels, "in_channels")
+    n_in = expect_size(x.shape, 1, a.in_channels, "in_channels")
     for name, count in (("in_channels", n_in), ("out_channels", a.out_channels)):
         if count % a.groups:
             raise ShapeError(f"groups={a.groups} does not divide {name}={count}", key="groups")
+    return n_in
+
+
+def _conv(cls: type, rank: int, a: c._ConvBase, x) -> tuple:
+    shape = x.shape
+    n_in = _conv_in(cls, rank, a, x)
     if a.padding == "same" and a.stride not in (1, [1] * rank):
         raise ShapeError("padding 'same' needs stride 1", key="padding")
     sizes = window_out(shape, rank, a.kernel_size, a.stride, a.padding, a.dilation)
@@ -60,14 +66,25 @@ def _conv(cls: type, rank: int, a: c._ConvBase, x) -> tuple:
     return module, meta_like(x, (shape[0], a.out_channels, *sizes))
 
 
-@builds("conv1d")
-def conv1d(a: c.Conv1d, xs: list, ctx) -> tuple:
-    return _conv(nn.Conv1d, 1, a, xs[0])
+def _conv_transpose(cls: type, rank: int, a: c._ConvTransposeBase, x) -> tuple:
+    shape = x.shape
+    n_in = _conv_in(cls, rank, a, x)
+    sizes = transposed_out(shape, rank, a.kernel_size, a.stride, a.padding, a.output_padding, a.dilation)
+    module = cls(
+        n_in, a.out_channels, a.kernel_size, stride=a.stride, padding=a.padding, output_padding=a.output_padding,
+        groups=a.groups, bias=a.bias, dilation=a.dilation,
+    )  # fmt: skip
+    return module, meta_like(x, (shape[0], a.out_channels, *sizes))
 
 
-@builds("conv2d")
-def conv2d(a: c.Conv2d, xs: list, ctx) -> tuple:
-    return _conv(nn.Conv2d, 2, a, xs[0])
+_CONVS = {
+    "conv1d": (_conv, nn.Conv1d, 1),
+    "conv2d": (_conv, nn.Conv2d, 2),
+    "conv_transpose1d": (_conv_transpose, nn.ConvTranspose1d, 1),
+    "conv_transpose2d": (_conv_transpose, nn.ConvTranspose2d, 2),
+}
+for _name, (_make, _cls, _rank) in _CONVS.items():
+    builds(_name)(lambda a, xs, ctx, make=_make, cls=_cls, rank=_rank: make(cls, rank, a, xs[0]))
 
 
 def _batchnorm(cls: type, a: c._BatchNormBase, shape: tuple, ranks: tuple) -> nn.Module:
@@ -153,6 +170,10 @@ _SIMPLE = {
     "leaky_relu": lambda a: nn.LeakyReLU(a.negative_slope),
     "elu": lambda a: nn.ELU(a.alpha),
     "softplus": lambda a: nn.Softplus(a.beta),
+    "relu6": lambda a: nn.ReLU6(),
+    "hardswish": lambda a: nn.Hardswish(),
+    "hardsigmoid": lambda a: nn.Hardsigmoid(),
+    "mish": lambda a: nn.Mish(),
     "identity": lambda a: nn.Identity(),
 }
 
@@ -163,6 +184,13 @@ def _simple(make):
 
 for _name, _make in _SIMPLE.items():
     builds(_name)(_simple(_make))
+
+
+@builds("hardtanh")
+def hardtanh(a: c.Hardtanh, xs: list, ctx) -> nn.Module:
+    if a.min_val >= a.max_val:
+        raise ShapeError(f"min_val {a.min_val} must be below max_val {a.max_val}", key="min_val")
+    return nn.Hardtanh(a.min_val, a.max_val)
 
 
 class Reshape(nn.Module):
@@ -203,8 +231,10 @@ def _pool(name: str):
         stride = a.stride if a.stride is not None else a.kernel_size
         if any(2 * p > k for p, k in zip(_pair(a.padding, rank), _pair(a.kernel_size, rank), strict=False)):
             raise ShapeError("padding must be at most half the kernel size", key="padding")
-        sizes = window_out(shape, rank, a.kernel_size, stride, a.padding)
-        return cls(a.kernel_size, a.stride, a.padding), meta_like(xs[0], (*shape[:-rank], *sizes))
+        sizes = window_out(shape, rank, a.kernel_size, stride, a.padding, ceil_mode=a.ceil_mode)
+        extra = {} if name.startswith("max") else {"count_include_pad": a.count_include_pad}
+        module = cls(a.kernel_size, a.stride, a.padding, ceil_mode=a.ceil_mode, **extra)
+        return module, meta_like(xs[0], (*shape[:-rank], *sizes))
 
     return build
 

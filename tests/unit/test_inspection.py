@@ -60,6 +60,8 @@ def test_attention_flops_closed_form():
         ({"type": "dense_relu", "units": 3}, [4, 6]),
         ({"type": "fixed_matmul", "out_features": 3}, [4, 6]),
         ({"type": "tensor_reduction", "out_features": 3}, [4, 6]),
+        ({"type": "conv_transpose2d", "out_channels": 6, "kernel_size": 3, "stride": 2, "groups": 2}, [2, 4, 5, 7]),
+        ({"type": "conv_transpose1d", "out_channels": 3, "kernel_size": 4, "stride": 3}, [2, 5, 9]),
     ],
 )  # fmt: skip
 def test_flops_equal_flop_counter_mode(model, shape):
@@ -75,9 +77,13 @@ def test_model_flops_equal_flop_counter_mode_on_gpt2_shapes():
 
 
 def test_zero_flop_types_really_count_zero():
-    for kind in ["relu", "layernorm", "dropout", "identity", "softmax"]:
-        assert counted_by_torch({"type": kind}, [2, 8]) == 0
-        assert flops.formula(kind, None, [(2, 8)], (2, 8)) == 0
+    for kind in ["relu", "layernorm", "dropout", "identity", "softmax", "relu6", "hardswish", "mish", "class_token"]:
+        assert counted_by_torch({"type": kind}, [2, 3, 8]) == 0
+        assert flops.formula(kind, None, [(2, 3, 8)], (2, 3, 8)) == 0
+    for model in [{"type": "permute", "dims": [0, 2, 1]}, {"type": "select", "index": 0}, {"type": "slice", "start": 1},
+                  {"type": "upsample", "scale_factor": 2, "mode": "linear"}, {"type": "layer_scale"}]:  # fmt: skip
+        assert counted_by_torch(model, [2, 3, 8]) == 0
+        assert flops.formula(model["type"], None, [(2, 3, 8)], (2, 3, 8)) == 0
 
 
 def test_tied_counts_entries_and_unique_differ():
