@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -331,6 +332,7 @@ def sample_input(spec: Spec, device: torch.device | str = "cpu", seed: int | Non
     dtype = devices.DTYPES[inp.dtype]
     if torch.device(device).type == "meta":
         return torch.empty(inp.shape, dtype=dtype, device="meta")
+    _check_input_fits(spec, dtype, torch.device(device))
     gen = torch.Generator().manual_seed(spec.head.seed if seed is None else seed)
     if dtype.is_floating_point:
         high = 1.0 if inp.high is None else inp.high
@@ -338,6 +340,20 @@ def sample_input(spec: Spec, device: torch.device | str = "cpu", seed: int | Non
     else:
         x = torch.randint(int(inp.low), int(inp.high), inp.shape, generator=gen)
     return x.to(device=device, dtype=dtype)
+
+
+def _check_input_fits(spec: Spec, dtype: torch.dtype, device: torch.device) -> None:
+    """A sample input too large for the memory is refused before it is drawn (a float copy on
+    the CPU is drawn first: twice its size there)."""
+    size = math.prod(spec.head.input.shape) * max(dtype.itemsize, 4) * 2
+    if size < 64 << 20:
+        return  # small: not worth reading the free memory
+    free = memory.available(device)
+    if free is not None and size > free:
+        raise BuildError(
+            f"the sample input {list(spec.head.input.shape)} needs {size:,} bytes to draw, {free:,} are available "
+            f"on {device}", spec.loc(("input", "shape")),
+        )  # fmt: skip
 
 
 def build_spec(

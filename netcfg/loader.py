@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from pathlib import Path as FsPath
 from typing import Any
 
 from netcfg import spec as spec_mod
 from netcfg.errors import Diagnostic, InputError, Loc, SpecError
 from netcfg.expand import Expander, Scope
+from netcfg.files import open_regular
 from netcfg.registry import REGISTRY, Registry
 from netcfg.validate import NodeValidator, pydantic_problems, suggest, yaml_repr
-from netcfg.yaml_source import Document, read_yaml
+from netcfg.yaml_source import MAX_DEPTH, MAX_NODES, Document, read_yaml
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
 
@@ -25,15 +25,11 @@ MAX_FILE_BYTES = 10 * 1024 * 1024
 def read_text(path: str | os.PathLike) -> str:
     """Read a text file, turning every OS problem into a one-line InputError."""
     name = str(path)
-    p = FsPath(path)
-    if p.is_dir():
-        raise InputError("is a directory, not a spec file", Loc(name))
-    if not p.exists():
-        raise InputError("no such file", Loc(name))
     try:
-        if p.stat().st_size > MAX_FILE_BYTES:
-            raise InputError(f"file larger than {MAX_FILE_BYTES // 2**20} MiB; not a spec", Loc(name))
-        return p.read_bytes().decode("utf-8")
+        with open_regular(path, InputError, "spec file") as f:
+            if os.fstat(f.fileno()).st_size > MAX_FILE_BYTES:
+                raise InputError(f"file larger than {MAX_FILE_BYTES // 2**20} MiB; not a spec", Loc(name))
+            return f.read().decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text (byte {exc.start})", Loc(name)) from None
     except OSError as exc:
@@ -51,7 +47,24 @@ def load_spec(
 
 def load_spec_data(data: Any, file: str, registry: Registry = REGISTRY) -> spec_mod.Spec:
     """Validate an already-parsed spec (for example one embedded in a checkpoint)."""
+    _check_size(data, file)
     return resolve(Document(data=data, file=file), registry)
+
+
+def _check_size(data: Any, file: str) -> None:
+    """The limits a YAML file gets (nesting, number of values) for data that came another way."""
+    stack, count = [(data, 1)], 0
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if depth > MAX_DEPTH:
+            raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", Loc(file))
+        if count > MAX_NODES:
+            raise SpecError(f"more than {MAX_NODES:,} values", Loc(file))
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
 
 
 # ---------------------------------------------------------------- overrides

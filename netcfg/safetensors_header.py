@@ -17,9 +17,9 @@ import os
 import struct
 from dataclasses import dataclass, field
 from math import prod
-from pathlib import Path
 
 from netcfg.errors import CheckpointError, Loc
+from netcfg.files import open_regular
 
 MAX_HEADER = 100 * 1000 * 1000  # the reference implementation's limit
 METADATA = "__metadata__"
@@ -28,6 +28,7 @@ DTYPE_SIZES = {
     "U16": 2, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "C64": 8,
 }  # fmt: skip
 MAX_ELEMENTS = 2**62
+MAX_TENSORS = 100_000  # real checkpoints hold thousands; parsing millions of entries takes minutes
 
 
 @dataclass(frozen=True)
@@ -62,11 +63,8 @@ def fail(path: str | os.PathLike, message: str) -> CheckpointError:
 
 def read_header(path: str | os.PathLike) -> Header:
     """The checked header of a safetensors file; CheckpointError names any problem."""
-    p = Path(path)
-    if p.is_dir():
-        raise fail(path, "is a directory, not a safetensors file")
     try:
-        with open(p, "rb") as f:
+        with open_regular(path, CheckpointError, "safetensors file") as f:
             size = os.fstat(f.fileno()).st_size
             head = f.read(9)
             if not _looks_like_safetensors(head, size):
@@ -75,8 +73,6 @@ def read_header(path: str | os.PathLike) -> Header:
             (length,) = struct.unpack("<Q", head[:8])
             _check_length(path, length, size)
             raw = f.read(length)
-    except FileNotFoundError:
-        raise fail(path, "no such file") from None
     except OSError as exc:
         raise fail(path, f"cannot read: {exc.strerror or exc}") from None
     header = Header(str(path), size, 8 + length)
@@ -119,12 +115,16 @@ def _parse(header: Header, raw: bytes) -> None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise fail(path, "header is not UTF-8 text (corrupt or not safetensors)") from None
+    if raw.count(b'"data_offsets"') > MAX_TENSORS:  # counted before parsing a huge header
+        raise fail(path, f"header lists more than {MAX_TENSORS:,} tensors (corrupt or hostile)")
     try:
         entries = json.loads(text, object_pairs_hook=_Pairs)
     except RecursionError:
         raise fail(path, "header nests too deeply to be a safetensors header") from None
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise fail(path, f"header is not valid JSON ({exc.msg} at byte {exc.pos})") from None
+    except ValueError as exc:  # an integer of thousands of digits
+        raise fail(path, f"header is not valid JSON ({str(exc).split(';')[0]})") from None
     entries = _top_level(path, entries)
     header.metadata = _metadata(path, entries.pop(METADATA, {}))
     for name, entry in entries.items():
@@ -168,6 +168,8 @@ def _tensor(path, name: str, entry) -> TensorInfo:
         raise fail(path, f"{where}: unknown dtype {dtype!r}")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise fail(path, f"{where}: shape must be a list of non-negative integers, got {shape!r}")
+    if any(d > MAX_ELEMENTS for d in shape):
+        raise fail(path, f"{where}: shape {shape} has a dimension over 2**62")
     if prod(shape) > MAX_ELEMENTS:
         raise fail(path, f"{where}: shape {shape} has more than 2**62 elements")
     if (

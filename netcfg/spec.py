@@ -33,6 +33,9 @@ Scalar = Union[bool, int, float, str, None]
 _CONFIG = ConfigDict(extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True, defer_build=True)
 
 
+MAX_INPUT_ELEMENTS = 2**40  # 4 TiB of float32: past any device, and safe from size overflows
+
+
 class InputSpec(BaseModel):
     """The sample input: its shape (batch first), dtype and value range."""
 
@@ -49,6 +52,11 @@ class InputSpec(BaseModel):
 
     @model_validator(mode="after")
     def _integer_range(self) -> InputSpec:
+        elements = 1
+        for size in self.shape:
+            elements *= size
+        if elements > MAX_INPUT_ELEMENTS:
+            raise ValueError(f"the input {self.shape} has {elements:,} elements, more than 2**40")
         if self.dtype.startswith("int") and self.high is None:
             raise ValueError("integer inputs need `high` (for token ids: the vocabulary size)")
         if self.high is not None and self.high <= self.low:
@@ -242,7 +250,7 @@ class SpecHead(BaseModel):
     """Named values usable as ${name} anywhere; change them with --set vars.name=value."""
     input: InputSpec
     """The sample input."""
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
     """Seed of parameter initialization and of the random sample input."""
     device: str = "auto"
     """auto | cpu | cuda | cuda:N | mps | meta."""

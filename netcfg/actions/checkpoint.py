@@ -23,7 +23,7 @@ from torch import nn
 from netcfg import devices, ties
 from netcfg.actions.model import checksum, forward
 from netcfg.builder import Built, build_spec
-from netcfg.errors import CheckpointError, Diagnostic, Loc
+from netcfg.errors import CheckpointError, Diagnostic, InputError, Loc
 from netcfg.loader import load_spec_data
 from netcfg.safetensors_header import METADATA, Header, read_header
 from netcfg.spec import Spec
@@ -38,7 +38,8 @@ KEY_FROZEN = "netcfg.frozen"
 TORCH_DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-    "BOOL": torch.bool,
+    "BOOL": torch.bool, "U16": torch.uint16, "U32": torch.uint32, "U64": torch.uint64, "C64": torch.complex64,
+    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
 }  # fmt: skip
 SAFETENSORS_NAMES = {v: k for k, v in TORCH_DTYPES.items()}
 
@@ -86,7 +87,8 @@ def metadata_for(built: Built, groups: list[list[str]]) -> dict[str, str]:
 
     # The seed actually used (a --seed flag included), so `load --check` feeds the same
     # sample input as `run --seed N` and their checksums compare.
-    spec_json = canonical({**built.spec.data, "seed": built.seed})
+    # The seed goes last whatever the spec's order, so a loaded and re-saved model has the same spec text.
+    spec_json = canonical({**{k: v for k, v in built.spec.data.items() if k != "seed"}, "seed": built.seed})
     frozen = [n for n, p in built.model.named_parameters() if not p.requires_grad]
     return {
         **({KEY_FROZEN: json.dumps(frozen)} if frozen else {}),
@@ -103,6 +105,9 @@ def metadata_for(built: Built, groups: list[list[str]]) -> dict[str, str]:
 
 def save(built: Built, path: str | os.PathLike, durable: bool = True) -> Saved:
     """Write the model's weights and buffers, each tensor once, with the spec embedded."""
+    if built.device.type == "meta":
+        raise InputError("cannot save a model on the meta device: it holds no values (use --device cpu)",
+                         Loc("--device meta"))  # fmt: skip
     model = built.model
     groups = _order(model, alias_groups(model))
     state = model.state_dict()
@@ -137,7 +142,7 @@ class Loaded:
 def embedded_spec(header: Header) -> Spec:
     meta = header.metadata
     version = meta.get(KEY_FORMAT)
-    if version is not None and not version.isdigit():
+    if version is not None and not (version.isascii() and version.isdigit() and len(version) < 10):
         raise CheckpointError(f"invalid checkpoint format {version!r} in its metadata", Loc(header.path))
     if version is not None and int(version) > CHECKPOINT_FORMAT:
         raise CheckpointError(
@@ -166,16 +171,15 @@ def load(
     header = read_header(path)
     spec = spec or embedded_spec(header)
     skeleton = build_spec(spec, device="meta")
-    target_device = device or spec.head.device
     problems = compare(skeleton.model, header)
     if problems and strict:
         raise CheckpointError([Diagnostic(Loc(header.path), p) for p in problems])
     if strict:
-        built = _materialize(skeleton, spec, header, target_device)
+        built = _materialize(skeleton, spec, header, device)
         count = 0 if built.device.type == "meta" else len(header.tensors)
     else:
-        built = build_spec(spec, device=target_device)
-        count = _copy_matching(built.model, header)
+        built = build_spec(spec, device=device)
+        count = _copy_matching(built.model, header, problems)
     _restore_frozen(built.model, header)
     loaded = Loaded(built, header, problems if not strict else [], tensors_loaded=count)
     if check:
@@ -235,8 +239,8 @@ def _file_dt(name: str) -> str:
     return _dt(TORCH_DTYPES[name]) if name in TORCH_DTYPES else name
 
 
-def _read(header: Header, device: torch.device) -> dict[str, torch.Tensor]:
-    """Every tensor, read from the file straight into new memory of its own.
+def _read(header: Header, device: torch.device, names: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """Every tensor (or those named), read from the file straight into new memory of its own.
 
     One read() per tensor into its final buffer (faster into fresh memory than copying
     from a map), and nothing stays backed by the file: a model whose weights are the
@@ -245,7 +249,8 @@ def _read(header: Header, device: torch.device) -> dict[str, torch.Tensor]:
     out = {}
     try:
         with open(header.path, "rb", buffering=0) as f:
-            for info in sorted(header.tensors.values(), key=lambda t: t.start):
+            infos = header.tensors.values() if names is None else [header.tensors[n] for n in names]
+            for info in sorted(infos, key=lambda t: t.start):
                 out[info.name] = _read_one(f, header, info).to(where)
     except OSError as exc:
         raise CheckpointError(f"cannot read tensors: {exc.strerror or exc}", Loc(header.path)) from None
@@ -319,16 +324,19 @@ def load_into(model: nn.Module, path: str | os.PathLike) -> None:
             state[group[0]].copy_(source)
 
 
-def _materialize(skeleton: Built, spec: Spec, header: Header, device: str) -> Built:
+def _materialize(skeleton: Built, spec: Spec, header: Header, device: str | None) -> Built:
     """Put the file's tensors into the meta skeleton (no initialization is ever computed)."""
-
-    target, note = devices.resolve(device, Loc(f"--device {device}"))
+    where = Loc(f"--device {device}") if device else spec.loc(("device",))
+    target, note = devices.resolve(device or spec.head.device, where)
     model = skeleton.model
     groups = alias_groups(model)
     if target.type == "meta":
         skeleton.device, skeleton.device_note = target, note
         return skeleton
     tensors = _read(header, target)
+    conflicts = _tie_conflicts(groups, tensors)
+    if conflicts:
+        raise CheckpointError([Diagnostic(Loc(header.path), c) for c in conflicts])
     state = {}
     for group in groups:
         source = tensors[next(n for n in group if n in header.tensors)]
@@ -345,18 +353,31 @@ def _all_params(model: nn.Module, names: list[str]) -> bool:
     return all(n in params for n in names)
 
 
-def _copy_matching(model: nn.Module, header: Header) -> int:
+def _tie_conflicts(groups: list[list[str]], tensors: dict) -> list[str]:
+    """Paths of one tied tensor stored more than once must hold the same values."""
+    problems = []
+    for group in groups:
+        present = [n for n in group if n in tensors]
+        for name in present[1:]:
+            if not torch.equal(tensors[present[0]], tensors[name]):
+                problems.append(f"tensors '{present[0]}' and '{name}' are one tied tensor in the model, "
+                                "but differ in the file")  # fmt: skip
+    return problems
+
+
+def _copy_matching(model: nn.Module, header: Header, problems: list[str]) -> int:
     """Non-strict: copy every tensor whose name, shape and dtype fit; keep the rest as initialized."""
     expected = model.state_dict()
     device = next((t.device for t in expected.values()), torch.device("cpu"))
-    tensors = _read(header, device)
-    fitting = {
-        n: t
-        for n, t in tensors.items()
-        if n in expected and t.shape == expected[n].shape and t.dtype == expected[n].dtype
-    }
-    model.load_state_dict(fitting, strict=False)
-    return len(fitting)
+    wanted = [
+        n for n, info in header.tensors.items()
+        if n in expected and info.shape == tuple(expected[n].shape)
+        and info.dtype == SAFETENSORS_NAMES.get(expected[n].dtype)
+    ]  # fmt: skip
+    tensors = _read(header, device, wanted)
+    problems += _tie_conflicts(alias_groups(model), tensors)
+    model.load_state_dict(tensors, strict=False)
+    return len(tensors)
 
 
 def _check(loaded: Loaded) -> None:
@@ -408,6 +429,8 @@ def _json_field(header: Header, text: str | None, kind: type, what: str):
         value = json.loads(text)
     except ValueError:
         raise CheckpointError(f"{what} is not valid JSON", Loc(header.path)) from None
+    except RecursionError:
+        raise CheckpointError(f"{what} nests too deeply", Loc(header.path)) from None
     if not isinstance(value, kind):
         raise CheckpointError(f"{what} is not a JSON {'object' if kind is dict else 'list'}", Loc(header.path))
     return value
@@ -440,7 +463,8 @@ def _unshare(tensors: dict) -> dict:
     seen: set = set()
     out = {}
     for name, t in tensors.items():
-        key = (t.untyped_storage().data_ptr(), t.storage_offset()) if t.device.type != "meta" else id(t)
+        # safetensors refuses any two tensors on one storage, overlapping or not.
+        key = t.untyped_storage().data_ptr() if t.device.type != "meta" else id(t)
         out[name] = t.clone() if key in seen else t
         seen.add(key)
     return out

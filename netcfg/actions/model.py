@@ -9,7 +9,7 @@ import torch
 
 from netcfg import devices
 from netcfg.builder import Built, build_spec, sample_input
-from netcfg.errors import BuildError, InputError, Loc
+from netcfg.errors import BuildError, CheckpointError, InputError, Loc
 from netcfg.spec import Spec
 
 
@@ -88,14 +88,15 @@ def forward(
     built: Built, inputs: torch.Tensor | None = None, where: Loc | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(input, output) of one eval-mode forward pass on `inputs` (from `where`) or the sample input."""
-    x = sample_input(built.spec, built.device, built.seed) if inputs is None else inputs.to(built.device)
-    if x.is_floating_point() and built.dtype != x.dtype:
-        x = x.to(built.dtype)
+    x = sample_input(built.spec, built.device, built.seed) if inputs is None else inputs
     built.model.eval()
     try:
+        x = x.to(built.device)
+        if x.is_floating_point() and built.dtype != x.dtype:
+            x = x.to(built.dtype)
         with torch.no_grad():
             return x, built.model(x)
-    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+    except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
         declared = built.spec.head.input
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if inputs is None:
@@ -119,16 +120,17 @@ def checksum(t: torch.Tensor) -> str:
 
 def read_input(path: str) -> torch.Tensor:
     """The input tensor of `run --input FILE.safetensors`: its only tensor, or the one named 'input'."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from netcfg.actions.checkpoint import load_tensors
 
     where = Loc(f"--input {path}")
     try:
-        tensors = load_file(path)
-    except FileNotFoundError:
-        raise InputError("no such file", where) from None
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise InputError(f"not a readable safetensors file: {exc}", where) from None
+        tensors = load_tensors(path)  # netcfg's own checked reader: never a pickle, never a blocking pipe
+    except CheckpointError as exc:
+        raise InputError(exc.diagnostics[0].message, where) from None
+    if isinstance(tensors, torch.Tensor):
+        return tensors
+    if isinstance(tensors, list):
+        tensors = {str(i): t for i, t in enumerate(tensors)}
     if len(tensors) == 1:
         return next(iter(tensors.values()))
     if "input" in tensors:

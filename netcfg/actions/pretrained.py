@@ -25,7 +25,11 @@ def apply(built: Built) -> dict[str, str]:
     for index, source in enumerate(built.spec.head.pretrained):
         where = built.spec.loc(("pretrained", index))
         path = _resolve(built.spec.file, source.file)
-        plan = _plan(built, read_header(path), source, where, index)
+        try:
+            header = read_header(path)
+        except CheckpointError as exc:  # said at the spec's entry, naming the file
+            raise CheckpointError(f"pretrained {index}: {path}: {exc.diagnostics[0].message}", where) from None
+        plan = _plan(built, header, source, where, index)
         _copy(built, path, plan, source.trainable)
         loaded.update({dst: f"{path}:{src}" for src, dst in plan.items()})
     return loaded

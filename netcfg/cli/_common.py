@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -18,7 +19,9 @@ SetOpt = Annotated[
 DeviceOpt = Annotated[
     Optional[str], typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps | meta (default: the spec's).")
 ]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Initialization seed (default: the spec's).")]
+SeedOpt = Annotated[
+    Optional[int], typer.Option("--seed", help="Initialization seed (default: the spec's).", min=0, max=2**63 - 1)
+]
 PluginOpt = Annotated[
     Optional[list[str]],
     typer.Option("--plugin", help="Load a plugin (module name or .py file) that registers layers. Runs its code.",
@@ -54,11 +57,23 @@ def load(spec: Path, overrides: list[str] | None, plugins: list[str] | None):
 
 
 def out(text: str = "") -> None:
-    typer.echo(text)
+    typer.echo(printable(text))
 
 
 def note(text: str) -> None:
-    typer.echo(text, err=True)
+    typer.echo(printable(text, lines=False), err=True)
+
+
+# Control characters (terminal escapes among them) and lone surrogates, which names in a
+# hostile file can hold: printed escaped, so output stays what it says and one line stays one.
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+_UNPRINTABLE_OR_NEWLINE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def printable(text: str, lines: bool = True) -> str:
+    """`text` with unprintable characters as Python escapes (newlines kept when `lines`)."""
+    pattern = _UNPRINTABLE if lines else _UNPRINTABLE_OR_NEWLINE
+    return pattern.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def human_bytes(n: int) -> str:

@@ -55,8 +55,10 @@ def _click_exit(exc: Exception) -> int:
 def report(exc: NetcfgError, debug: bool) -> None:
     if debug:
         traceback.print_exception(exc)
+    from netcfg.cli._common import printable
+
     for diagnostic in exc.diagnostics:
-        typer.echo(str(diagnostic), err=True)
+        typer.echo(printable(str(diagnostic), lines=False), err=True)
 
 
 app = typer.Typer(

@@ -19,6 +19,7 @@ from netcfg.cli._common import (
     load,
     note,
     out,
+    printable,
 )
 
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Checkpoint file to write (.safetensors).")]
@@ -114,7 +115,7 @@ def tensors(file: NameArg, debug: DebugOpt = False) -> None:
     kind = "one tensor" if not isinstance(obj, (list, dict)) else f"a {type(obj).__name__} of {len(items)} tensors"
     out(f"{file}: {kind}")
     for name, t in items:
-        out(f"  {name}: {list(t.shape)} {str(t.dtype).replace('torch.', '')} {preview(t)}")
+        out(f"  {printable(name, lines=False)}: {list(t.shape)} {str(t.dtype).replace('torch.', '')} {preview(t)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import re
 from typing import Annotated, Optional
 
 import typer
 
-from netcfg.cli._common import DebugOpt, PluginOpt, SetOpt, SpecArg, human_bytes, load, note, out
+from netcfg.cli._common import DebugOpt, PluginOpt, SetOpt, SpecArg, human_bytes, load, note, out, printable
 from netcfg.errors import BuildError, InputError, Loc
 
 ParamsOpt = Annotated[bool, typer.Option("--params", help="Table of every parameter (path, shape, init, tie ...).")]
@@ -83,6 +84,8 @@ def is_checkpoint(path) -> bool:
     if str(path).endswith(".safetensors"):
         return True
     try:
+        if not os.path.isfile(path):
+            return False  # a pipe is never opened here (it would block); the spec reader refuses it
         with open(path, "rb") as f:
             head = f.read(9)
     except OSError:
@@ -104,8 +107,11 @@ def checkpoint_report(path, params: bool, format: str, pattern: re.Pattern | Non
     if format == "json":
         return json.dumps(asdict(info), indent=2)
     if format == "csv":
-        lines = ["name,dtype,shape,bytes"] + [f"{n},{d},{'x'.join(map(str, s))},{b}" for n, d, s, b in rows]
-        return "\n".join(lines)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["name", "dtype", "shape", "bytes"])
+        writer.writerows([n, d, "x".join(map(str, s)), b] for n, d, s, b in rows)
+        return buffer.getvalue().rstrip("\n")
     elements = sum(math.prod(r[2]) for r in info.tensors)
     meta = info.metadata
     lines = [
@@ -179,6 +185,7 @@ def totals(r) -> str:
 
 def _table(title: str, columns: list[tuple[str, str]], rows: list[list[str]]) -> str:
     """A plain aligned table (rich takes a second for a thousand rows)."""
+    rows = [[printable(cell, lines=False) for cell in row] for row in rows]  # one row stays one line
     widths = [max([len(name)] + [len(row[i]) for row in rows]) for i, (name, _) in enumerate(columns)]
 
     def line(cells: list[str]) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import random
 import struct
@@ -151,6 +152,26 @@ def _duplicate_metadata(p: Parts) -> bytes:
     return assemble('{"__metadata__":{},' + text[1:], p.data)
 
 
+def _many_tensors(p: Parts) -> bytes:
+    from netcfg.safetensors_header import MAX_TENSORS
+
+    header = {f"t{i}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]} for i in range(MAX_TENSORS + 1)}
+    return assemble(header, b"")
+
+
+def _nest_model(spec: dict) -> None:
+    node = spec["model"]
+    for _ in range(200):
+        node = {"type": "sequential", "layers": [node]}
+    spec["model"] = node
+
+
+def _escape_name(p: Parts) -> bytes:
+    """The tensor 0.bias renamed with a newline and a terminal escape in it (an unexpected tensor)."""
+    text = p.raw_header.decode().replace('"0.bias":', '"0.bias\\n\\u001b[31mred":', 1)
+    return assemble(text, p.data)
+
+
 def _torch_zip(p: Parts) -> bytes:
     import io
 
@@ -220,7 +241,49 @@ CASES: dict[str, tuple[str, Callable[[Parts], bytes] | None]] = {
     "random_bytes": ("random.safetensors", lambda p: random.Random(1234).randbytes(4096)),
     "directory": ("directory.safetensors", None),
     "missing": ("missing.safetensors", None),
+    "fifo": ("fifo.safetensors", None),
+    # Found by a red-team pass over the reader (session 2).
+    "shape_5000_digits": (
+        "shape_5000_digits.safetensors",
+        lambda p: assemble(p.raw_header.decode().replace('"shape":[256]', '"shape":[' + "9" * 5000 + "]", 1), p.data),
+    ),
+    "zero_times_huge_dim": ("zero_times_huge_dim.safetensors", lambda p: edit_tensor(p, "0.bias", shape=[0, 2**70])),
+    "too_many_tensors": ("too_many_tensors.safetensors", _many_tensors),
+    "spec_deeply_nested": (
+        "spec_deeply_nested.safetensors",
+        lambda p: with_spec_text(p, '{"a":' + "[" * 100_000 + "]" * 100_000 + "}"),
+    ),
+    "spec_nested_200": ("spec_nested_200.safetensors", lambda p: with_spec(p, _nest_model)),
+    "format_superscript": (
+        "format_superscript.safetensors",
+        lambda p: with_metadata(p, **{"netcfg.checkpoint_format": "\u00b2"}),
+    ),
+    "spec_seed_2p70": ("spec_seed_2p70.safetensors", lambda p: with_spec(p, lambda s: s.update(seed=2**70))),
+    "name_with_escapes": ("name_with_escapes.safetensors", _escape_name),
+    "tie_stored_twice_differing": ("tie_stored_twice_differing.safetensors", None),
 }
+
+
+def tie_stored_twice(directory: Path) -> Path:
+    """A tied model (configs/chapter/tied_params.yaml) whose file holds the tied tensor under both
+    paths, with different values."""
+    from safetensors.torch import save_file
+
+    from netcfg.actions import checkpoint as ck
+    from netcfg.builder import build_spec
+    from netcfg.loader import load_spec
+    from netcfg.safetensors_header import read_header
+
+    built = build_spec(load_spec(CONFIGS / "chapter" / "tied_params.yaml"), device="cpu", seed=0)
+    valid = directory / "tied_valid.safetensors"
+    ck.save(built, valid, durable=False)
+    (group,) = [g for g in ck.alias_groups(built.model) if len(g) > 1]
+    state = built.model.state_dict()
+    tensors = {name: state[name].clone() for name in read_header(valid).tensors}
+    tensors[group[1]] = state[group[0]].clone() + 1
+    path = directory / "tie_stored_twice_differing.safetensors"
+    save_file(tensors, path, metadata=read_header(valid).metadata)
+    return path
 
 
 def build(directory: Path) -> tuple[dict[str, Path], Facts]:
@@ -239,6 +302,10 @@ def build(directory: Path) -> tuple[dict[str, Path], Facts]:
         path = directory / file_name
         if name == "directory":
             path.mkdir()
+        elif name == "fifo":
+            os.mkfifo(path)  # a read would block forever: it must be refused unopened
+        elif name == "tie_stored_twice_differing":
+            tie_stored_twice(directory)
         elif make is not None:
             path.write_bytes(make(parts))
         paths[name] = path

@@ -89,9 +89,34 @@ EXPECTED: dict[str, tuple[str | None, object]] = {
     ),
     "directory": ("is a directory, not a safetensors file", SAME),
     "missing": ("no such file", SAME),
+    "fifo": ("not a regular file (a pipe), not a safetensors file", SAME),
+    "shape_5000_digits": (
+        "header is not valid JSON (Exceeds the limit (4300 digits) for integer string conversion: value has 5000 "
+        "digits)",
+        SAME,
+    ),
+    "zero_times_huge_dim": ("tensor '0.bias': shape [0, 1180591620717411303424] has a dimension over 2**62", SAME),
+    "too_many_tensors": ("header lists more than 100,000 tensors (corrupt or hostile)", SAME),
+    "spec_deeply_nested": ("its embedded spec nests too deeply", SAME),
+    "spec_nested_200": ("nesting deeper than 100 levels", None),
+    "format_superscript": ("invalid checkpoint format '\u00b2' in its metadata", None),
+    "spec_seed_2p70": ("'seed' must be less than or equal to 9223372036854775807, got 1180591620717411303424", None),
+    "name_with_escapes": (
+        "missing tensor '0.bias' [256] float32\n{file}: error: unexpected tensor '0.bias\\n\\x1b[31mred' [256] "
+        "float32 (not in the model)",
+        None,
+    ),
+    "tie_stored_twice_differing": (
+        "tensors 'embed.weight' and 'head.weight' are one tied tensor in the model, but differ in the file",
+        None,
+    ),
 }
 
-PLACE = {"spec_netcfg_2": "{file} (embedded spec):1:1"}
+PLACE = {
+    "spec_netcfg_2": "{file} (embedded spec):1:1",
+    "spec_nested_200": "{file} (embedded spec)",
+    "spec_seed_2p70": "{file} (embedded spec):1:1",
+}
 """Where the line says the problem is, when not the file itself."""
 
 BUGS: dict = {}  # (case, command) -> why a message is still wrong (strict xfail)
@@ -118,7 +143,7 @@ def expected_line(case: str, command: str, facts: corpus.Facts) -> str | None:
         return None
     file = corpus.CASES[case][0]
     place = PLACE.get(case, "{file}").format(file=file)
-    return f"{place}: error: " + message.format(hlen=facts.header_len, size=facts.size)
+    return f"{place}: error: " + message.format(hlen=facts.header_len, size=facts.size, file=file)
 
 
 def params():
