@@ -4,6 +4,9 @@ Public API::
 
     spec = netcfg.load_spec("configs/mlp.yaml", overrides=["seed=1"])
     model = netcfg.build(spec, device="cpu")
+    ...                                   # train it
+    netcfg.save(model, "mlp.safetensors")  # weights and spec, atomically
+    model = netcfg.load("mlp.safetensors")
 
 Names are imported on first use, so `import netcfg` (and the CLI's --help) stays fast
 and torch is imported only by what builds or runs a model.
@@ -14,9 +17,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from netcfg.api import build
+    from netcfg.api import build, load, load_into, save
     from netcfg.catalog import Node
-    from netcfg.errors import BuildError, DeviceError, InputError, NetcfgError, PluginError, SpecError
+    from netcfg.errors import BuildError, CheckpointError, DeviceError, InputError, NetcfgError, PluginError, SpecError
     from netcfg.loader import load_spec, load_spec_data
     from netcfg.registry import register_layer
     from netcfg.spec import Spec
@@ -25,8 +28,12 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "build": "netcfg.api",
+    "save": "netcfg.api",
+    "load": "netcfg.api",
+    "load_into": "netcfg.api",
     "Node": "netcfg.catalog",
     "BuildError": "netcfg.errors",
+    "CheckpointError": "netcfg.errors",
     "DeviceError": "netcfg.errors",
     "InputError": "netcfg.errors",
     "NetcfgError": "netcfg.errors",
@@ -40,6 +47,7 @@ _EXPORTS = {
 
 __all__ = [
     "BuildError",
+    "CheckpointError",
     "DeviceError",
     "InputError",
     "NetcfgError",
@@ -49,9 +57,12 @@ __all__ = [
     "SpecError",
     "__version__",
     "build",
+    "load",
+    "load_into",
     "load_spec",
     "load_spec_data",
     "register_layer",
+    "save",
 ]
 
 
