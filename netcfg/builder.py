@@ -130,6 +130,11 @@ class Builder:
         if entry.kind in ("layer", "merge") and self.budget is not None and not self.probing:
             self._reserve(build, node, xs, path)
         try:
+            if node.type in SAME_SHAPE and node.type != "identity" and not xs[0].dtype.is_floating_point:
+                raise ShapeError(
+                    f"{node.type} needs a floating-point input, its input is {devices.dtype_name(xs[0].dtype)} "
+                    "(token ids go through an embedding)"
+                )
             with self._placement():
                 result = build(node, xs, self)
             if isinstance(result, tuple):
