@@ -155,11 +155,11 @@ def resnet_by_name(name: str, num_classes: int = 1000) -> ResNet:
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, width: int, heads: int, dropout: float):
+    def __init__(self, width: int, heads: int, dropout: float, causal: bool = True):
         super().__init__()
         if width % heads:
             raise ValueError(f"width {width} is not divisible by heads {heads}")
-        self.width, self.heads, self.dropout = width, heads, dropout
+        self.width, self.heads, self.dropout, self.causal = width, heads, dropout, causal
         self.qkv = nn.Linear(width, 3 * width, bias=True)
         self.proj = nn.Linear(width, width, bias=True)
 
@@ -169,7 +169,8 @@ class CausalSelfAttention(nn.Module):
         q = q.view(n, t, self.heads, d // self.heads).transpose(1, 2)
         k = k.view(n, t, self.heads, d // self.heads).transpose(1, 2)
         v = v.view(n, t, self.heads, d // self.heads).transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        dropout = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=self.causal)
         return self.proj(y.transpose(1, 2).reshape(n, t, d))
 
 
@@ -264,3 +265,47 @@ def gpt2(
 ) -> GPT:
     """GPT-2 small (124M) by default, with dropout 0.1 as in configs/gpt2.yaml."""
     return GPT(layers, heads, width, context, vocab, dropout)
+
+
+# ---------------------------------------------------------------- ViT (torchvision's vit_b_16 layout)
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, width: int, heads: int, mlp: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(width, eps=1e-6)
+        self.self_attention = CausalSelfAttention(width, heads, 0.0, causal=False)
+        self.dropout = nn.Dropout(0.0)
+        self.ln_2 = nn.LayerNorm(width, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(width, mlp), nn.GELU(), nn.Dropout(0.0), nn.Linear(mlp, width), nn.Dropout(0.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.dropout(self.self_attention(self.ln_1(x)))
+        return x + self.mlp(self.ln_2(x))
+
+
+class ClassToken(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.token = nn.Parameter(torch.zeros(1, 1, width))
+
+
+class ViT(nn.Module):
+    """Patches by a strided conv, a class token, learned positions, pre-norm encoder blocks."""
+
+    def __init__(self, image: int = 224, patch: int = 16, width: int = 768, layers: int = 12, heads: int = 12,
+                 mlp: int = 3072, classes: int = 1000):  # fmt: skip
+        super().__init__()
+        self.conv_proj = nn.Conv2d(3, width, patch, stride=patch)
+        self.class_token = ClassToken(width)
+        self.pos_embedding = nn.Embedding((image // patch) ** 2 + 1, width)
+        self.dropout = nn.Dropout(0.0)
+        self.layers = nn.Sequential(*[EncoderBlock(width, heads, mlp) for _ in range(layers)])
+        self.ln = nn.LayerNorm(width, eps=1e-6)
+        self.heads = nn.Linear(width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv_proj(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.class_token.token.expand(x.shape[0], -1, -1), x], dim=1)
+        x = self.dropout(x + self.pos_embedding.weight.unsqueeze(0))
+        return self.heads(self.ln(self.layers(x))[:, 0])

@@ -342,3 +342,36 @@ def test_gpt2_tied_gradient_matches_twin(netcfg_cpu, twin_shell):
                 p.requires_grad_(True)
             model.zero_grad(set_to_none=True)
             twin.zero_grad(set_to_none=True)
+
+
+VIT_B_16 = 86_567_656  # torchvision's published count for vit_b_16
+MOBILENET_V2 = 3_504_872  # torchvision's published count for mobilenet_v2
+
+
+def test_mobilenet_v2_parameter_count_on_meta():
+    from netcfg.builder import build_spec
+    from netcfg.loader import load_spec
+
+    model = build_spec(load_spec(CONFIGS / "mobilenet_v2.yaml"), device="meta").model
+    assert sum(p.numel() for p in model.parameters()) == MOBILENET_V2
+
+
+def test_vit_b_16_parameter_count_on_meta():
+    from netcfg.builder import build_spec
+    from netcfg.loader import load_spec
+
+    model = build_spec(load_spec(CONFIGS / "vit_b_16.yaml"), device="meta").model
+    assert sum(p.numel() for p in model.parameters()) == VIT_B_16
+
+
+def test_vit_matches_its_twin_given_the_same_weights():
+    from benchmarks.twins import ViT
+
+    small = ["vars.layers=2", "vars.width=64", "vars.heads=4", "vars.mlp=128", "vars.image=32", "vars.patch=8",
+             "vars.classes=10"]  # fmt: skip
+    model = netcfg.build(CONFIGS / "vit_b_16.yaml", device="cpu", seed=0, overrides=small).eval()
+    twin = ViT(image=32, patch=8, width=64, layers=2, heads=4, mlp=128, classes=10).eval()
+    assert list(twin.state_dict()) == list(model.state_dict())
+    twin.load_state_dict(model.state_dict())
+    x = torch.randn(3, 3, 32, 32)
+    torch.testing.assert_close(model(x), twin(x))
