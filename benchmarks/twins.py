@@ -277,7 +277,8 @@ class EncoderBlock(nn.Module):
         self.self_attention = CausalSelfAttention(width, heads, 0.0, causal=False)
         self.dropout = nn.Dropout(0.0)
         self.ln_2 = nn.LayerNorm(width, eps=1e-6)
-        self.mlp = nn.Sequential(nn.Linear(width, mlp), nn.GELU(), nn.Dropout(0.0), nn.Linear(mlp, width), nn.Dropout(0.0))
+        layers = [nn.Linear(width, mlp), nn.GELU(), nn.Dropout(0.0), nn.Linear(mlp, width), nn.Dropout(0.0)]
+        self.mlp = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.dropout(self.self_attention(self.ln_1(x)))
