@@ -633,7 +633,8 @@ class Shared(Node):
 
 
 class Repeat(Node):
-    """N independent copies of `body` in sequence (an nn.Sequential named 0..N-1)."""
+    """N independent copies of `body` in sequence (an nn.Sequential named 0..N-1), or side by side
+    with `merge` (a parallel node)."""
 
     type: Literal["repeat"]
     times: Annotated[int, Field(ge=1, le=10_000)]
@@ -642,6 +643,10 @@ class Repeat(Node):
     """Name under which ${...} expressions in the body see the copy number (0-based)."""
     body: Any
     """The module node to copy."""
+    merge: Literal["concat", "add", "mul", "stack"] | None = None
+    """Run the copies side by side on the same input and combine their outputs so (default: in sequence)."""
+    dim: Dim = -1
+    """With merge: the dimension for concat and stack."""
 
 
 class Block(Node):

@@ -167,14 +167,17 @@ class Expander:
         if args is None:
             return FAILED
         self.mark(dst, src)
+        key = "layers" if args.merge is None else "branches"
         layers = []
         for i in range(args.times):
             inner = _scope(scope).child({args.index: i})
-            result = self.node(raw.get("body"), src + ("body",), dst + ("layers", len(layers)), inner, stack)
+            result = self.node(raw.get("body"), src + ("body",), dst + (key, len(layers)), inner, stack)
             if result is not _DROP:
                 layers.append(result)
-        self.mark(dst + ("layers",), src + ("body",))
-        return _carry(fields, {"type": "sequential", "layers": layers})
+        self.mark(dst + (key,), src + ("body",))
+        if args.merge is None:
+            return _carry(fields, {"type": "sequential", "layers": layers})
+        return _carry(fields, {"type": "parallel", "branches": layers, "merge": args.merge, "dim": args.dim})
 
     def block(self, raw: dict, src: Path, dst: Path, scope: dict, stack: tuple) -> Any:
         at = dst + ("<call>", len(stack))  # nested calls expand at the same dst: keep their flags apart

@@ -158,6 +158,18 @@ model:
     assert [name for name, _ in seen if name in ("Add", "Mul")] == ["Add", "Mul"]
 
 
+def test_repeat_with_merge_runs_the_copies_side_by_side(write_spec):
+    body = 'model: {type: repeat, times: 3, merge: add, body: {type: linear, out_features: "${4 + index}"}}\n'
+    with pytest.raises(BuildError, match=r"branch outputs: cannot add inputs of shapes \[2, 4\], \[2, 5\], \[2, 6\]"):
+        make(write_spec, body)
+    body = "model: {type: repeat, times: 3, merge: stack, dim: 1, body: {type: linear, out_features: 5}}\n"
+    model = make(write_spec, body).model
+    x = torch.rand(2, 20)
+    expected = torch.stack([model.get_submodule(str(i))(x) for i in range(3)], dim=1)
+    torch.testing.assert_close(model(x), expected)
+    assert len({id(model.get_submodule(str(i)).weight) for i in range(3)}) == 3  # independent copies
+
+
 def test_graph_refuses_later_and_unknown_inputs(write_spec):
     body = "model:\n  type: graph\n  nodes:\n    a: {type: relu, inputs: b}\n    b: {type: relu}\n"
     with pytest.raises(BuildError, match="input 'b' is a later node"):
