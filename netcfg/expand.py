@@ -10,7 +10,6 @@ bound; a node whose ``if`` is false disappears.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import Any
 
 from netcfg import catalog
@@ -110,6 +109,8 @@ class Expander:
             return self.value(raw, src, scope, dst)
         if "if" in raw:
             keep = self.value(raw["if"], src + ("if",), scope, dst + ("if",))
+            if keep is FAILED:
+                return FAILED  # its expression's error was reported
             if not isinstance(keep, bool):
                 via = self.vias.get(dst + ("if",), "")
                 self.fail(src + ("if",), f"'if' must be true or false, got {keep!r}", via=via)
@@ -122,6 +123,15 @@ class Expander:
         if kind == "repeat":
             return self.repeat(raw, src, dst, scope, stack)
         return self.plain(raw, kind, src, dst, scope, stack)
+
+    def root(self, raw: Any, path: Path, scope: dict) -> Any:
+        """The model or a shared module: expanded like any node, but it cannot be removed."""
+        result = self.node(raw, path, path, scope)
+        if result is _DROP:
+            what = "the model" if path == ("model",) else f"shared module '{path[-1]}'"
+            self.fail(path + ("if",), f"{what} cannot be removed by its `if`")
+            return FAILED
+        return result
 
     def plain(self, raw: dict, kind: Any, src: Path, dst: Path, scope: dict, stack: tuple) -> dict:
         self.mark(dst, src)
@@ -165,6 +175,12 @@ class Expander:
         fields = self.value({k: v for k, v in raw.items() if k != "body"}, src, scope, dst)
         args = self.validated(catalog.Repeat, {**fields, "body": None}, src, dst)
         if args is None:
+            return FAILED
+        size = args.times * _static_size(raw.get("body"), scope)
+        if self.count + size > MAX_EXPANDED_NODES:  # found before expanding anything
+            body = size // args.times
+            self.fail(src + ("times",), f"{args.times:,} copies of a body of about {body:,} module nodes: "
+                                        f"the model would expand to more than {MAX_EXPANDED_NODES:,}")  # fmt: skip
             return FAILED
         self.mark(dst, src)
         key = "layers" if args.merge is None else "branches"
@@ -237,6 +253,27 @@ class Expander:
         return result
 
 
+def _static_size(raw: Any, scope: dict, depth: int = 0) -> int:
+    """About how many module nodes `raw` expands to, nested repeats multiplied (an estimate from
+    the text: a block counts as one node; a `times` that is an expression is evaluated if it can be)."""
+    if depth > 100:
+        return 1
+    if isinstance(raw, list):
+        return sum(_static_size(v, scope, depth + 1) for v in raw)
+    if not isinstance(raw, dict):
+        return 0
+    inner = sum(_static_size(v, scope, depth + 1) for v in raw.values() if isinstance(v, (dict, list)))
+    if raw.get("type") != "repeat":
+        return 1 + inner
+    times = raw.get("times")
+    if has_expr(times):
+        try:
+            times = substitute(times, scope)
+        except ExprError:
+            times = 1
+    return 1 + (times if isinstance(times, int) and not isinstance(times, bool) and times > 0 else 1) * inner
+
+
 def _sub(path: Path | None, key: Any) -> Path | None:
     return None if path is None else path + (key,)
 
@@ -262,5 +299,6 @@ def _carry(call_fields: dict, result: dict) -> dict:
 
 
 def _suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    from netcfg.suggest import suggest
+
+    return suggest(word, choices)

@@ -38,6 +38,8 @@ _COMPARE = {
 }
 _FUNCTIONS = {"min": min, "max": max, "abs": abs, "int": int}
 MAX_LENGTH = 200
+MAX_INT_BITS = 1024
+MAX_STRING = 10_000
 
 
 class ExprError(ValueError):
@@ -119,7 +121,8 @@ class _Eval:
         left, right = self.visit(node.left), self.visit(node.right)
         if op is operator.pow and isinstance(right, (int, float)) and abs(right) > 64:
             raise ExprError("exponent larger than 64")
-        return op(left, right)
+        _check_size_before(op, left, right)
+        return _checked(op(left, right))
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> Any:
         op = _UNARY.get(type(node.op))
@@ -152,6 +155,26 @@ class _Eval:
         if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS or node.keywords:
             raise ExprError(f"call '{ast.unparse(node)}' is not allowed (functions: min, max, abs, int)")
         return _FUNCTIONS[node.func.id](*[self.visit(a) for a in node.args])
+
+
+def _check_size_before(op, left: Any, right: Any) -> None:
+    """Refuse an operation whose result would be huge before computing it (a power tower, a
+    string repeated a billion times): evaluating a spec must stay instant."""
+    ints = isinstance(left, int) and isinstance(right, int)
+    if op is operator.pow and ints and right > 0 and left.bit_length() * right > MAX_INT_BITS:
+        raise ExprError(f"the result of a power is larger than 2**{MAX_INT_BITS}")
+    if op is operator.mul:
+        text, times = (left, right) if isinstance(left, str) else (right, left)
+        if isinstance(text, str) and isinstance(times, int) and len(text) * times > MAX_STRING:
+            raise ExprError(f"a string longer than {MAX_STRING:,} characters")
+
+
+def _checked(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
+        raise ExprError(f"a number larger than 2**{MAX_INT_BITS}")
+    if isinstance(value, str) and len(value) > MAX_STRING:
+        raise ExprError(f"a string longer than {MAX_STRING:,} characters")
+    return value
 
 
 # A table, not getattr: the set of evaluable node types is fixed here.

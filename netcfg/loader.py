@@ -163,10 +163,8 @@ def resolve(doc: Document, registry: Registry) -> spec_mod.Spec:
     flags = _var_flags(doc, variables)
     expander = Expander(doc, registry, blocks, variables, flags)
     scope = Scope(variables, flags)
-    model_data = expander.node(data["model"], ("model",), ("model",), scope) if "model" in data else None
-    shared_data = {
-        name: expander.node(raw, ("shared", name), ("shared", name), scope) for name, raw in shared_raw.items()
-    }
+    model_data = expander.root(data["model"], ("model",), scope) if "model" in data else None
+    shared_data = {name: expander.root(raw, ("shared", name), scope) for name, raw in shared_raw.items()}
     problems += expander.problems
     locs = _with_vias(expander.locs, expander.vias)
     key_locs = expander.key_locs

@@ -10,6 +10,7 @@ def suggest(word: Any, choices: list[str]) -> str:
     """'; did you mean X?' for the closest choice (two when they are equally close), or ''."""
     if not isinstance(word, str):
         return ""
+    choices = [c for c in choices if isinstance(c, str)]  # keys a broken file made numbers
     close = difflib.get_close_matches(word, choices, n=2, cutoff=0.6)
     if not close:
         return ""

@@ -269,6 +269,9 @@ def _phrase(err: dict) -> str:
 # ---------------------------------------------------------------- module nodes
 
 
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # as a node's `name`: an attribute name
+
+
 class NodeValidator:
     """Validates a module tree node by node against the registry."""
 
@@ -343,8 +346,13 @@ class NodeValidator:
             self.check_names(value, path)
             return None if any(i is None for i in items) else items
         if shape == "map" and isinstance(value, dict):
+            bad = [k for k in value if not (isinstance(k, str) and _IDENTIFIER.match(k))]
+            for k in bad:
+                self.problems.append(Diagnostic(self.key_loc_of(path + (k,)), (
+                    f"graph node name {yaml_repr(k)} is not an identifier (letters, digits and _, not first a digit)"
+                )))  # fmt: skip
             items = {k: self.node(v, path + (k,), in_graph=True) for k, v in value.items()}
-            return None if any(i is None for i in items.values()) else items
+            return None if bad or any(i is None for i in items.values()) else items
         return None  # the shallow validation already reported the wrong shape
 
     def check_names(self, items: list, path: tuple) -> None:

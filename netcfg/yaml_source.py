@@ -28,6 +28,7 @@ Path = tuple[str | int, ...]
 
 MAX_DEPTH = 100
 MAX_NODES = 200_000
+MAX_INT_DIGITS = 100  # far past any size a spec holds; Python refuses to parse more than 4,300
 
 _TAG = "tag:yaml.org,2002:"
 _INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
@@ -248,6 +249,9 @@ class _Reader:
         if tag == "bool" and _BOOL.match(text):
             return text.lower() == "true"
         if tag == "int" and _INT.match(text):
+            if len(text) > MAX_INT_DIGITS:
+                self.fail(node, f"an integer of {len(text):,} digits is too large")
+                return None
             return _to_int(text)
         if tag == "float" and (_FLOAT.match(text) or _INT.match(text)):
             return _to_float(text)

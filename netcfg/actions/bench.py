@@ -268,13 +268,14 @@ def parse_devices(text: str) -> list[str]:
 def parse_warmup(text: str) -> tuple[float, bool]:
     """'10' -> 10 iterations; '2s' or '0.5s' -> seconds."""
     value = text.strip()
+    where = Loc(f"--warmup {text}")
     try:
-        if value.endswith("s"):
-            return float(value[:-1]), True
-        return float(int(value)), False
+        amount, seconds = (float(value[:-1]), True) if value.endswith("s") else (float(int(value)), False)
     except ValueError:
-        raise InputError(f"expected a number of iterations (10) or seconds (2s), got '{text}'",
-                         Loc(f"--warmup {text}")) from None  # fmt: skip
+        raise InputError(f"expected a number of iterations (10) or seconds (2s), got '{text}'", where) from None
+    if not (0 <= amount <= 3600):  # NaN fails this too
+        raise InputError(f"the warm-up must be between 0 and 3600 {'seconds' if seconds else 'iterations'}", where)
+    return amount, seconds
 
 
 def parse_sweep(text: str) -> list[int]:

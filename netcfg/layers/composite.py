@@ -178,12 +178,28 @@ def _inline(module: nn.Module, idx: list[int]) -> type | None:
     return type(module) if type(module) in (Add, Mul) and len(idx) == 2 else None
 
 
+def _reserved(cls: type) -> frozenset:
+    """Names a child of `cls` cannot have: its attributes and methods (`forward`, `training`, ...)."""
+    return frozenset(dir(cls)) | frozenset(vars(nn.Module())) | {"merge", "_names", "_plan", "_output"}
+
+
+_RESERVED: dict[type, frozenset] = {}
+
+
+def _check_name(ctx, node: c.Node, name: str, cls: type, key: str | tuple = "name") -> None:
+    reserved = _RESERVED.get(cls) or _RESERVED.setdefault(cls, _reserved(cls))
+    if name in reserved:
+        ctx.fail(node, f"'{name}' cannot name a module: it is an attribute of every {cls.__name__} module "
+                       "(pick another name)", key)  # fmt: skip
+
+
 @builds("sequential")
 def sequential(a: c.Sequential, xs: list, ctx):
     modules: OrderedDict = OrderedDict()
     current = xs
     for i, node in enumerate(a.layers):
         name = node.name or str(i)
+        _check_name(ctx, node, name, nn.Sequential)
         module, out = ctx.build(node, current, name)
         modules[name] = module
         current = [out]
@@ -196,6 +212,7 @@ def parallel(a: c.Parallel, xs: list, ctx):
     outs = []
     for i, node in enumerate(a.branches):
         name = node.name or str(i)
+        _check_name(ctx, node, name, Parallel)
         branches[name], out = ctx.build(node, xs, name)
         outs.append(out)
     try:
@@ -226,6 +243,7 @@ def graph(a: c.Graph, xs: list, ctx):
     for name, node in a.nodes.items():
         if name == "input":
             ctx.fail(node, "'input' names the graph's input; pick another node name")
+        _check_name(ctx, node, name, Graph, ())
         refs = [node.inputs] if isinstance(node.inputs, str) else (node.inputs or [previous])
         idx = [_ref(ctx, node, r, index, a) for r in refs]
         modules[name], out = ctx.build(node, [values[i] for i in idx], name)

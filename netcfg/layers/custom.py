@@ -11,7 +11,7 @@ from torch import nn
 
 from netcfg import catalog as c
 from netcfg.registry import builds
-from netcfg.shapes import check_rank, expect_size, meta_like
+from netcfg.shapes import ShapeError, check_rank, expect_size, fmt, meta_like
 
 
 class Centered(nn.Module):
@@ -131,9 +131,17 @@ def tensor_reduction(a: c.TensorReduction, xs: list, ctx) -> nn.Module:
 
 
 @builds("fourier")
-def fourier(a: c.Fourier, xs: list, ctx) -> nn.Module:
-    check_rank(xs[0].shape, 1, "fourier")
-    return Fourier(a.output)
+def fourier(a: c.Fourier, xs: list, ctx) -> tuple:
+    # The output shape and dtype by formula: a meta FFT goes through slow Python decompositions.
+    shape, dtype = xs[0].shape, xs[0].dtype
+    check_rank(shape, 1, "fourier")
+    half = int(shape[-1]) // 2
+    if half < 1:
+        raise ShapeError(f"fourier needs at least 2 values along the last dimension, got {fmt(shape)}")
+    real = dtype if dtype.is_floating_point else torch.get_default_dtype()
+    if a.output == "complex":
+        return Fourier(a.output), meta_like(xs[0], (*shape[:-1], half), dtype=real.to_complex())
+    return Fourier(a.output), meta_like(xs[0], (*shape[:-1], 2 * half if a.output == "real_imag" else half), dtype=real)
 
 
 @builds("fixed_matmul")

@@ -139,6 +139,16 @@ CLI_CASES = [
         id="set-several-problems",
     ),
     pytest.param(
+        ["validate", VALID, "--set", "vars.width=" + "9" * 200],
+        f"--set vars.width={'9' * 200}: error: bad value: an integer of 200 digits is too large\n",
+        id="set-huge-integer",
+    ),
+    pytest.param(
+        ["bench", VALID, "--warmup", "-2s"],
+        "--warmup -2s: error: the warm-up must be between 0 and 3600 seconds\n",
+        id="bench-negative-warmup",
+    ),
+    pytest.param(
         ["validate", "tests/golden/cli/no_such_spec.yaml"],
         "tests/golden/cli/no_such_spec.yaml: error: no such file\n",
         id="missing-spec-file",

@@ -122,3 +122,27 @@ def test_bad_arguments_are_build_errors(model, shape, message):
     with pytest.raises(BuildError) as err:
         built(model, shape)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize("output", ["abs", "complex", "real_imag"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int64"])
+def test_fourier_shape_and_dtype_by_formula_are_the_real_ones(output, dtype):
+    inp = {"shape": [3, 2, 7], "dtype": dtype, **({"high": 5} if dtype == "int64" else {})}
+    spec = load_spec_data({"netcfg": 1, "input": inp, "model": {"type": "fourier", "output": output}}, "generated")
+    result = build_spec(spec, device="cpu")
+    x = torch.randint(0, 5, (3, 2, 7)) if dtype == "int64" else torch.randn(3, 2, 7, dtype=getattr(torch, dtype))
+    y = result.model(x)
+    meta = build_spec(spec, device="meta")
+    assert meta.shapes[""][1] == tuple(y.shape)
+    probe = load_spec_data(
+        {
+            "netcfg": 1,
+            "input": inp,
+            "model": {
+                "type": "graph",
+                "nodes": {"f": {"type": "fourier", "output": output}, "i": {"type": "identity"}},
+            },
+        },
+        "generated",
+    )
+    assert build_spec(probe, device="meta").in_dtypes["i"] == [y.dtype]
