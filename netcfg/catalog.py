@@ -22,7 +22,9 @@ Prob = Annotated[float, Field(ge=0.0, lt=1.0)]
 class Node(BaseModel):
     """Fields every module node has."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True, defer_build=True)
+    model_config = ConfigDict(
+        extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True, defer_build=True, allow_inf_nan=False
+    )
 
     type: str
     name: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")

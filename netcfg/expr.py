@@ -163,6 +163,8 @@ def _check_size_before(op, left: Any, right: Any) -> None:
     ints = isinstance(left, int) and isinstance(right, int)
     if op is operator.pow and ints and right > 0 and left.bit_length() * right > MAX_INT_BITS:
         raise ExprError(f"the result of a power is larger than 2**{MAX_INT_BITS}")
+    if op is operator.mod and isinstance(left, str):
+        raise ExprError("'%' on a string (formatting) is not allowed")
     if op is operator.mul:
         text, times = (left, right) if isinstance(left, str) else (right, left)
         if isinstance(text, str) and isinstance(times, int) and len(text) * times > MAX_STRING:

@@ -30,7 +30,10 @@ FloatDType = Literal["float32", "float16", "bfloat16", "float64"]
 InputDType = Literal["float32", "float16", "bfloat16", "float64", "int64", "int32"]
 Scalar = Union[bool, int, float, str, None]
 
-_CONFIG = ConfigDict(extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True, defer_build=True)
+# allow_inf_nan=False: no spec number is meaningful as NaN or infinity (an init std, a value range).
+_CONFIG = ConfigDict(
+    extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True, defer_build=True, allow_inf_nan=False
+)
 
 
 MAX_INPUT_ELEMENTS = 2**40  # 4 TiB of float32: past any device, and safe from size overflows
@@ -59,6 +62,12 @@ class InputSpec(BaseModel):
             raise ValueError(f"the input {self.shape} has {elements:,} elements, more than 2**40")
         if self.dtype.startswith("int") and self.high is None:
             raise ValueError("integer inputs need `high` (for token ids: the vocabulary size)")
+        if self.dtype.startswith("int"):
+            limit = 2**31 if self.dtype == "int32" else 2**63
+            if not (float(self.low).is_integer() and float(self.high).is_integer()):
+                raise ValueError("`low` and `high` of integer inputs must be whole numbers")
+            if not -limit <= self.low < self.high <= limit:
+                raise ValueError(f"`low` and `high` must lie within {self.dtype}'s range")
         if self.high is not None and self.high <= self.low:
             raise ValueError("`high` must be greater than `low`")
         return self
