@@ -226,8 +226,14 @@ class Expander:
         return _carry(self.value(raw, src, scope, dst), result)
 
     def bind(self, call: catalog.Block, template: Any, src: Path) -> dict | None:
-        bound = dict(template.args)
-        ok = True
+        # Defaults may be expressions over the vars (`width: ${base * 2}`), evaluated per use.
+        scope = Scope(self.variables, self.flags)
+        bound = {
+            name: self.value(default, ("blocks", call.block, "args", name), scope)
+            for name, default in template.args.items()
+            if name not in call.args
+        }
+        ok = FAILED not in bound.values()
         for name, val in call.args.items():
             if name not in template.args:
                 hint = _suggest(name, list(template.args))

@@ -154,8 +154,14 @@ def _root(text: str, file: str) -> yaml.Node | None:
         raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", Loc(file, 1, 1)) from None
     except yaml.MarkedYAMLError as exc:
         raise SpecError(_yaml_message(exc), _mark_loc(file, exc.problem_mark or exc.context_mark)) from None
+    except yaml.reader.ReaderError as exc:  # a control character: said at its place
+        before = text[: exc.position]
+        line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        raise SpecError(f"control character {char!r} (#x{ord(char):04x}) is not allowed in YAML",
+                        Loc(file, line, col)) from None  # fmt: skip
     except yaml.YAMLError as exc:
-        raise SpecError(f"cannot read YAML: {exc}", Loc(file, 1, 1)) from None
+        raise SpecError(f"cannot read YAML: {str(exc).splitlines()[0]}", Loc(file, 1, 1)) from None
 
 
 def _yaml_message(exc: yaml.MarkedYAMLError) -> str:

@@ -105,7 +105,7 @@ def bench(spec: Spec, config: BenchConfig, progress: Callable[[float], None] | N
     """Time one configuration (one device, one batch size)."""
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    spec = _with_batch(spec, config.batch)
+    spec = with_batch(spec, config.batch)
     built = build_model(spec, device=config.device, seed=config.seed, dtype=config.dtype)
     device = built.device
     if device.type == "meta":
@@ -120,7 +120,8 @@ def bench(spec: Spec, config: BenchConfig, progress: Callable[[float], None] | N
     return _result(built, config, times, iterations, rss_before, compile_time, warmup_s)
 
 
-def _with_batch(spec: Spec, batch: int | None) -> Spec:
+def with_batch(spec: Spec, batch: int | None) -> Spec:
+    """The spec with its sample input's first dimension set to `batch`."""
     if batch is None:
         return spec
     from netcfg.loader import load_spec_data

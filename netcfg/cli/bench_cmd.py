@@ -75,6 +75,7 @@ def bench(
         raise InputError("--batch and --sweep are alternatives: give the batch sizes to --sweep", Loc("--batch"))
     warm, in_seconds = actions.parse_warmup(warmup)
     batches = actions.parse_sweep(sweep) if sweep else [batch]
+    _check_batches(actions, loaded, batches, "--sweep" if sweep else "--batch")
     configs = [
         actions.BenchConfig(device=d, batch=b, dtype=dtype, amp=amp, compile=compile, mode=mode, warmup=warm,
                             warmup_is_seconds=in_seconds, min_time=min_time, max_time=max(10.0, 10 * min_time),
@@ -86,6 +87,19 @@ def bench(
         out(json.dumps([r.as_dict() for r in results], indent=2))
     else:
         out(table(results))
+
+
+def _check_batches(actions, spec, batches: list, flag: str) -> None:
+    """A batch size the spec's input cannot take is that flag's error, not the file's."""
+    from netcfg.errors import SpecError
+
+    for b in batches:
+        if b is None:
+            continue
+        try:
+            actions.with_batch(spec, b)
+        except SpecError as exc:
+            raise InputError(f"batch {b}: {exc.diagnostics[0].message}", Loc(f"{flag} {b}")) from None
 
 
 def _choice(flag: str, value: str, choices: tuple) -> None:

@@ -222,3 +222,22 @@ def test_a_shape_error_at_build_names_the_set_var(write_spec):
         f"{path}:7:35: error: layer '0' (linear) with input [2, 4]: expected input [2, 5] (in_features=5), "
         "got [2, 4] (from --set vars.width=5)"
     ]
+
+
+def test_a_block_default_may_be_an_expression_over_the_vars(write_spec):
+    text = """\
+netcfg: 1
+vars: {w: 8}
+input: {shape: [2, 4]}
+blocks:
+  unit:
+    args: {width: "${w * 2}", bad: "${nope}"}
+    body: {type: linear, out_features: "${width}"}
+model:
+  type: sequential
+  layers: [{type: block, block: unit, args: {bad: 1}}, {type: block, block: unit, args: {bad: 1, width: 3}}]
+"""
+    spec = load_spec(write_spec(text), ["vars.w=5"])
+    assert [layer.out_features for layer in spec.model.layers] == [10, 3]
+    path = write_spec(text.replace("args: {bad: 1}}", "args: {}}"))
+    assert errors(path) == [f"{path}:6:36: error: unknown name 'nope' in expression (names available: w)"]
