@@ -72,11 +72,26 @@ def check_output(path: str | os.PathLike, flag: str = "") -> Path:
         raise InputError("is a directory", where)
     if target.exists() and not target.is_file():
         raise InputError("not a regular file (a pipe, device or socket): netcfg writes files only", where)
+    if target.is_file() and not _replaceable(target):
+        raise InputError("exists and is not a safetensors file (the spec itself?): netcfg replaces only its own "
+                         "kind of file; remove it or pick another name", where)  # fmt: skip
     if not target.parent.is_dir():
         raise InputError(f"directory '{target.parent}' does not exist", where)
     if not os.access(target.parent, os.W_OK):
         raise InputError(f"cannot write there: directory '{target.parent}' is not writable", where)
     return target
+
+
+def _replaceable(target: Path) -> bool:
+    """An existing file a save may replace: empty, or a safetensors file (by its first bytes)."""
+    try:
+        with open(target, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return True  # unreadable: the write itself will say what is wrong
+    if not head:
+        return True
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000
 
 
 STALE_SECONDS = 600

@@ -14,8 +14,14 @@ from netcfg.validate import suggest
 def check(model: nn.Module, groups: list[list[str]], locs: list[list[Loc]]) -> None:
     params = dict(model.named_parameters(remove_duplicate=False))
     problems = []
-    for group, group_locs in zip(groups, locs, strict=False):
+    first_tie: dict[str, int] = {}
+    for index, (group, group_locs) in enumerate(zip(groups, locs, strict=False)):
         problems += _check_group(params, group, group_locs)
+        for path, loc in zip(group, group_locs, strict=False):
+            if first_tie.get(path, index) != index:  # ties are not chained: one tie lists every path
+                problems.append(Diagnostic(loc, f"tie: '{path}' is already in tie {first_tie[path]}; "
+                                                "list all the paths of one tensor in one tie"))  # fmt: skip
+            first_tie.setdefault(path, index)
     if problems:
         raise BuildError(problems)
 
@@ -36,6 +42,12 @@ def _check_group(params: dict, group: list[str], locs: list[Loc]) -> list[Diagno
             problems.append(Diagnostic(loc, (
                 f"cannot tie '{path}' {fmt(other.shape)} {_dt(other)} to '{group[0]}' "
                 f"{fmt(first.shape)} {_dt(first)}: shapes or dtypes differ"
+            )))  # fmt: skip
+        elif other.requires_grad != first.requires_grad:
+            frozen, trained = (path, group[0]) if not other.requires_grad else (group[0], path)
+            problems.append(Diagnostic(loc, (
+                f"cannot tie '{path}' to '{group[0]}': '{frozen}' is frozen (trainable: false), '{trained}' is "
+                "not; one tensor is trained or not"
             )))  # fmt: skip
     return problems
 

@@ -54,7 +54,7 @@ def test_a_pipe_is_refused_unopened_as_a_spec_an_input_and_an_output(tmp_path, n
 
 def test_save_keeps_a_private_files_permissions_and_writes_through_a_link(tmp_path):
     target = tmp_path / "model.safetensors"
-    target.write_bytes(b"old")
+    save_file({"old": torch.zeros(1)}, target)
     target.chmod(0o600)
     link = tmp_path / "latest.safetensors"
     link.symlink_to(target.name)
@@ -129,3 +129,16 @@ def test_names_with_control_characters_print_escaped(tmp_path):
     assert "a\\nb\\x1b[31m" in listing.stdout and "\x1b" not in listing.stdout
     table = invoke("inspect", path, "--format", "csv")
     assert '"x,y",F32,1,4' in table.stdout.splitlines()
+
+
+def test_save_and_run_never_replace_a_file_that_is_not_safetensors(tmp_path):
+    spec = tmp_path / "mlp.yaml"
+    spec.write_text((CONFIGS / "mlp.yaml").read_text())
+    for args, flag in [(["run", spec, "--output", spec], "--output"), (["save", spec, "-o", spec], "-o")]:
+        result = invoke(*args)
+        assert result.exit_code == 2
+        assert result.stderr == (
+            f"{flag} {spec}: error: exists and is not a safetensors file (the spec itself?): netcfg replaces only "
+            "its own kind of file; remove it or pick another name\n"
+        )
+    assert spec.read_text() == (CONFIGS / "mlp.yaml").read_text()

@@ -323,6 +323,19 @@ def test_reading_a_node_removed_by_its_if_says_so(write_spec):
     assert str(err.value).endswith(":7:30: error: input 'a' was removed by its `if` (line 6); read another node")
 
 
+def test_ties_sharing_a_path_and_ties_across_frozen_layers_are_refused(write_spec):
+    layers = (
+        "model: {type: sequential, layers: [{name: a, type: linear, out_features: 20}, "
+        "{name: b, type: linear, out_features: 20}, {name: c, type: linear, out_features: 20}]}\n"
+    )
+    chained = layers + "ties: [[a.weight, b.weight], [b.weight, c.weight]]\n"
+    with pytest.raises(BuildError, match=r"tie: 'b.weight' is already in tie 0; list all the paths of one tensor"):
+        make(write_spec, chained)
+    frozen = layers.replace("{name: a, type: linear", "{name: a, trainable: false, type: linear")
+    with pytest.raises(BuildError, match=r"'a.weight' is frozen \(trainable: false\), 'b.weight' is not"):
+        make(write_spec, frozen + "ties: [[b.weight, a.weight]]\n")
+
+
 def test_a_path_tied_to_itself_is_refused(write_spec):
     with pytest.raises(BuildError, match="tie: 'weight' is listed twice in one tie"):
         make(write_spec, "model: {type: linear, out_features: 4}\nties: [[weight, weight]]\n")
