@@ -91,6 +91,8 @@ class Builder:
         self.order: list[str] = []
         self.in_dtypes: dict[str, list[torch.dtype]] = {}
         self.shared: dict[str, tuple[nn.Module, str, list[tuple]]] = {}
+        self.root_input: torch.Tensor | None = None
+        """The sample input's meta tensor: a layer reading it directly knows its value range."""
         self.building_shared: set[str] = set()
 
     def path(self, name: str | None = None) -> str:
@@ -178,7 +180,8 @@ class Builder:
         ahead = Builder(self.spec, self.registry, torch.device("meta"), self.budget)
         ahead.device = self.device  # the error names the real device
         with torch.random.fork_rng(devices=[]):  # whatever a plugin does, the real build's draws stay the same
-            ahead.build(self.spec.model, [sample_input(self.spec, "meta")])
+            ahead.root_input = sample_input(self.spec, "meta")
+            ahead.build(self.spec.model, [ahead.root_input])
 
     def _placement(self):
         """Where constructors put their tensors: the target device, or meta (free) when probing."""
@@ -382,7 +385,8 @@ def build_spec(
     # as hand-written PyTorch constructing the same layers after torch.manual_seed(seed).
     with _seeded(seed, target), _no_gc():
         try:
-            model, _ = builder.build(spec.model, [sample_input(spec, "meta")])
+            builder.root_input = sample_input(spec, "meta")
+            model, _ = builder.build(spec.model, [builder.root_input])
         except BuildError as exc:
             exc.partial = builder  # what was built before the failure, for reports
             raise

@@ -136,6 +136,13 @@ def embedding(a: c.Embedding, xs: list, ctx) -> nn.Module:
             f"embedding needs integer ids, its input is {str(xs[0].dtype).replace('torch.', '')} "
             "(for token inputs declare `input: {shape: [...], dtype: int64, high: VOCAB}`)"
         )
+    declared = ctx.spec.head.input
+    if xs[0] is ctx.root_input and (declared.low < 0 or declared.high > a.num_embeddings):
+        raise ShapeError(
+            f"the sample input's ids lie in [{int(declared.low)}, {int(declared.high)}), outside the "
+            f"{a.num_embeddings} rows of this embedding (ids must lie in [0, num_embeddings): see input.low and high)",
+            key="num_embeddings",
+        )
     if a.padding_idx is not None and a.padding_idx >= a.num_embeddings:
         raise ShapeError(
             f"padding_idx {a.padding_idx} is not below num_embeddings {a.num_embeddings}", key="padding_idx"
