@@ -55,6 +55,8 @@ def substitute(value: str, scope: dict[str, Any]) -> Any:
     whole = WHOLE.match(value.strip())
     if whole:
         return evaluate(whole.group(1), scope)
+    if "${" in PART.sub("", value):
+        raise ExprError(f"malformed expression in {value[:80]!r}: '${{' without its '}}', or braces inside ${{...}}")
     return PART.sub(lambda m: str(evaluate(m.group(1), scope)), value)
 
 

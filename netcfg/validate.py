@@ -137,6 +137,8 @@ def _one(path: tuple, errs: list, data: Any, loc_of: LocOf, owner: str, model: A
     kind = err["type"]
     if kind == "extra_forbidden":
         return _extra(path, data, loc_of, owner, model)
+    if kind == "invalid_key":
+        return Diagnostic(loc_of(path + ("<key>",)), f"key {yaml_repr(err['input'])} is not a string: keys are names")
     if kind == "missing":
         key = rest[-1] if rest else "?"
         return Diagnostic(loc_of(path), f"missing required key '{key}'{_in(path, owner)}")
