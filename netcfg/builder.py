@@ -350,6 +350,18 @@ def sample_input(spec: Spec, device: torch.device | str = "cpu", seed: int | Non
     return x.to(device=device, dtype=dtype)
 
 
+def _check_input_dtype(spec: Spec, float_type: torch.dtype) -> None:
+    """A declared float input of another type than the model's would be cast silently."""
+    declared = spec.head.input.dtype
+    is_float = declared.startswith("float") or declared == "bfloat16"
+    if is_float and declared != "float32" and devices.DTYPES[declared] != float_type:
+        raise BuildError(
+            f"input.dtype {declared} is not the model's dtype {devices.dtype_name(float_type)}: a float input is "
+            f"cast to the model's dtype (drop input.dtype, or set dtype: {declared})",
+            spec.loc(("input", "dtype")),
+        )
+
+
 def _check_input_fits(spec: Spec, dtype: torch.dtype, device: torch.device) -> None:
     """A sample input too large for the memory is refused before it is drawn (a float copy on
     the CPU is drawn first: twice its size there)."""
@@ -376,6 +388,7 @@ def build_spec(
     target, note = devices.resolve(device or spec.head.device, where)
     seed = spec.head.seed if seed is None else seed
     float_type = devices.DTYPES[dtype or spec.head.dtype]
+    _check_input_dtype(spec, float_type)
     budget = memory.available(target) if memory_check and target.type != "meta" else None
     builder = Builder(spec, registry, target, budget)
     groups = [list(g) for g in spec.head.ties]

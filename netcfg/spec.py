@@ -70,7 +70,17 @@ class InputSpec(BaseModel):
                 raise ValueError(f"`low` and `high` must lie within {self.dtype}'s range")
         if self.high is not None and self.high <= self.low:
             raise ValueError("`high` must be greater than `low`")
+        largest = _FLOAT_MAX.get(self.dtype)
+        high = 1.0 if self.high is None else self.high
+        finite = largest is None or max(abs(self.low), abs(high), high - self.low) <= largest
+        if not finite:
+            raise ValueError(f"`low` and `high` (and their difference) must lie within {self.dtype}'s range "
+                             f"(magnitude up to {largest:.4g})")  # fmt: skip
         return self
+
+
+# The largest finite value of each float type (values drawn past it would be infinite).
+_FLOAT_MAX = {"float16": 65504.0, "bfloat16": 3.3895e38, "float32": 3.4028e38, "float64": 1.7976e308}
 
 
 # ---------------------------------------------------------------- initializers

@@ -128,7 +128,10 @@ def test_bad_arguments_are_build_errors(model, shape, message):
 @pytest.mark.parametrize("dtype", ["float32", "float64", "int64"])
 def test_fourier_shape_and_dtype_by_formula_are_the_real_ones(output, dtype):
     inp = {"shape": [3, 2, 7], "dtype": dtype, **({"high": 5} if dtype == "int64" else {})}
-    spec = load_spec_data({"netcfg": 1, "input": inp, "model": {"type": "fourier", "output": output}}, "generated")
+    model_dtype = {"dtype": dtype} if dtype == "float64" else {}
+    spec = load_spec_data(
+        {"netcfg": 1, "input": inp, "model": {"type": "fourier", "output": output}, **model_dtype}, "generated"
+    )
     result = build_spec(spec, device="cpu")
     x = torch.randint(0, 5, (3, 2, 7)) if dtype == "int64" else torch.randn(3, 2, 7, dtype=getattr(torch, dtype))
     y = result.model(x)
@@ -142,6 +145,7 @@ def test_fourier_shape_and_dtype_by_formula_are_the_real_ones(output, dtype):
                 "type": "graph",
                 "nodes": {"f": {"type": "fourier", "output": output}, "i": {"type": "identity"}},
             },
+            **model_dtype,
         },
         "generated",
     )
