@@ -489,7 +489,7 @@ class Attention(Node):
     """Biases on the q/k/v and output projections."""
     rotary: bool = False
     """Rotary position embeddings on queries and keys."""
-    rotary_base: float = 10000.0
+    rotary_base: Annotated[float, Field(gt=1.0)] = 10000.0
     """Base of the rotary frequencies."""
     dropout: Prob = 0.0
     """Attention-weight dropout during training."""

@@ -121,6 +121,8 @@ class _Eval:
         if op is None:
             raise ExprError(f"operator in '{ast.unparse(node)}' is not allowed")
         left, right = self.visit(node.left), self.visit(node.right)
+        if isinstance(left, bool) or isinstance(right, bool):
+            raise ExprError(f"arithmetic on true/false in '{ast.unparse(node)}': a bool is not a number")
         if op is operator.pow and isinstance(right, (int, float)) and abs(right) > 64:
             raise ExprError("exponent larger than 64")
         _check_size_before(op, left, right)

@@ -284,5 +284,12 @@ def _check_init_layers(doc: Document, head: spec_mod.SpecHead, registry: Registr
         for j, name in enumerate(layers):
             if name not in names:
                 path = ("init", i, "layers") + ((j,) if isinstance(rule.layers, list) else ())
-                problems.append(Diagnostic(doc.loc(path), f"unknown layer type '{name}'{suggest(name, names)}"))
+                entry = registry.get(name)
+                message = (
+                    f"'{name}' owns no parameters of its own: init rules select leaf layer types "
+                    "(select a composite's parameters with a `params` glob on its path)"
+                    if entry is not None
+                    else f"unknown layer type '{name}'{suggest(name, names)}"
+                )
+                problems.append(Diagnostic(doc.loc(path), message))
     return problems

@@ -166,6 +166,8 @@ def _root(text: str, file: str) -> yaml.Node | None:
 
 def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
     problem = exc.problem or "cannot parse"
+    if "another document" in problem:
+        return "a spec file holds one YAML document; another one starts here"
     if "'\\t'" in problem or "tab character" in problem:
         problem += " (indent with spaces, not tabs)"
     where = exc.context_mark
@@ -225,6 +227,10 @@ class _Reader:
         for key_node, value_node in node.value:
             key = self.key(key_node)
             if key is None:
+                continue
+            if key == "<<" and not key_node.style:  # plain, not quoted
+                self.fail(key_node, "YAML merge keys (<<) are not part of YAML 1.2: write the keys out, "
+                                    "or make the shared part a block template")  # fmt: skip
                 continue
             key_where = self.where(key_node)
             if key in first_seen:

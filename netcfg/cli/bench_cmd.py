@@ -175,6 +175,7 @@ def devices_cmd(format: FormatOpt = "table", debug: DebugOpt = False) -> None:
 
     Example: netcfg devices
     """
+    _choice("--format", format, ("table", "json"))
     import os
 
     import torch

@@ -254,6 +254,10 @@ def graph(a: c.Graph, xs: list, ctx):
     if a.output is not None and a.output not in index:
         from netcfg.validate import suggest
 
+        removed = ctx.spec.dropped.get(a._path + ("nodes", a.output))
+        if removed is not None:
+            message = f"output '{a.output}' was removed by its `if` (line {removed.line}); name another node"
+            ctx.fail(a, message, "output")
         ctx.fail(a, f"output '{a.output}' is not a node of this graph{suggest(a.output, list(a.nodes))}", "output")
     out_index = index[a.output] if a.output else len(values) - 1
     return Graph(modules, steps, out_index), values[out_index]
