@@ -215,8 +215,11 @@ class Expander:
         if bound is None:
             return FAILED
         body_src = ("blocks", call.block, "body")
-        via = {name: self.vias_under(at + ("args", name)) for name in call.args}
-        inner = Scope(self.variables, self.flags).child(bound, {k: v for k, v in via.items() if v})
+        # A value the template computes from an argument this call gives names the call too: with
+        # several instances, the one whose argument is wrong.
+        site = f"block '{call.block}' at line {self.doc.loc(src).line}"
+        via = {name: ", ".join([site, *filter(None, [self.vias_under(at + ("args", name))])]) for name in call.args}
+        inner = Scope(self.variables, self.flags).child(bound, via)
         result = self.node(template.body, body_src, dst, inner, stack + (call.block,))
         if not isinstance(result, dict):
             return result

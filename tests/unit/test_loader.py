@@ -182,7 +182,7 @@ _W = "must be greater than or equal to 1, got"
     "flag, expected",
     [
         ("vars.w=-4", [f"3:17: error: 'input.shape.0' {_W} -4 (from --set vars.w=-4)",
-                       f"13:40: error: 'out_features' {_W} -2 (from --set vars.w=-4)"]),
+                       f"13:40: error: 'out_features' {_W} -2 (from block 'outer' at line 20, --set vars.w=-4)"]),
         ("vars.act=relux", ["14:18: error: unknown layer type 'relux'; did you mean 'relu'? "
                             "(from --set vars.act=relux)"]),
         ("vars.n=0", [f"21:29: error: 'times' {_W} 0 (from --set vars.n=0)"]),
@@ -199,7 +199,7 @@ def test_only_values_computed_from_the_set_var_name_the_flag(write_spec):
     path = write_spec(VIA.replace("{w: 8,", "{w: -4,"))
     assert errors(path, ["vars.other=4"]) == [
         f"{path}:3:17: error: 'input.shape.0' must be greater than or equal to 1, got -4",
-        f"{path}:13:40: error: 'out_features' must be greater than or equal to 1, got -2",
+        f"{path}:13:40: error: 'out_features' {_W} -2 (from block 'outer' at line 20)",
     ]
 
 
@@ -207,8 +207,8 @@ def test_a_nested_block_call_does_not_inherit_the_outer_calls_flags(write_spec):
     spec = load_spec(write_spec(VIA), ["vars.w=6"])
     outer_linear = ("model", "layers", 0, "layers", 0, "out_features")
     inner_linear = ("model", "layers", 0, "layers", 3, "out_features")
-    assert spec.locs[outer_linear].via == "--set vars.w=6"
-    assert spec.locs[inner_linear].via == ""
+    assert spec.locs[outer_linear].via == "block 'outer' at line 20, --set vars.w=6"
+    assert spec.locs[inner_linear].via == "block 'inner' at line 16"  # its argument is the template's own
 
 
 def test_a_shape_error_at_build_names_the_set_var(write_spec):
