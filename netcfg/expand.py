@@ -218,7 +218,8 @@ class Expander:
         # A value the template computes from an argument this call gives names the call too: with
         # several instances, the one whose argument is wrong.
         site = f"block '{call.block}' at line {self.doc.loc(src).line}"
-        via = {name: ", ".join([site, *filter(None, [self.vias_under(at + ("args", name))])]) for name in call.args}
+        raw_args = raw.get("args") if isinstance(raw.get("args"), dict) else {}
+        via = {name: ", ".join([site, *filter(None, [_via_deep(raw_args.get(name), scope)])]) for name in call.args}
         inner = Scope(self.variables, self.flags).child(bound, via)
         result = self.node(template.body, body_src, dst, inner, stack + (call.block,))
         if not isinstance(result, dict):
@@ -297,6 +298,17 @@ def _via(raw: str, scope: dict) -> str:
     if not via:
         return ""
     return ", ".join(sorted({via[n] for n in names(raw) if n in via}))
+
+
+def _via_deep(raw: Any, scope: dict) -> str:
+    """The flags behind every expression in a value (an argument may be a list or mapping)."""
+    if isinstance(raw, dict):
+        parts = [_via_deep(v, scope) for v in raw.values()]
+    elif isinstance(raw, list):
+        parts = [_via_deep(v, scope) for v in raw]
+    else:
+        return _via(raw, scope) if has_expr(raw) else ""
+    return ", ".join(sorted({p for p in parts if p}))
 
 
 def _carry(call_fields: dict, result: dict) -> dict:

@@ -60,7 +60,8 @@ def substitute(value: str, scope: dict[str, Any]) -> Any:
     return PART.sub(lambda m: str(evaluate(m.group(1), scope)), value)
 
 
-def names(value: str) -> set[str]:
+@functools.lru_cache(maxsize=4096)
+def names(value: str) -> frozenset[str]:
     """The names the ``${...}`` expressions in a string read (none for a malformed one)."""
     found: set[str] = set()
     for match in PART.finditer(value):
@@ -71,7 +72,7 @@ def names(value: str) -> set[str]:
         except ExprError:
             continue
         found.update(n.id for n in ast.walk(tree) if isinstance(n, ast.Name))
-    return found
+    return frozenset(found)
 
 
 def evaluate(text: str, scope: dict[str, Any]) -> Any:
