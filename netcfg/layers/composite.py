@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from netcfg import catalog as c
+from netcfg.errors import BuildError, Diagnostic
 from netcfg.registry import builds
 from netcfg.shapes import ShapeError, broadcast, fmt, meta_like
 
@@ -235,6 +236,9 @@ def residual(a: c.Residual, xs: list, ctx):
 def graph(a: c.Graph, xs: list, ctx):
     if len(xs) != 1:
         raise ShapeError(f"a graph takes one input, got {len(xs)}")
+    problems = _ref_problems(ctx, a)
+    if problems:
+        raise BuildError(problems)
     index = {"input": 0}
     values = [xs[0]]
     modules: OrderedDict = OrderedDict()
@@ -245,7 +249,7 @@ def graph(a: c.Graph, xs: list, ctx):
             ctx.fail(node, "'input' names the graph's input; pick another node name")
         _check_name(ctx, node, name, Graph, ())
         refs = [node.inputs] if isinstance(node.inputs, str) else (node.inputs or [previous])
-        idx = [_ref(ctx, node, r, index, a) for r in refs]
+        idx = [index[r] for r in refs]
         modules[name], out = ctx.build(node, [values[i] for i in idx], name)
         index[name] = len(values)
         values.append(out)
@@ -263,18 +267,28 @@ def graph(a: c.Graph, xs: list, ctx):
     return Graph(modules, steps, out_index), values[out_index]
 
 
-def _ref(ctx, node: c.Node, ref: str, index: dict, graph: c.Graph) -> int:
-    if ref in index:
-        return index[ref]
-    key = ("inputs", node.inputs.index(ref)) if isinstance(node.inputs, list) else "inputs"
-    removed = ctx.spec.dropped.get(graph._path + ("nodes", ref))
-    if removed is not None:
-        ctx.fail(node, f"input '{ref}' was removed by its `if` (line {removed.line}); read another node", key)
-    if ref in graph.nodes:
-        ctx.fail(node, f"input '{ref}' is a later node: a graph runs in order, so it cannot read it (cycle?)", key)
+def _ref_problems(ctx, graph: c.Graph) -> list[Diagnostic]:
+    """Every input a graph node reads that is not an earlier node: all of them, before building."""
     from netcfg.validate import suggest
 
-    ctx.fail(node, f"unknown input '{ref}'{suggest(ref, list(index))}", key)
+    known, previous, problems = ["input"], "input", []
+    for name, node in graph.nodes.items():
+        refs = [node.inputs] if isinstance(node.inputs, str) else (node.inputs or [previous])
+        for ref in refs:
+            if ref in known:
+                continue
+            key = ("inputs", node.inputs.index(ref)) if isinstance(node.inputs, list) else ("inputs",)
+            removed = ctx.spec.dropped.get(graph._path + ("nodes", ref))
+            if removed is not None:
+                message = f"input '{ref}' was removed by its `if` (line {removed.line}); read another node"
+            elif ref in graph.nodes:
+                message = f"input '{ref}' is a later node: a graph runs in order, so it cannot read it (cycle?)"
+            else:
+                message = f"unknown input '{ref}'{suggest(ref, known)}"
+            problems.append(Diagnostic(ctx.spec.loc(node._path + key), message))
+        known.append(name)
+        previous = name
+    return problems
 
 
 @builds("shared")
