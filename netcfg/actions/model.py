@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from netcfg import devices
 from netcfg.builder import Built, build_spec, sample_input
@@ -99,6 +100,7 @@ def forward(
     except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
         declared = built.spec.head.input
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = _ids_out_of_range(built.model, x) or first
         if inputs is None:
             raise BuildError(
                 f"running the model on its sample input failed: {first}", built.spec.loc(("model",))
@@ -108,6 +110,17 @@ def forward(
             f"declares {declared.shape} {declared.dtype}): {first}",
             where,
         ) from exc
+
+
+def _ids_out_of_range(model: nn.Module, x: torch.Tensor) -> str | None:
+    """PyTorch says 'index out of range in self' for a token id past an embedding's rows: say which."""
+    if x.is_floating_point() or x.is_complex() or not x.numel():
+        return None
+    rows = [m.num_embeddings for m in model.modules() if type(m) is nn.Embedding]  # not positions
+    low, high = int(x.min()), int(x.max())
+    if rows and (low < 0 or high >= min(rows)):
+        return f"token ids lie in [{low}, {high}], outside [0, {min(rows)}) of an embedding with {min(rows)} rows"
+    return None
 
 
 def checksum(t: torch.Tensor) -> str:

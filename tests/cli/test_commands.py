@@ -168,3 +168,13 @@ def test_bad_output_paths_are_refused_before_any_work(tmp_path):
     )
     result = invoke("save", "configs/mlp.yaml", "-o", str(tmp_path))
     assert result.exit_code == 2 and result.output == f"-o {tmp_path}: error: is a directory\n"
+
+
+def test_run_input_with_token_ids_past_the_vocabulary_says_so(tmp_path):
+    ids = tmp_path / "ids.safetensors"
+    save_file({"input": torch.tensor([[1, 2, 300]])}, ids)
+    result = CliRunner().invoke(app, ["run", str(ROOT / "configs/chapter/tied_params.yaml"), "--input", str(ids)])
+    assert result.exit_code == 2
+    assert result.stderr.endswith("token ids lie in [1, 300], outside [0, 100) of an embedding with 100 rows\n"), (
+        result.stderr
+    )
