@@ -51,6 +51,7 @@ class Expander:
         self.key_locs: dict[Path, Loc] = {}
         self.problems: list[Diagnostic] = []
         self.dropped: dict[Path, Loc] = {}
+        self.used_blocks: set[str] = set()
         """Graph nodes removed by a false `if`, by expanded path: where their `if` is."""
         self.count = 0
 
@@ -123,6 +124,27 @@ class Expander:
         if kind == "repeat":
             return self.repeat(raw, src, dst, scope, stack)
         return self.plain(raw, kind, src, dst, scope, stack)
+
+    def check_unused_blocks(self) -> None:
+        """A template no node instantiates is never expanded: check at least its literal layer types."""
+        for name, template in self.blocks.items():
+            if template is not None and name not in self.used_blocks:
+                self._literal_types(template.body, ("blocks", name, "body"))
+
+    def _literal_types(self, raw: Any, src: Path) -> None:
+        if isinstance(raw, list):
+            for i, item in enumerate(raw):
+                self._literal_types(item, src + (i,))
+            return
+        if not isinstance(raw, dict):
+            return
+        kind = raw.get("type")
+        if isinstance(kind, str) and not has_expr(kind) and self.registry.get(kind) is None:
+            names = [n for n, e in self.registry.entries.items() if e.kind != "expansion"] + ["block", "repeat"]
+            self.fail(src + ("type",), f"unknown layer type '{kind}'{_suggest(kind, names)} (in unused block)")
+        for key, value in raw.items():
+            if isinstance(value, (dict, list)):
+                self._literal_types(value, src + (key,))
 
     def root(self, raw: Any, path: Path, scope: dict) -> Any:
         """The model or a shared module: expanded like any node, but it cannot be removed."""
@@ -211,6 +233,7 @@ class Expander:
             chain = " -> ".join(stack + (call.block,))
             self.fail(src + ("block",), f"block '{call.block}' instantiates itself ({chain})")
             return FAILED
+        self.used_blocks.add(call.block)
         bound = self.bind(call, template, src)
         if bound is None:
             return FAILED

@@ -165,6 +165,7 @@ def resolve(doc: Document, registry: Registry) -> spec_mod.Spec:
     scope = Scope(variables, flags)
     model_data = expander.root(data["model"], ("model",), scope) if "model" in data else None
     shared_data = {name: expander.root(raw, ("shared", name), scope) for name, raw in shared_raw.items()}
+    expander.check_unused_blocks()
     problems += expander.problems
     locs = _with_vias(expander.locs, expander.vias)
     key_locs = expander.key_locs
