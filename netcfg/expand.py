@@ -51,8 +51,8 @@ class Expander:
         self.key_locs: dict[Path, Loc] = {}
         self.problems: list[Diagnostic] = []
         self.dropped: dict[Path, Loc] = {}
-        self.used_blocks: set[str] = set()
         """Graph nodes removed by a false `if`, by expanded path: where their `if` is."""
+        self.used_blocks: set[str] = set()
         self.count = 0
 
     # -- bookkeeping

@@ -67,7 +67,7 @@ def read_header(path: str | os.PathLike) -> Header:
         with open_regular(path, CheckpointError, "safetensors file") as f:
             size = os.fstat(f.fileno()).st_size
             head = f.read(9)
-            if not _looks_like_safetensors(head, size):
+            if not looks_like_safetensors(head):
                 _refuse_other_formats(path, head, size)
             f.seek(8)
             (length,) = struct.unpack("<Q", head[:8])
@@ -80,9 +80,9 @@ def read_header(path: str | os.PathLike) -> Header:
     return header
 
 
-def _looks_like_safetensors(head: bytes, size: int) -> bool:
-    """A plausible header length followed by '{': checked first, since a length's first
-    byte can be 0x80, which is also how a pickle starts (a truncated file is still one)."""
+def looks_like_safetensors(head: bytes) -> bool:
+    """The first 9 bytes of a file: a plausible header length followed by '{'. Checked first,
+    since a length's first byte can be 0x80, which is also how a pickle starts."""
     return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= MAX_HEADER
 
 

@@ -89,9 +89,9 @@ def _replaceable(target: Path) -> bool:
             head = f.read(9)
     except OSError:
         return True  # unreadable: the write itself will say what is wrong
-    if not head:
-        return True
-    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000
+    from netcfg.safetensors_header import looks_like_safetensors
+
+    return not head or looks_like_safetensors(head)
 
 
 STALE_SECONDS = 600

@@ -92,7 +92,9 @@ def is_checkpoint(path) -> bool:
         return False
     if head[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or head[:4] == b"PK\x03\x04":
         return True  # a pickle or torch.save zip: the checkpoint reader refuses it with the reason
-    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000
+    from netcfg.safetensors_header import looks_like_safetensors
+
+    return looks_like_safetensors(head)
 
 
 def checkpoint_report(path, params: bool, format: str, pattern: re.Pattern | None) -> str:

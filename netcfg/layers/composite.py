@@ -7,6 +7,7 @@ on top of the layers themselves.
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 
 import torch
@@ -179,17 +180,14 @@ def _inline(module: nn.Module, idx: list[int]) -> type | None:
     return type(module) if type(module) in (Add, Mul) and len(idx) == 2 else None
 
 
+@functools.cache
 def _reserved(cls: type) -> frozenset:
     """Names a child of `cls` cannot have: its attributes and methods (`forward`, `training`, ...)."""
     return frozenset(dir(cls)) | frozenset(vars(nn.Module())) | {"merge", "_names", "_plan", "_output"}
 
 
-_RESERVED: dict[type, frozenset] = {}
-
-
 def _check_name(ctx, node: c.Node, name: str, cls: type, key: str | tuple = "name") -> None:
-    reserved = _RESERVED.get(cls) or _RESERVED.setdefault(cls, _reserved(cls))
-    if name in reserved:
+    if name in _reserved(cls):
         ctx.fail(node, f"'{name}' cannot name a module: it is an attribute of every {cls.__name__} module "
                        "(pick another name)", key)  # fmt: skip
 
