@@ -68,8 +68,8 @@ if str(ROOT) not in sys.path:  # run as a script: make `benchmarks` and `netcfg`
 
 from benchmarks.twins import gpt2  # noqa: E402
 from netcfg.actions.checkpoint import load, load_into, save  # noqa: E402
-from netcfg.builder import build_spec, sample_input  # noqa: E402
-from netcfg.loader import load_spec  # noqa: E402
+from netcfg.building.builder import build_spec, sample_input  # noqa: E402
+from netcfg.spec.loader import load_spec  # noqa: E402
 
 CONFIG = ROOT / "configs" / "gpt2.yaml"
 TARGET = 0.95

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from netcfg.actions.bench import BenchConfig, _sync, _time_block, bench  # noqa: E402
-from netcfg.loader import load_spec  # noqa: E402
+from netcfg.spec.loader import load_spec  # noqa: E402
 
 
 def raw_seconds(n: int, device: torch.device, min_time: float) -> float:

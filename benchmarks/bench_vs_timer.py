@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.twins import gpt2, resnet  # noqa: E402
 from netcfg.actions.bench import BenchConfig, bench  # noqa: E402
-from netcfg.builder import build_spec, sample_input  # noqa: E402
-from netcfg.loader import load_spec  # noqa: E402
+from netcfg.building.builder import build_spec, sample_input  # noqa: E402
+from netcfg.spec.loader import load_spec  # noqa: E402
 
 CASES = [
     ("mlp", "configs/mlp.yaml", [], None),

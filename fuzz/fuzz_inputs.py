@@ -1,9 +1,9 @@
 """Coverage-guided fuzzing of everything that reads untrusted bytes.
 
 Targets (pick with --target, default all in turn per input):
-  yaml        netcfg.yaml_source.read_yaml on arbitrary text
+  yaml        netcfg.spec.yaml_source.read_yaml on arbitrary text
   spec        the whole spec pipeline: read, expand, validate (no torch), and a meta build
-  checkpoint  netcfg.safetensors_header.read_header on arbitrary bytes written to a file
+  checkpoint  netcfg.io.safetensors_header.read_header on arbitrary bytes written to a file
 
 Any exception other than NetcfgError is a finding (atheris reports it with the input).
 Run (atheris: pip install atheris):
@@ -29,15 +29,15 @@ _SCRATCH = Path(tempfile.mkdtemp(prefix="netcfg-fuzz-"))
 
 
 def target_yaml(data: bytes) -> None:
-    from netcfg.yaml_source import read_yaml
+    from netcfg.spec.yaml_source import read_yaml
 
     with contextlib.suppress(NetcfgError):
         read_yaml(data.decode("utf-8", errors="replace"), "fuzz.yaml")
 
 
 def target_spec(data: bytes) -> None:
-    from netcfg.builder import build_spec
-    from netcfg.loader import load_spec
+    from netcfg.building.builder import build_spec
+    from netcfg.spec.loader import load_spec
 
     path = _SCRATCH / "spec.yaml"
     path.write_bytes(data)
@@ -46,7 +46,7 @@ def target_spec(data: bytes) -> None:
 
 
 def target_checkpoint(data: bytes) -> None:
-    from netcfg.safetensors_header import read_header
+    from netcfg.io.safetensors_header import read_header
 
     path = _SCRATCH / "file.safetensors"
     path.write_bytes(data)
@@ -84,11 +84,11 @@ def main_atheris() -> None:
         for i, seed in enumerate(seeds()):
             (Path(corpus) / f"seed-{i}").write_bytes(seed)
     with atheris.instrument_imports():
-        import netcfg.expand  # noqa: F401
-        import netcfg.loader  # noqa: F401
-        import netcfg.safetensors_header  # noqa: F401
-        import netcfg.validate  # noqa: F401
-        import netcfg.yaml_source  # noqa: F401
+        import netcfg.io.safetensors_header  # noqa: F401
+        import netcfg.spec.expand  # noqa: F401
+        import netcfg.spec.loader  # noqa: F401
+        import netcfg.spec.validate  # noqa: F401
+        import netcfg.spec.yaml_source  # noqa: F401
     atheris.Setup(sys.argv, one_input)
     atheris.Fuzz()
 

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from netcfg.api import build, load, load_into, save
-    from netcfg.catalog import Node
+    from netcfg.catalogue.nodes import Node
+    from netcfg.catalogue.registry import register_layer
     from netcfg.errors import BuildError, CheckpointError, DeviceError, InputError, NetcfgError, PluginError, SpecError
-    from netcfg.loader import load_spec, load_spec_data
-    from netcfg.registry import register_layer
-    from netcfg.spec import Spec
+    from netcfg.spec.loader import load_spec, load_spec_data
+    from netcfg.spec.model import Spec
 
 __version__ = "0.1.0"
 
@@ -31,7 +31,7 @@ _EXPORTS = {
     "save": "netcfg.api",
     "load": "netcfg.api",
     "load_into": "netcfg.api",
-    "Node": "netcfg.catalog",
+    "Node": "netcfg.catalogue.nodes",
     "BuildError": "netcfg.errors",
     "CheckpointError": "netcfg.errors",
     "DeviceError": "netcfg.errors",
@@ -39,10 +39,10 @@ _EXPORTS = {
     "NetcfgError": "netcfg.errors",
     "PluginError": "netcfg.errors",
     "SpecError": "netcfg.errors",
-    "load_spec": "netcfg.loader",
-    "load_spec_data": "netcfg.loader",
-    "register_layer": "netcfg.registry",
-    "Spec": "netcfg.spec",
+    "load_spec": "netcfg.spec.loader",
+    "load_spec_data": "netcfg.spec.loader",
+    "register_layer": "netcfg.catalogue.registry",
+    "Spec": "netcfg.spec.model",
 }
 
 __all__ = [
@@ -77,14 +77,14 @@ def _import(module: str) -> Any:
     # Plain import statements over the fixed table above: no dynamic import machinery.
     if module == "netcfg.api":
         from netcfg import api as found
-    elif module == "netcfg.catalog":
-        from netcfg import catalog as found
+    elif module == "netcfg.catalogue.nodes":
+        from netcfg.catalogue import nodes as found
     elif module == "netcfg.errors":
         from netcfg import errors as found
-    elif module == "netcfg.loader":
-        from netcfg import loader as found
-    elif module == "netcfg.registry":
-        from netcfg import registry as found
+    elif module == "netcfg.spec.loader":
+        from netcfg.spec import loader as found
+    elif module == "netcfg.catalogue.registry":
+        from netcfg.catalogue import registry as found
     else:
-        from netcfg import spec as found
+        from netcfg.spec import model as found
     return found

@@ -8,10 +8,10 @@ import weakref
 from torch import nn
 
 from netcfg.actions.model import build_model
-from netcfg.builder import Built
+from netcfg.building.builder import Built
 from netcfg.errors import CheckpointError, Loc
-from netcfg.loader import load_spec
-from netcfg.spec import Spec
+from netcfg.spec.loader import load_spec
+from netcfg.spec.model import Spec
 
 # Modules made by build() or load(), with what built them: save() needs the spec and seed.
 _BUILT: weakref.WeakKeyDictionary[nn.Module, Built] = weakref.WeakKeyDictionary()

@@ -27,8 +27,8 @@ def write_spec(tmp_path):
 @pytest.fixture(autouse=True)
 def isolated_registry():
     """Plugins a test loads register layer types globally: forget them after the test."""
-    from netcfg import plugins
-    from netcfg.registry import REGISTRY
+    from netcfg.building import plugins
+    from netcfg.catalogue.registry import REGISTRY
 
     entries, loaded = dict(REGISTRY.entries), set(plugins._loaded)
     yield

@@ -6,9 +6,9 @@ import shlex
 import pytest
 from typer.testing import CliRunner
 
-from netcfg.builder import build_spec
+from netcfg.building.builder import build_spec
 from netcfg.cli.app import app
-from netcfg.loader import load_spec
+from netcfg.spec.loader import load_spec
 from tests.conftest import CONFIGS, ROOT
 
 SPECS = sorted(CONFIGS.rglob("*.yaml"))
@@ -35,7 +35,7 @@ def test_config_validates_builds_and_runs(path, monkeypatch):
     result = runner.invoke(app, ["validate", str(path), *args])
     assert result.exit_code == 0, result.output
     if "--plugin" in args:
-        from netcfg import plugins
+        from netcfg.building import plugins
 
         plugins.load([args[args.index("--plugin") + 1]])
     meta = build_spec(load_spec(path), device="meta")

@@ -349,16 +349,16 @@ MOBILENET_V2 = 3_504_872  # torchvision's published count for mobilenet_v2
 
 
 def test_mobilenet_v2_parameter_count_on_meta():
-    from netcfg.builder import build_spec
-    from netcfg.loader import load_spec
+    from netcfg.building.builder import build_spec
+    from netcfg.spec.loader import load_spec
 
     model = build_spec(load_spec(CONFIGS / "mobilenet_v2.yaml"), device="meta").model
     assert sum(p.numel() for p in model.parameters()) == MOBILENET_V2
 
 
 def test_vit_b_16_parameter_count_on_meta():
-    from netcfg.builder import build_spec
-    from netcfg.loader import load_spec
+    from netcfg.building.builder import build_spec
+    from netcfg.spec.loader import load_spec
 
     model = build_spec(load_spec(CONFIGS / "vit_b_16.yaml"), device="meta").model
     assert sum(p.numel() for p in model.parameters()) == VIT_B_16

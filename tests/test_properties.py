@@ -8,9 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netcfg.actions import checkpoint
-from netcfg.builder import build_spec, sample_input
+from netcfg.building.builder import build_spec, sample_input
 from netcfg.errors import NetcfgError
-from netcfg.loader import load_spec_data
+from netcfg.spec.loader import load_spec_data
 
 ACTIVATIONS = ["relu", "gelu", "silu", "tanh", "sigmoid", "identity", "layernorm", "rmsnorm", "dropout"]
 

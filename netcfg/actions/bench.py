@@ -20,11 +20,11 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from netcfg import devices
 from netcfg.actions.model import build_model
-from netcfg.builder import sample_input
+from netcfg.building import devices
+from netcfg.building.builder import sample_input
 from netcfg.errors import InputError, Loc
-from netcfg.spec import Spec
+from netcfg.spec.model import Spec
 
 MIN_BLOCK_S = 0.002  # each sample covers at least this long
 
@@ -124,7 +124,7 @@ def with_batch(spec: Spec, batch: int | None) -> Spec:
     """The spec with its sample input's first dimension set to `batch`."""
     if batch is None:
         return spec
-    from netcfg.loader import load_spec_data
+    from netcfg.spec.loader import load_spec_data
 
     data = {**spec.data, "input": {**spec.data["input"], "shape": [batch, *spec.head.input.shape[1:]]}}
     return load_spec_data(data, spec.file)

@@ -4,7 +4,7 @@ A checkpoint holds every parameter and persistent buffer once (tied tensors and 
 modules are stored under their first name), and in its metadata the resolved spec
 (canonical JSON) with its sha256, the ties, and the netcfg and torch versions, so
 `load(path)` rebuilds the exact model from the file alone. Writes are atomic (see
-netcfg.tensor_files); reads check the header first (netcfg.safetensors_header) and never
+netcfg.io.tensor_files); reads check the header first (netcfg.io.safetensors_header) and never
 unpickle anything.
 """
 
@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from netcfg import devices, ties
 from netcfg.actions.model import checksum, forward
-from netcfg.builder import Built, build_spec
+from netcfg.building import devices, ties
+from netcfg.building.builder import Built, build_spec
 from netcfg.errors import CheckpointError, Diagnostic, InputError, Loc
-from netcfg.loader import load_spec_data
-from netcfg.safetensors_header import METADATA, Header, read_header
-from netcfg.spec import Spec
-from netcfg.tensor_files import write_tensors
+from netcfg.io.safetensors_header import METADATA, Header, read_header
+from netcfg.io.tensor_files import write_tensors
+from netcfg.spec.loader import load_spec_data
+from netcfg.spec.model import Spec
 
 CHECKPOINT_FORMAT = 1
 KEY_FORMAT = "netcfg.checkpoint_format"

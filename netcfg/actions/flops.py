@@ -16,7 +16,7 @@ from math import prod
 import torch
 from torch import nn
 
-from netcfg import catalog
+from netcfg.catalogue import nodes as catalog
 
 # Types whose work FlopCounterMode does not count (no matrix product, convolution or attention).
 ZERO = catalog.ELEMENTWISE | {

@@ -15,12 +15,13 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from netcfg import catalog, devices
 from netcfg.actions import flops as flop_rules
-from netcfg.builder import Built
-from netcfg.init import param_groups
-from netcfg.registry import REGISTRY
-from netcfg.spec import Spec
+from netcfg.building import devices
+from netcfg.building.builder import Built
+from netcfg.building.init import param_groups
+from netcfg.catalogue import nodes as catalog
+from netcfg.catalogue.registry import REGISTRY
+from netcfg.spec.model import Spec
 
 REPORT_FORMAT = 1
 _CONFIG = ConfigDict(extra="forbid", frozen=True)

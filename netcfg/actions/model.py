@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from netcfg import devices
-from netcfg.builder import Built, build_spec, sample_input
+from netcfg.building import devices
+from netcfg.building.builder import Built, build_spec, sample_input
 from netcfg.errors import BuildError, CheckpointError, InputError, Loc
-from netcfg.spec import Spec
+from netcfg.spec.model import Spec
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 
 from netcfg.actions.checkpoint import SAFETENSORS_NAMES
-from netcfg.builder import Built
+from netcfg.building.builder import Built
 from netcfg.errors import CheckpointError, Diagnostic, Loc
-from netcfg.safetensors_header import Header, read_header
-from netcfg.validate import suggest
+from netcfg.io.safetensors_header import Header, read_header
+from netcfg.spec.validate import suggest
 
 
 def apply(built: Built) -> dict[str, str]:

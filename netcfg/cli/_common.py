@@ -49,8 +49,8 @@ DebugOpt = Annotated[
 
 def load(spec: Path, overrides: list[str] | None, plugins: list[str] | None):
     """Load plugins the user named, then the spec."""
-    from netcfg import plugins as plugin_loader
-    from netcfg.loader import load_spec
+    from netcfg.building import plugins as plugin_loader
+    from netcfg.spec.loader import load_spec
 
     plugin_loader.load(plugins or [])
     return load_spec(spec, overrides or [])

@@ -151,8 +151,8 @@ def table(results: list) -> str:
 def _scenarios(name: str, devices: list[str], format: str, min_time: float, threads: int | None) -> None:
     import torch
 
-    from netcfg import devices as device_lookup
     from netcfg.actions import scenarios
+    from netcfg.building import devices as device_lookup
 
     _choice("--scenario", name, scenarios.SCENARIOS)
     if threads:
@@ -181,7 +181,7 @@ def devices_cmd(format: FormatOpt = "table", debug: DebugOpt = False) -> None:
     import torch
 
     from netcfg.actions.bench import device_name
-    from netcfg.memory import available
+    from netcfg.building.memory import available
 
     rows = [{"device": "cpu", "name": device_name(torch.device("cpu")), "cores": os.cpu_count(),
              "threads": torch.get_num_threads(), "free_memory": available(torch.device("cpu"))}]  # fmt: skip

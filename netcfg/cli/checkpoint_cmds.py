@@ -49,7 +49,7 @@ def save(
     """
     from netcfg.actions.checkpoint import save as save_checkpoint
     from netcfg.actions.model import build_model
-    from netcfg.tensor_files import check_output
+    from netcfg.io.tensor_files import check_output
 
     check_output(output, "-o")
     built = build_model(load(spec, set_, plugin), device=device, seed=seed, memory_check=memory_check)
@@ -75,8 +75,8 @@ def load_cmd(
 
     Example: netcfg load gpt2.safetensors --device cpu --check
     """
-    from netcfg import plugins
     from netcfg.actions.checkpoint import load as load_checkpoint
+    from netcfg.building import plugins
     from netcfg.cli.build import summary_line
 
     plugins.load(plugin or [])

@@ -92,7 +92,7 @@ def is_checkpoint(path) -> bool:
         return False
     if head[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or head[:4] == b"PK\x03\x04":
         return True  # a pickle or torch.save zip: the checkpoint reader refuses it with the reason
-    from netcfg.safetensors_header import looks_like_safetensors
+    from netcfg.io.safetensors_header import looks_like_safetensors
 
     return looks_like_safetensors(head)
 

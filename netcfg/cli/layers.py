@@ -23,12 +23,12 @@ def layers(name: NameArg = None, format: FormatOpt = "text", plugin: PluginOpt =
     from netcfg.suggest import suggest
 
     if plugin:
-        from netcfg import plugins
-        from netcfg.actions.catalogue import layers as catalogue
+        from netcfg.building import plugins
+        from netcfg.catalogue.describe import layers as catalogue
 
         plugins.load(plugin)
     else:
-        from netcfg.cached_catalogue import layers as catalogue
+        from netcfg.catalogue.cache import layers as catalogue
     if format not in ("text", "json"):
         raise InputError(f"unknown format '{format}' (text or json)", Loc("--format"))
     infos = catalogue()

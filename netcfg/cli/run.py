@@ -35,7 +35,7 @@ def run(
     Example: netcfg run configs/mlp.yaml --seed 3 -o out.safetensors
     """
     from netcfg.actions import model as actions
-    from netcfg.tensor_files import check_output, write_tensors
+    from netcfg.io.tensor_files import check_output, write_tensors
 
     if output is not None:
         check_output(output, "--output")

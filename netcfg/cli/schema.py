@@ -21,12 +21,12 @@ def schema(output: OutOpt = None, plugin: PluginOpt = None, debug: DebugOpt = Fa
     from netcfg.errors import InputError, Loc
 
     if plugin:
-        from netcfg import plugins
-        from netcfg.actions.catalogue import json_schema
+        from netcfg.building import plugins
+        from netcfg.catalogue.describe import json_schema
 
         plugins.load(plugin)
     else:
-        from netcfg.cached_catalogue import json_schema
+        from netcfg.catalogue.cache import json_schema
     text = json.dumps(json_schema(), indent=2)
     if output is None:
         out(text)

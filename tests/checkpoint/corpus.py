@@ -57,8 +57,8 @@ class Parts:
 
 def valid_checkpoint(directory: Path) -> Path:
     from netcfg.actions import checkpoint as ck
-    from netcfg.builder import build_spec
-    from netcfg.loader import load_spec
+    from netcfg.building.builder import build_spec
+    from netcfg.spec.loader import load_spec
 
     path = directory / "valid.safetensors"
     ck.save(build_spec(load_spec(CONFIGS / "mlp.yaml"), device="cpu", seed=0), path, durable=False)
@@ -153,7 +153,7 @@ def _duplicate_metadata(p: Parts) -> bytes:
 
 
 def _many_tensors(p: Parts) -> bytes:
-    from netcfg.safetensors_header import MAX_TENSORS
+    from netcfg.io.safetensors_header import MAX_TENSORS
 
     header = {f"t{i}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]} for i in range(MAX_TENSORS + 1)}
     return assemble(header, b"")
@@ -270,9 +270,9 @@ def tie_stored_twice(directory: Path) -> Path:
     from safetensors.torch import save_file
 
     from netcfg.actions import checkpoint as ck
-    from netcfg.builder import build_spec
-    from netcfg.loader import load_spec
-    from netcfg.safetensors_header import read_header
+    from netcfg.building.builder import build_spec
+    from netcfg.io.safetensors_header import read_header
+    from netcfg.spec.loader import load_spec
 
     built = build_spec(load_spec(CONFIGS / "chapter" / "tied_params.yaml"), device="cpu", seed=0)
     valid = directory / "tied_valid.safetensors"

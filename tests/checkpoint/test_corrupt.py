@@ -214,7 +214,7 @@ def test_the_header_reader_refuses_a_pickle_without_importing_pickle_or_torch(bu
     paths, _ = built
     code = (
         "import sys\n"
-        "from netcfg.safetensors_header import read_header\n"
+        "from netcfg.io.safetensors_header import read_header\n"
         "from netcfg.errors import CheckpointError\n"
         "for path in sys.argv[1:]:\n"
         "    try:\n"

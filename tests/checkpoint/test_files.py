@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from netcfg.actions import checkpoint as ck
 from netcfg.cli.app import app
-from netcfg.safetensors_header import read_header
+from netcfg.io.safetensors_header import read_header
 from tests.conftest import CONFIGS
 
 MLP = str(CONFIGS / "mlp.yaml")

@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 from benchmarks.twins import gpt2, resnet
 from netcfg.actions import checkpoint as ck
 from netcfg.actions.model import build_model, checksum
-from netcfg.builder import sample_input
+from netcfg.building.builder import sample_input
 from netcfg.cli.app import app
-from netcfg.loader import load_spec
+from netcfg.spec.loader import load_spec
 from tests.conftest import CONFIGS, ROOT
 
 GPT_SET = ["vars.layers=2", "vars.vocab=1000", "input.high=1000"]

@@ -22,10 +22,10 @@ import time
 import torch
 
 from netcfg.actions import checkpoint as ck
-from netcfg.builder import build_spec
+from netcfg.building.builder import build_spec
 from netcfg.errors import NetcfgError
-from netcfg.loader import load_spec
-from netcfg.safetensors_header import read_header
+from netcfg.io.safetensors_header import read_header
+from netcfg.spec.loader import load_spec
 from tests.conftest import CONFIGS, ROOT
 
 KILLS = 20  # at least; more until MID_WRITE kills landed while a temporary file existed
@@ -39,8 +39,8 @@ import json, os, sys
 import torch
 torch.set_num_threads(1)  # no thread pool to inherit across fork
 from netcfg.actions import checkpoint as ck
-from netcfg.builder import build_spec
-from netcfg.loader import load_spec
+from netcfg.building.builder import build_spec
+from netcfg.spec.loader import load_spec
 
 target, spec, models = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 built = [build_spec(load_spec(spec, [f"model.layers.0.out_features={w}"]), device="cpu", seed=s) for w, s in models]
@@ -164,7 +164,7 @@ REWRITE = r"""
 import sys
 import torch
 from netcfg.actions import checkpoint as ck
-from netcfg.builder import sample_input
+from netcfg.building.builder import sample_input
 
 path = sys.argv[1]
 loaded = ck.load(path, device="cpu")
@@ -192,7 +192,7 @@ def test_a_killed_save_leaves_a_temporary_file_that_a_later_save_removes(tmp_pat
     import os
     import time
 
-    from netcfg.tensor_files import STALE_SECONDS, write_tensors
+    from netcfg.io.tensor_files import STALE_SECONDS, write_tensors
 
     target = tmp_path / "model.safetensors"
     stale = tmp_path / ".model.safetensors.0123456789abcdef.tmp"

@@ -11,14 +11,14 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from netcfg import plugins
 from netcfg.actions import checkpoint as ck
 from netcfg.actions.model import build_model
-from netcfg.builder import build_spec, sample_input
+from netcfg.building import plugins
+from netcfg.building.builder import build_spec, sample_input
 from netcfg.cli.app import app
 from netcfg.errors import CheckpointError, NetcfgError
-from netcfg.loader import load_spec
-from netcfg.safetensors_header import read_header
+from netcfg.io.safetensors_header import read_header
+from netcfg.spec.loader import load_spec
 from tests.checkpoint import corpus
 from tests.conftest import CONFIGS, ROOT
 
@@ -324,7 +324,7 @@ def test_newer_spec_format_is_refused(mlp_file, tmp_path):
 
 
 def test_a_plugin_model_needs_its_plugin_to_load(tmp_path):
-    from netcfg.registry import REGISTRY
+    from netcfg.catalogue.registry import REGISTRY
 
     path = tmp_path / "plugin.safetensors"
     entries, loaded = dict(REGISTRY.entries), set(plugins._loaded)

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from netcfg.actions.bench import BenchConfig, bench, parse_sweep, parse_warmup
 from netcfg.cli.app import app
 from netcfg.errors import InputError
-from netcfg.loader import load_spec
+from netcfg.spec.loader import load_spec
 from tests.conftest import ROOT
 
 

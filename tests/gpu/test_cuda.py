@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import netcfg
-from netcfg.builder import build_spec, sample_input
-from netcfg.loader import load_spec
+from netcfg.building.builder import build_spec, sample_input
+from netcfg.spec.loader import load_spec
 
 pytestmark = [
     pytest.mark.gpu,

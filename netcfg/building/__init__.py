@@ -1,0 +1,1 @@
+"""Spec -> nn.Module: builder, torch build functions, init, ties, devices, memory."""

@@ -1,0 +1,294 @@
+"""Composition modules (sequential, parallel, residual, graph, shared) and merges.
+
+The forward passes are kept lean: a graph precomputes, for each node, the positions
+of its inputs in a flat list of values, so running it costs one list lookup per edge
+on top of the layers themselves.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from netcfg.catalogue import nodes as c
+from netcfg.catalogue.registry import builds
+from netcfg.catalogue.shapes import ShapeError, broadcast, fmt, meta_like
+from netcfg.errors import BuildError, Diagnostic
+
+
+class Add(nn.Module):
+    """Sum of all inputs."""
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+
+class Mul(nn.Module):
+    """Product of all inputs."""
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        out = xs[0]
+        for x in xs[1:]:
+            out = out * x
+        return out
+
+
+class Concat(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return torch.cat(xs, dim=self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class Stack(Concat):
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return torch.stack(xs, dim=self.dim)
+
+
+def merge_module(kind: str, dim: int) -> nn.Module:
+    return {"add": Add, "mul": Mul}[kind]() if kind in ("add", "mul") else {"concat": Concat, "stack": Stack}[kind](dim)
+
+
+def merged(kind: str, dim: int, xs: list) -> torch.Tensor:
+    """The (meta) output of merging `xs`, computed from shapes; a clear error when they don't fit."""
+    shapes = [tuple(x.shape) for x in xs]
+    dtype = xs[0].dtype
+    for x in xs[1:]:
+        dtype = torch.promote_types(dtype, x.dtype)
+    if kind in ("add", "mul"):
+        try:
+            return meta_like(xs[0], broadcast(*shapes), dtype)
+        except ShapeError:
+            raise ShapeError(f"cannot {kind} inputs of shapes {', '.join(fmt(s) for s in shapes)}") from None
+    if kind == "stack":
+        if len(set(shapes)) > 1:
+            raise ShapeError(f"cannot stack inputs of different shapes {', '.join(fmt(s) for s in shapes)}")
+        rank = len(shapes[0]) + 1
+        if not -rank <= dim < rank:
+            raise ShapeError(f"cannot stack {rank - 1}-dimensional inputs along dim {dim}")
+        out = list(shapes[0])
+        out.insert(dim % rank, len(xs))
+        return meta_like(xs[0], out, dtype)
+    return _concat(shapes, dim, xs, dtype)
+
+
+def _concat(shapes: list, dim: int, xs: list, dtype) -> torch.Tensor:
+    listed = ", ".join(fmt(s) for s in shapes)
+    rank = len(shapes[0])
+    if not -rank <= dim < rank or any(len(s) != rank for s in shapes):
+        raise ShapeError(f"cannot concat inputs of shapes {listed} along dim {dim}")
+    axis = dim % rank
+    if len({s[:axis] + s[axis + 1 :] for s in shapes}) > 1:
+        raise ShapeError(f"cannot concat inputs of shapes {listed} along dim {dim}: the other dimensions differ")
+    out = list(shapes[0])
+    out[axis] = sum(s[axis] for s in shapes)
+    return meta_like(xs[0], out, dtype)
+
+
+for _kind in ("add", "mul", "concat", "stack"):
+
+    def _merge(a, xs, ctx, _kind=_kind):
+        dim = a.dim if isinstance(a, (c.Concat, c.Stack)) else -1
+        return merge_module(_kind, dim), merged(_kind, dim, xs)
+
+    builds(_kind)(_merge)
+
+
+class Parallel(nn.Module):
+    """Every branch on the same inputs; outputs merged."""
+
+    def __init__(self, branches: OrderedDict, merge: nn.Module):
+        super().__init__()
+        for name, module in branches.items():
+            self.add_module(name, module)
+        self._names = list(branches)
+        self.merge = merge
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        modules = self._modules  # looked up by name: a swapped-in child is used
+        return self.merge(*[modules[name](*xs) for name in self._names])
+
+
+class Residual(nn.Module):
+    """body(x) + shortcut(x), shortcut defaulting to the identity."""
+
+    def __init__(self, body: nn.Module, shortcut: nn.Module | None):
+        super().__init__()
+        self.body = body
+        self.shortcut = shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.shortcut is None:
+            return x + self.body(x)
+        return self.shortcut(x) + self.body(x)
+
+
+class Graph(nn.Module):
+    """Runs named nodes in order; node i reads the values at positions steps[i].
+
+    The plan holds child names, not modules, so a child replaced after building (as
+    fusion or quantization tools do) is the one that runs. A two-input add or mul is
+    computed inline: it is most of a residual network's nodes, and a module call costs
+    twice the addition itself. A node with forward hooks (its own or global ones) is
+    called as a module, so the hooks fire."""
+
+    def __init__(self, nodes: OrderedDict, steps: list[list[int]], output: int):
+        super().__init__()
+        for name, module in nodes.items():
+            self.add_module(name, module)
+        self._plan = [
+            (name, _inline(module, idx), idx) for (name, module), idx in zip(nodes.items(), steps, strict=True)
+        ]
+        self._output = output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        modules = self._modules
+        values = [x]
+        hooked = _GLOBAL_HOOKS[0] or _GLOBAL_HOOKS[1]
+        for name, inline, idx in self._plan:
+            module = modules[name]
+            if (
+                inline is not None
+                and type(module) is inline
+                and not (hooked or module._forward_hooks or module._forward_pre_hooks)
+            ):
+                a, b = values[idx[0]], values[idx[1]]
+                values.append(a + b if inline is Add else a * b)
+            elif len(idx) == 1:
+                values.append(module(values[idx[0]]))
+            else:
+                values.append(module(*[values[i] for i in idx]))
+        return values[self._output]
+
+
+# torch's registries of hooks for every module (register_module_forward_hook and friends).
+_GLOBAL_HOOKS = (nn.modules.module._global_forward_hooks, nn.modules.module._global_forward_pre_hooks)
+
+
+def _inline(module: nn.Module, idx: list[int]) -> type | None:
+    return type(module) if type(module) in (Add, Mul) and len(idx) == 2 else None
+
+
+@functools.cache
+def _reserved(cls: type) -> frozenset:
+    """Names a child of `cls` cannot have: its attributes and methods (`forward`, `training`, ...)."""
+    return frozenset(dir(cls)) | frozenset(vars(nn.Module())) | {"merge", "_names", "_plan", "_output"}
+
+
+def _check_name(ctx, node: c.Node, name: str, cls: type, key: str | tuple = "name") -> None:
+    if name in _reserved(cls):
+        ctx.fail(node, f"'{name}' cannot name a module: it is an attribute of every {cls.__name__} module "
+                       "(pick another name)", key)  # fmt: skip
+
+
+@builds("sequential")
+def sequential(a: c.Sequential, xs: list, ctx):
+    modules: OrderedDict = OrderedDict()
+    current = xs
+    for i, node in enumerate(a.layers):
+        name = node.name or str(i)
+        _check_name(ctx, node, name, nn.Sequential)
+        module, out = ctx.build(node, current, name)
+        modules[name] = module
+        current = [out]
+    return nn.Sequential(modules), current[0]
+
+
+@builds("parallel")
+def parallel(a: c.Parallel, xs: list, ctx):
+    branches: OrderedDict = OrderedDict()
+    outs = []
+    for i, node in enumerate(a.branches):
+        name = node.name or str(i)
+        _check_name(ctx, node, name, Parallel)
+        branches[name], out = ctx.build(node, xs, name)
+        outs.append(out)
+    try:
+        out = merged(a.merge, a.dim, outs)
+    except ShapeError as exc:
+        raise ShapeError(f"branch outputs: {exc}", key="merge") from None
+    return Parallel(branches, merge_module(a.merge, a.dim)), out
+
+
+@builds("residual")
+def residual(a: c.Residual, xs: list, ctx):
+    body, out = ctx.build(a.body, xs, "body")
+    shortcut, short_out = ctx.build(a.shortcut, xs, "shortcut") if a.shortcut is not None else (None, xs[0])
+    if tuple(out.shape) != tuple(short_out.shape):
+        raise ShapeError(f"body output {fmt(out.shape)} and shortcut output {fmt(short_out.shape)} differ", key="body")
+    return Residual(body, shortcut), merged("add", -1, [out, short_out])
+
+
+@builds("graph")
+def graph(a: c.Graph, xs: list, ctx):
+    if len(xs) != 1:
+        raise ShapeError(f"a graph takes one input, got {len(xs)}")
+    problems = _ref_problems(ctx, a)
+    if problems:
+        raise BuildError(problems)
+    index = {"input": 0}
+    values = [xs[0]]
+    modules: OrderedDict = OrderedDict()
+    steps = []
+    previous = "input"
+    for name, node in a.nodes.items():
+        if name == "input":
+            ctx.fail(node, "'input' names the graph's input; pick another node name")
+        _check_name(ctx, node, name, Graph, ())
+        refs = [node.inputs] if isinstance(node.inputs, str) else (node.inputs or [previous])
+        idx = [index[r] for r in refs]
+        modules[name], out = ctx.build(node, [values[i] for i in idx], name)
+        index[name] = len(values)
+        values.append(out)
+        steps.append(idx)
+        previous = name
+    if a.output is not None and a.output not in index:
+        from netcfg.spec.validate import suggest
+
+        removed = ctx.spec.dropped.get(a._path + ("nodes", a.output))
+        if removed is not None:
+            message = f"output '{a.output}' was removed by its `if` (line {removed.line}); name another node"
+            ctx.fail(a, message, "output")
+        ctx.fail(a, f"output '{a.output}' is not a node of this graph{suggest(a.output, list(a.nodes))}", "output")
+    out_index = index[a.output] if a.output else len(values) - 1
+    return Graph(modules, steps, out_index), values[out_index]
+
+
+def _ref_problems(ctx, graph: c.Graph) -> list[Diagnostic]:
+    """Every input a graph node reads that is not an earlier node: all of them, before building."""
+    from netcfg.spec.validate import suggest
+
+    known, previous, problems = ["input"], "input", []
+    for name, node in graph.nodes.items():
+        refs = [node.inputs] if isinstance(node.inputs, str) else (node.inputs or [previous])
+        for ref in refs:
+            if ref in known:
+                continue
+            key = ("inputs", node.inputs.index(ref)) if isinstance(node.inputs, list) else ("inputs",)
+            removed = ctx.spec.dropped.get(graph._path + ("nodes", ref))
+            if removed is not None:
+                message = f"input '{ref}' was removed by its `if` (line {removed.line}); read another node"
+            elif ref in graph.nodes:
+                message = f"input '{ref}' is a later node: a graph runs in order, so it cannot read it (cycle?)"
+            else:
+                message = f"unknown input '{ref}'{suggest(ref, known)}"
+            problems.append(Diagnostic(ctx.spec.loc(node._path + key), message))
+        known.append(name)
+        previous = name
+    return problems
+
+
+@builds("shared")
+def shared(a: c.Shared, xs: list, ctx):
+    return ctx.use_shared(a, xs)

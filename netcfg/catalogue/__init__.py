@@ -1,0 +1,1 @@
+"""The closed registry of layer types: one declaration per type. No torch."""

@@ -1,0 +1,1 @@
+"""Files: safetensors headers, tensor files, atomic writes."""

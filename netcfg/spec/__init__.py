@@ -1,0 +1,1 @@
+"""Text -> validated Spec: safe YAML, expressions, templates, overrides. No torch."""

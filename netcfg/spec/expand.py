@@ -1,0 +1,348 @@
+"""Template expansion: blocks, repeat, `if` and ${...} values, before validation.
+
+Works on plain data and keeps, for every value it produces, the location of the
+source value it came from, so errors inside a block template point into the
+template. ``repeat`` becomes a ``sequential`` of independent copies (the body's
+``${index}`` seeing 0..N-1); ``block`` becomes the template body with its arguments
+bound; a node whose ``if`` is false disappears.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from netcfg.catalogue import nodes as catalog
+from netcfg.catalogue.registry import Registry
+from netcfg.errors import Diagnostic, Loc
+from netcfg.spec.expr import ExprError, has_expr, names, substitute
+from netcfg.spec.yaml_source import Document, Path
+
+MAX_EXPANDED_NODES = 100_000
+_DROP = object()
+FAILED = object()
+"""Stands for a node or value whose expansion already reported a problem."""
+
+
+class Scope(dict):
+    """The names an expression can read, and for those a `--set` flag gave (directly or
+    through a block argument computed from one), the flag: `via`."""
+
+    def __init__(self, values: dict, via: dict[str, str] | None = None):
+        super().__init__(values)
+        self.via = via or {}
+
+    def child(self, values: dict, via: dict[str, str] | None = None) -> Scope:
+        kept = {k: v for k, v in self.via.items() if k not in values}
+        return Scope({**self, **values}, {**kept, **(via or {})})
+
+
+class Expander:
+    def __init__(self, doc: Document, registry: Registry, blocks: dict, variables: dict, flags=None):
+        self.doc = doc
+        self.registry = registry
+        self.blocks = blocks
+        self.variables = variables
+        self.flags: dict[str, str] = flags or {}
+        """Var name -> the `--set` flag that gave its value."""
+        self.vias: dict[Path, str] = {}
+        """Expanded path -> the flags its value was computed from."""
+        self.locs: dict[Path, Loc] = {}
+        self.key_locs: dict[Path, Loc] = {}
+        self.problems: list[Diagnostic] = []
+        self.dropped: dict[Path, Loc] = {}
+        """Graph nodes removed by a false `if`, by expanded path: where their `if` is."""
+        self.used_blocks: set[str] = set()
+        self.count = 0
+
+    # -- bookkeeping
+
+    def mark(self, dst: Path, src: Path) -> None:
+        self.locs[dst] = self.doc.loc(src)
+        if src in self.doc.key_locs:
+            self.key_locs[dst] = self.doc.key_locs[src]
+
+    def fail(self, src: Path, message: str, key: bool = False, via: str = "") -> None:
+        loc = self.doc.key_loc(src) if key else self.doc.loc(src)
+        self.problems.append(Diagnostic(dataclasses.replace(loc, via=via) if via else loc, message))
+
+    def value(self, raw: Any, src: Path, scope: dict, dst: Path | None = None) -> Any:
+        """Substitute ${...} in plain (non-module) data; `dst`: where the result goes."""
+        if isinstance(raw, dict):
+            return {k: self.value(v, src + (k,), scope, _sub(dst, k)) for k, v in raw.items()}
+        if isinstance(raw, list):
+            return [self.value(v, src + (i,), scope, _sub(dst, i)) for i, v in enumerate(raw)]
+        if has_expr(raw):
+            via = _via(raw, scope)
+            if via and dst is not None:
+                self.vias[dst] = via
+            try:
+                return substitute(raw, scope)
+            except ExprError as exc:
+                self.fail(src, str(exc), via=via)
+                return FAILED
+        return raw
+
+    def vias_under(self, dst: Path) -> str:
+        """The flags any value at or below `dst` was computed from."""
+        found = {via for path, via in self.vias.items() if path[: len(dst)] == dst}
+        return ", ".join(sorted(found))
+
+    def copy_locs(self, raw: Any, src: Path, dst: Path) -> None:
+        self.mark(dst, src)
+        if isinstance(raw, dict):
+            for k, v in raw.items():
+                self.copy_locs(v, src + (k,), dst + (k,))
+        elif isinstance(raw, list):
+            for i, v in enumerate(raw):
+                self.copy_locs(v, src + (i,), dst + (i,))
+
+    # -- module nodes
+
+    def node(self, raw: Any, src: Path, dst: Path, scope: dict, stack: tuple = ()) -> Any:
+        self.count += 1
+        if self.count > MAX_EXPANDED_NODES:
+            if self.count == MAX_EXPANDED_NODES + 1:
+                self.fail(src, f"the model expands to more than {MAX_EXPANDED_NODES:,} module nodes")
+            return FAILED
+        if not isinstance(raw, dict):
+            self.copy_locs(raw, src, dst)
+            return self.value(raw, src, scope, dst)
+        if "if" in raw:
+            keep = self.value(raw["if"], src + ("if",), scope, dst + ("if",))
+            if keep is FAILED:
+                return FAILED  # its expression's error was reported
+            if not isinstance(keep, bool):
+                via = self.vias.get(dst + ("if",), "")
+                self.fail(src + ("if",), f"'if' must be true or false, got {keep!r}", via=via)
+            elif not keep:
+                return _DROP
+            raw = {k: v for k, v in raw.items() if k != "if"}
+        kind = self.value(raw.get("type"), src + ("type",), scope, dst + ("type",))
+        if kind == "block":
+            return self.block(raw, src, dst, scope, stack)
+        if kind == "repeat":
+            return self.repeat(raw, src, dst, scope, stack)
+        return self.plain(raw, kind, src, dst, scope, stack)
+
+    def check_unused_blocks(self) -> None:
+        """A template no node instantiates is never expanded: check at least its literal layer types."""
+        for name, template in self.blocks.items():
+            if template is not None and name not in self.used_blocks:
+                self._literal_types(template.body, ("blocks", name, "body"))
+
+    def _literal_types(self, raw: Any, src: Path) -> None:
+        if isinstance(raw, list):
+            for i, item in enumerate(raw):
+                self._literal_types(item, src + (i,))
+            return
+        if not isinstance(raw, dict):
+            return
+        kind = raw.get("type")
+        if isinstance(kind, str) and not has_expr(kind) and self.registry.get(kind) is None:
+            names = [n for n, e in self.registry.entries.items() if e.kind != "expansion"] + ["block", "repeat"]
+            self.fail(src + ("type",), f"unknown layer type '{kind}'{_suggest(kind, names)} (in unused block)")
+        for key, value in raw.items():
+            if isinstance(value, (dict, list)):
+                self._literal_types(value, src + (key,))
+
+    def root(self, raw: Any, path: Path, scope: dict) -> Any:
+        """The model or a shared module: expanded like any node, but it cannot be removed."""
+        result = self.node(raw, path, path, scope)
+        if result is _DROP:
+            what = "the model" if path == ("model",) else f"shared module '{path[-1]}'"
+            self.fail(path + ("if",), f"{what} cannot be removed by its `if`")
+            return FAILED
+        return result
+
+    def plain(self, raw: dict, kind: Any, src: Path, dst: Path, scope: dict, stack: tuple) -> dict:
+        self.mark(dst, src)
+        children = catalog.CHILD_FIELDS.get(kind, {}) if isinstance(kind, str) else {}
+        out: dict = {}
+        for key, val in raw.items():
+            shape = children.get(key)
+            if shape is None or val is None:
+                self.copy_locs(val, src + (key,), dst + (key,))
+                out[key] = self.value(val, src + (key,), scope, dst + (key,))
+            else:
+                out[key] = self.children(shape, val, src + (key,), dst + (key,), scope, stack)
+        return out
+
+    def children(self, shape: str, val: Any, src: Path, dst: Path, scope: dict, stack: tuple) -> Any:
+        self.mark(dst, src)
+        if shape == "one":
+            result = self.node(val, src, dst, scope, stack)
+            return {"type": "identity"} if result is _DROP else result
+        if shape == "list" and isinstance(val, list):
+            kept = [(i, v) for i, v in enumerate(val)]
+            out = []
+            for i, item in kept:
+                result = self.node(item, src + (i,), dst + (len(out),), scope, stack)
+                if result is not _DROP:
+                    out.append(result)
+            return out
+        if shape == "map" and isinstance(val, dict):
+            out_map = {}
+            for name, item in val.items():
+                result = self.node(item, src + (name,), dst + (name,), scope, stack)
+                if result is not _DROP:
+                    out_map[name] = result
+                else:
+                    self.dropped[dst + (name,)] = self.doc.loc(src + (name, "if"))
+            return out_map
+        self.copy_locs(val, src, dst)
+        return val  # wrong shape: validation reports it
+
+    def repeat(self, raw: dict, src: Path, dst: Path, scope: dict, stack: tuple) -> Any:
+        fields = self.value({k: v for k, v in raw.items() if k != "body"}, src, scope, dst)
+        args = self.validated(catalog.Repeat, {**fields, "body": None}, src, dst)
+        if args is None:
+            return FAILED
+        size = args.times * _static_size(raw.get("body"), scope)
+        if self.count + size > MAX_EXPANDED_NODES:  # found before expanding anything
+            body = size // args.times
+            self.fail(src + ("times",), f"{args.times:,} copies of a body of about {body:,} module nodes: "
+                                        f"the model would expand to more than {MAX_EXPANDED_NODES:,}")  # fmt: skip
+            return FAILED
+        self.mark(dst, src)
+        key = "layers" if args.merge is None else "branches"
+        layers = []
+        for i in range(args.times):
+            inner = _scope(scope).child({args.index: i})
+            result = self.node(raw.get("body"), src + ("body",), dst + (key, len(layers)), inner, stack)
+            if result is not _DROP:
+                layers.append(result)
+        self.mark(dst + (key,), src + ("body",))
+        if args.merge is None:
+            return _carry(fields, {"type": "sequential", "layers": layers})
+        return _carry(fields, {"type": "parallel", "branches": layers, "merge": args.merge, "dim": args.dim})
+
+    def block(self, raw: dict, src: Path, dst: Path, scope: dict, stack: tuple) -> Any:
+        at = dst + ("<call>", len(stack))  # nested calls expand at the same dst: keep their flags apart
+        call = self.validated(catalog.Block, self.value(raw, src, scope, at), src, at)
+        if call is None:
+            return FAILED
+        if call.block in self.blocks and self.blocks[call.block] is None:
+            return FAILED  # an invalid template, already reported
+        template = self.blocks.get(call.block)
+        if template is None:
+            hint = _suggest(call.block, list(self.blocks))
+            self.fail(src + ("block",), f"unknown block '{call.block}'{hint}", via=self.vias_under(at + ("block",)))
+            return FAILED
+        if call.block in stack:
+            chain = " -> ".join(stack + (call.block,))
+            self.fail(src + ("block",), f"block '{call.block}' instantiates itself ({chain})")
+            return FAILED
+        self.used_blocks.add(call.block)
+        bound = self.bind(call, template, src)
+        if bound is None:
+            return FAILED
+        body_src = ("blocks", call.block, "body")
+        # A value the template computes from an argument this call gives names the call too: with
+        # several instances, the one whose argument is wrong.
+        site = f"block '{call.block}' at line {self.doc.loc(src).line}"
+        raw_args = raw.get("args") if isinstance(raw.get("args"), dict) else {}
+        via = {name: ", ".join([site, *filter(None, [_via_deep(raw_args.get(name), scope)])]) for name in call.args}
+        inner = Scope(self.variables, self.flags).child(bound, via)
+        result = self.node(template.body, body_src, dst, inner, stack + (call.block,))
+        if not isinstance(result, dict):
+            return result
+        for key in ("name", "inputs", "trainable"):
+            if key in raw:
+                self.copy_locs(raw[key], src + (key,), dst + (key,))
+        return _carry(self.value(raw, src, scope, dst), result)
+
+    def bind(self, call: catalog.Block, template: Any, src: Path) -> dict | None:
+        # Defaults may be expressions over the vars (`width: ${base * 2}`), evaluated per use.
+        scope = Scope(self.variables, self.flags)
+        bound = {
+            name: self.value(default, ("blocks", call.block, "args", name), scope)
+            for name, default in template.args.items()
+            if name not in call.args
+        }
+        ok = FAILED not in bound.values()
+        for name, val in call.args.items():
+            if name not in template.args:
+                hint = _suggest(name, list(template.args))
+                self.fail(src + ("args", name), f"block '{call.block}' has no argument '{name}'{hint}", key=True)
+                ok = False
+            bound[name] = val
+        for name, default in template.args.items():
+            if default is None and call.args.get(name) is None:
+                self.fail(src, f"block '{call.block}' needs argument '{name}'")
+                ok = False
+        return bound if ok else None
+
+    def validated(self, model: type[catalog.Node], data: dict, src: Path, dst: Path) -> Any:
+        from netcfg.spec.validate import pydantic_problems  # validate imports this module
+
+        def loc(path: Path) -> Loc:
+            via = self.vias_under(dst + path)
+            found = self.doc.loc(src + path)
+            return dataclasses.replace(found, via=via) if via else found
+
+        problems, result = pydantic_problems(model, data, loc)
+        self.problems.extend(problems)
+        return result
+
+
+def _static_size(raw: Any, scope: dict, depth: int = 0) -> int:
+    """About how many module nodes `raw` expands to, nested repeats multiplied (an estimate from
+    the text: a block counts as one node; a `times` that is an expression is evaluated if it can be)."""
+    if depth > 100:
+        return 1
+    if isinstance(raw, list):
+        return sum(_static_size(v, scope, depth + 1) for v in raw)
+    if not isinstance(raw, dict):
+        return 0
+    inner = sum(_static_size(v, scope, depth + 1) for v in raw.values() if isinstance(v, (dict, list)))
+    if raw.get("type") != "repeat":
+        return 1 + inner
+    times = raw.get("times")
+    if has_expr(times):
+        try:
+            times = substitute(times, scope)
+        except ExprError:
+            times = 1
+    return 1 + (times if isinstance(times, int) and not isinstance(times, bool) and times > 0 else 1) * inner
+
+
+def _sub(path: Path | None, key: Any) -> Path | None:
+    return None if path is None else path + (key,)
+
+
+def _scope(scope: dict) -> Scope:
+    return scope if isinstance(scope, Scope) else Scope(scope)
+
+
+def _via(raw: str, scope: dict) -> str:
+    """The flags behind the names an expression reads ('' when none: the usual case)."""
+    via = getattr(scope, "via", None)
+    if not via:
+        return ""
+    return ", ".join(sorted({via[n] for n in names(raw) if n in via}))
+
+
+def _via_deep(raw: Any, scope: dict) -> str:
+    """The flags behind every expression in a value (an argument may be a list or mapping)."""
+    if isinstance(raw, dict):
+        parts = [_via_deep(v, scope) for v in raw.values()]
+    elif isinstance(raw, list):
+        parts = [_via_deep(v, scope) for v in raw]
+    else:
+        return _via(raw, scope) if has_expr(raw) else ""
+    return ", ".join(sorted({p for p in parts if p}))
+
+
+def _carry(call_fields: dict, result: dict) -> dict:
+    """A block or repeat's own name/inputs/trainable apply to the node it expands to."""
+    for key in ("name", "inputs", "trainable"):
+        if key in call_fields:
+            result[key] = call_fields[key]
+    return result
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    from netcfg.suggest import suggest
+
+    return suggest(word, choices)

@@ -1,0 +1,296 @@
+"""From a spec file (plus --set overrides) to a validated, expanded Spec. No torch.
+
+Steps, each collecting every problem before raising one SpecError:
+read the file -> safe YAML with locations -> apply overrides -> validate the top level
+-> check the format version -> expand blocks/repeat/if/${} -> validate module nodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from netcfg.catalogue.registry import REGISTRY, Registry
+from netcfg.errors import Diagnostic, InputError, Loc, SpecError
+from netcfg.io.files import open_regular
+from netcfg.spec import model as spec_mod
+from netcfg.spec.expand import Expander, Scope
+from netcfg.spec.validate import NodeValidator, pydantic_problems, suggest, yaml_repr
+from netcfg.spec.yaml_source import MAX_DEPTH, MAX_NODES, Document, read_yaml
+
+MAX_FILE_BYTES = 10 * 1024 * 1024
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """Read a text file, turning every OS problem into a one-line InputError."""
+    name = str(path)
+    try:
+        with open_regular(path, InputError, "spec file") as f:
+            if os.fstat(f.fileno()).st_size > MAX_FILE_BYTES:
+                raise InputError(f"file larger than {MAX_FILE_BYTES // 2**20} MiB; not a spec", Loc(name))
+            return f.read().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start})", Loc(name)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", Loc(name)) from None
+
+
+def load_spec(
+    path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = (), registry: Registry = REGISTRY
+) -> spec_mod.Spec:
+    """Read, override, expand and validate a spec file."""
+    doc = read_yaml(read_text(path), str(path))
+    apply_overrides(doc, overrides)
+    return resolve(doc, registry)
+
+
+def load_spec_data(data: Any, file: str, registry: Registry = REGISTRY) -> spec_mod.Spec:
+    """Validate an already-parsed spec (for example one embedded in a checkpoint)."""
+    _check_size(data, file)
+    return resolve(Document(data=data, file=file), registry)
+
+
+def _check_size(data: Any, file: str) -> None:
+    """The limits a YAML file gets (nesting, number of values) for data that came another way."""
+    stack, count = [(data, 1)], 0
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if depth > MAX_DEPTH:
+            raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", Loc(file))
+        if count > MAX_NODES:
+            raise SpecError(f"more than {MAX_NODES:,} values", Loc(file))
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+
+
+# ---------------------------------------------------------------- overrides
+
+
+def apply_overrides(doc: Document, overrides: list[str] | tuple[str, ...]) -> None:
+    problems: list[Diagnostic] = []
+    for text in overrides:
+        try:
+            _apply_one(doc, text)
+        except SpecError as exc:
+            problems.extend(exc.diagnostics)
+    if problems:
+        raise SpecError(problems)
+
+
+def _apply_one(doc: Document, text: str) -> None:
+    flag = Loc(f"--set {text}")
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise SpecError("expected --set path.to.key=value", flag)
+    try:
+        value = read_yaml(raw, flag.file).data
+    except SpecError as exc:
+        raise SpecError(f"bad value: {exc.diagnostics[0].message}", flag) from None
+    parts = [int(p) if p.lstrip("-").isdigit() else p for p in key.strip().split(".")]
+    parent = _walk(doc.data, parts[:-1], flag)
+    if parts[:-1] == ["vars"] and isinstance(parent, dict) and parts[-1] not in parent:
+        # A new var is referenced nowhere: almost surely a typo of an existing one.
+        raise SpecError(f"no key '{parts[-1]}' under vars{suggest(str(parts[-1]), list(parent))}", flag)
+    _set(parent, parts[-1], value, flag, parts)
+    path = tuple(parts)
+    for old in [p for p in doc.locs if p[: len(path)] == path]:
+        del doc.locs[old]
+    _mark_all(doc, value, path, flag)
+
+
+def _walk(data: Any, parts: list, flag: Loc) -> Any:
+    for i, part in enumerate(parts):
+        where = ".".join(str(p) for p in parts[:i]) or "the top level"
+        if (
+            isinstance(data, dict)
+            and part in data
+            or isinstance(data, list)
+            and isinstance(part, int)
+            and -len(data) <= part < len(data)
+        ):
+            data = data[part]
+        elif isinstance(data, list):
+            raise SpecError(f"'{part}' is not an index of the list at {where} (it has {len(data)} items)", flag)
+        elif isinstance(data, dict):
+            raise SpecError(f"no key '{part}' under {where}{suggest(str(part), list(data))}", flag)
+        else:
+            raise SpecError(f"{where} is {yaml_repr(data)}, which has no key '{part}'", flag)
+    return data
+
+
+def _set(parent: Any, last: Any, value: Any, flag: Loc, parts: list) -> None:
+    if (
+        isinstance(parent, dict)
+        or isinstance(parent, list)
+        and isinstance(last, int)
+        and -len(parent) <= last < len(parent)
+    ):
+        parent[last] = value
+    else:
+        where = ".".join(str(p) for p in parts[:-1]) or "the top level"
+        raise SpecError(f"cannot set '{last}' under {where}", flag)
+
+
+def _mark_all(doc: Document, value: Any, path: tuple, flag: Loc) -> None:
+    doc.locs[path] = flag
+    doc.key_locs[path] = flag
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _mark_all(doc, v, path + (k,), flag)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _mark_all(doc, v, path + (i,), flag)
+
+
+# ---------------------------------------------------------------- resolution
+
+
+def resolve(doc: Document, registry: Registry) -> spec_mod.Spec:
+    data = doc.data
+    if not isinstance(data, dict):
+        raise SpecError(f"a spec is a mapping with keys netcfg, input and model; got {yaml_repr(data)}", doc.loc(()))
+    _check_version(doc)
+    subst_problems = _substitute_top(doc)
+    problems, head = pydantic_problems(spec_mod.SpecHead, data, lambda p: _loc(doc, p), owner="at the top level")
+    problems = subst_problems + problems
+    blocks, variables, shared_raw = _parts(head, data)
+    if head is not None:
+        problems += _check_init_layers(doc, head, registry)
+    flags = _var_flags(doc, variables)
+    expander = Expander(doc, registry, blocks, variables, flags)
+    scope = Scope(variables, flags)
+    model_data = expander.root(data["model"], ("model",), scope) if "model" in data else None
+    shared_data = {name: expander.root(raw, ("shared", name), scope) for name, raw in shared_raw.items()}
+    expander.check_unused_blocks()
+    problems += expander.problems
+    locs = _with_vias(expander.locs, expander.vias)
+    key_locs = expander.key_locs
+    for path, loc in doc.locs.items():
+        if path and path[0] not in ("model", "shared", "blocks"):
+            locs[path] = loc
+
+    def loc_of(p: tuple) -> Loc:
+        return _nearest(locs, p, doc.file)
+
+    def key_loc_of(p: tuple) -> Loc:
+        return key_locs.get(p) or loc_of(p)
+
+    validator = NodeValidator(registry, loc_of, key_loc_of, list(shared_data))
+    model = validator.node(model_data, ("model",)) if "model" in data else None
+    shared = {name: validator.node(raw, ("shared", name)) for name, raw in shared_data.items()}
+    problems += validator.problems
+    if problems or head is None:
+        raise SpecError(sorted(problems, key=_place))
+    resolved = head.model_dump(mode="json", exclude={"blocks", "model", "shared"}, exclude_defaults=True)
+    resolved.update(netcfg=head.netcfg, input=head.input.model_dump(mode="json"), model=model_data)
+    if shared_data:
+        resolved["shared"] = shared_data
+    spec = spec_mod.Spec(head=head, model=model, shared=shared, data=resolved, file=doc.file, locs=locs)
+    spec.dropped = expander.dropped
+    return spec
+
+
+def _place(d: Diagnostic) -> tuple:
+    """Order problems as they appear: files by name, then line and column (flags last)."""
+    loc = d.loc or Loc("")
+    if loc.line <= 0:
+        return (1, "", 0, 0)  # flags after the file, in command-line order (the sort is stable)
+    return (0, loc.file, loc.line, loc.col)
+
+
+def _substitute_top(doc: Document) -> list[Diagnostic]:
+    """${...} in top-level values (init rules, input, ...) see the vars; module nodes and
+    block bodies are substituted during expansion, where block arguments are known too."""
+    variables = doc.data.get("vars") if isinstance(doc.data.get("vars"), dict) else {}
+    flags = _var_flags(doc, variables)
+    expander = Expander(doc, REGISTRY, {}, variables, flags)
+    for key in list(doc.data):
+        if key not in ("model", "shared", "blocks", "vars"):
+            doc.data[key] = expander.value(doc.data[key], (key,), Scope(variables, flags), (key,))
+    doc.locs.update(_with_vias(doc.locs, expander.vias))
+    return expander.problems
+
+
+def _var_flags(doc: Document, variables: dict) -> dict[str, str]:
+    """Var name -> the `--set` flag that gave it (flags are located at no line)."""
+    found = {name: doc.loc(("vars", name)) for name in variables if isinstance(name, str)}
+    return {name: loc.file for name, loc in found.items() if loc.line <= 0}
+
+
+def _with_vias(locs: dict, vias: dict) -> dict:
+    """The locations, those of values computed from a `--set` var naming that flag too."""
+    out = dict(locs)
+    for path, via in vias.items():
+        if path in out:
+            out[path] = dataclasses.replace(out[path], via=via)
+    return out
+
+
+def _parts(head: spec_mod.SpecHead | None, data: dict) -> tuple[dict, dict, dict]:
+    """Blocks, vars and shared modules; from the raw data when the top level is invalid,
+    so that problems inside the model are reported in the same run."""
+    if head is not None:
+        return head.blocks, dict(head.vars), head.shared
+    blocks: dict = {}
+    for name, raw in (data.get("blocks") or {}).items() if isinstance(data.get("blocks"), dict) else []:
+        try:
+            blocks[name] = spec_mod.BlockDef.model_validate(raw)
+        except ValueError:
+            blocks[name] = None  # reported by the top-level validation; uses of it stay quiet
+
+    variables = data.get("vars") if isinstance(data.get("vars"), dict) else {}
+    shared = data.get("shared") if isinstance(data.get("shared"), dict) else {}
+    return blocks, variables, shared
+
+
+def _loc(doc: Document, path: tuple) -> Loc:
+    if path and path[-1] == "<key>":
+        return doc.key_loc(path[:-1])
+    return doc.loc(path)
+
+
+def _nearest(locs: dict, path: tuple, file: str) -> Loc:
+    if path and path[-1] == "<key>":
+        path = path[:-1]
+    for i in range(len(path), -1, -1):
+        found = locs.get(path[:i])
+        if found is not None:
+            return found
+    return Loc(file, 1, 1)
+
+
+def _check_version(doc: Document) -> None:
+    version = doc.data.get("netcfg")
+    if isinstance(version, int) and not isinstance(version, bool) and version > spec_mod.FORMAT_VERSION:
+        raise SpecError(
+            f"this spec is written in netcfg format {version}; this netcfg reads format "
+            f"{spec_mod.FORMAT_VERSION}: upgrade netcfg",
+            doc.loc(("netcfg",)),
+        )
+    if isinstance(version, int) and not isinstance(version, bool) and version < 1:
+        raise SpecError(
+            f"unknown format version {version}; the current format is {spec_mod.FORMAT_VERSION}", doc.loc(("netcfg",))
+        )
+
+
+def _check_init_layers(doc: Document, head: spec_mod.SpecHead, registry: Registry) -> list[Diagnostic]:
+    names = [n for n, e in registry.entries.items() if e.kind in ("layer", "merge")]
+    problems = []
+    for i, rule in enumerate(head.init):
+        layers = [rule.layers] if isinstance(rule.layers, str) else (rule.layers or [])
+        for j, name in enumerate(layers):
+            if name not in names:
+                path = ("init", i, "layers") + ((j,) if isinstance(rule.layers, list) else ())
+                entry = registry.get(name)
+                message = (
+                    f"'{name}' owns no parameters of its own: init rules select leaf layer types "
+                    "(select a composite's parameters with a `params` glob on its path)"
+                    if entry is not None
+                    else f"unknown layer type '{name}'{suggest(name, names)}"
+                )
+                problems.append(Diagnostic(doc.loc(path), message))
+    return problems

@@ -1,0 +1,327 @@
+"""The spec language's top level: pydantic models, no torch.
+
+A spec file is a mapping::
+
+    netcfg: 1                      # format version
+    input: {shape: [2, 20]}        # the sample input that drives shape inference
+    model: {type: sequential, layers: [...]}
+
+plus optional ``name``, ``description``, ``vars``, ``seed``, ``device``, ``dtype``,
+``blocks`` (templates), ``shared`` (modules used in several places), ``ties`` and
+``init``. Module nodes (``model``, block bodies, shared modules) are validated node by
+node against the registry by :mod:`netcfg.spec.validate` after template expansion.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from netcfg.catalogue.nodes import Node
+from netcfg.errors import Loc
+
+FORMAT_VERSION = 1
+DEVICE_PATTERN = r"auto|cpu|meta|mps|cuda(:\d+)?"
+
+FloatDType = Literal["float32", "float16", "bfloat16", "float64"]
+InputDType = Literal["float32", "float16", "bfloat16", "float64", "int64", "int32"]
+Scalar = Union[bool, int, float, str, None]
+
+# allow_inf_nan=False: no spec number is meaningful as NaN or infinity (an init std, a value range).
+_CONFIG = ConfigDict(
+    extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True, defer_build=True, allow_inf_nan=False
+)
+
+
+MAX_INPUT_ELEMENTS = 2**40  # 4 TiB of float32: past any device, and safe from size overflows
+
+
+class InputSpec(BaseModel):
+    """The sample input: its shape (batch first), dtype and value range."""
+
+    model_config = _CONFIG
+
+    shape: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(min_length=1, max_length=8)
+    """Full shape including the batch dimension, e.g. [2, 20] or [1, 3, 224, 224]."""
+    dtype: InputDType = "float32"
+    """Element type; integer types are token ids."""
+    low: float = 0.0
+    """Smallest value (floats: uniform in [low, high); integers: ids in [low, high))."""
+    high: float | None = None
+    """Upper bound, exclusive; default 1.0 for floats; required for integer inputs."""
+
+    @model_validator(mode="after")
+    def _integer_range(self) -> InputSpec:
+        elements = 1
+        for size in self.shape:
+            elements *= size
+        if elements > MAX_INPUT_ELEMENTS:
+            raise ValueError(f"the input {self.shape} has {elements:,} elements, more than 2**40")
+        if self.dtype.startswith("int") and self.high is None:
+            raise ValueError("integer inputs need `high` (for token ids: the vocabulary size)")
+        if self.dtype.startswith("int"):
+            limit = 2**31 if self.dtype == "int32" else 2**63
+            if not (float(self.low).is_integer() and float(self.high).is_integer()):
+                raise ValueError("`low` and `high` of integer inputs must be whole numbers")
+            if not -limit <= self.low < self.high <= limit:
+                raise ValueError(f"`low` and `high` must lie within {self.dtype}'s range")
+        if self.high is not None and self.high <= self.low:
+            raise ValueError("`high` must be greater than `low`")
+        largest = _FLOAT_MAX.get(self.dtype)
+        high = 1.0 if self.high is None else self.high
+        finite = largest is None or max(abs(self.low), abs(high), high - self.low) <= largest
+        if not finite:
+            raise ValueError(f"`low` and `high` (and their difference) must lie within {self.dtype}'s range "
+                             f"(magnitude up to {largest:.4g})")  # fmt: skip
+        return self
+
+
+# The largest finite value of each float type (values drawn past it would be infinite).
+_FLOAT_MAX = {"float16": 65504.0, "bfloat16": 3.3895e38, "float32": 3.4028e38, "float64": 1.7976e308}
+
+
+# ---------------------------------------------------------------- initializers
+
+
+class _Init(BaseModel):
+    model_config = _CONFIG
+
+
+class NormalInit(_Init):
+    """Gaussian N(mean, std^2)."""
+
+    kind: Literal["normal"]
+    mean: float = 0.0
+    std: float = Field(1.0, gt=0)
+
+
+class UniformInit(_Init):
+    """Uniform on [low, high)."""
+
+    kind: Literal["uniform"]
+    low: float = 0.0
+    high: float = 1.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> UniformInit:
+        if not self.high > self.low:
+            raise ValueError(f"`high` ({self.high:g}) must be greater than `low` ({self.low:g})")
+        return self
+
+
+class ConstantInit(_Init):
+    """Every element equal to `value`."""
+
+    kind: Literal["constant"]
+    value: float
+
+
+class ZerosInit(_Init):
+    """All zeros."""
+
+    kind: Literal["zeros"]
+
+
+class OnesInit(_Init):
+    """All ones."""
+
+    kind: Literal["ones"]
+
+
+class XavierUniformInit(_Init):
+    """Glorot uniform, bound gain * sqrt(6 / (fan_in + fan_out))."""
+
+    kind: Literal["xavier_uniform"]
+    gain: float = 1.0
+
+
+class XavierNormalInit(_Init):
+    """Glorot normal, std gain * sqrt(2 / (fan_in + fan_out))."""
+
+    kind: Literal["xavier_normal"]
+    gain: float = 1.0
+
+
+class _KaimingInit(_Init):
+    a: float = 0.0
+    """Negative slope of the rectifier that follows (leaky_relu only)."""
+    mode: Literal["fan_in", "fan_out"] = "fan_in"
+    nonlinearity: Literal["relu", "leaky_relu", "linear", "tanh", "sigmoid", "selu"] = "leaky_relu"
+
+
+class KaimingUniformInit(_KaimingInit):
+    """He uniform."""
+
+    kind: Literal["kaiming_uniform"]
+
+
+class KaimingNormalInit(_KaimingInit):
+    """He normal."""
+
+    kind: Literal["kaiming_normal"]
+
+
+class OrthogonalInit(_Init):
+    """(Semi-)orthogonal matrix scaled by gain."""
+
+    kind: Literal["orthogonal"]
+    gain: float = 1.0
+
+
+class TruncNormalInit(_Init):
+    """N(mean, std^2) redrawn outside [low, high]."""
+
+    kind: Literal["trunc_normal"]
+    mean: float = 0.0
+    std: float = Field(1.0, gt=0)
+    low: float = -2.0
+    high: float = 2.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TruncNormalInit:
+        if not self.high > self.low:
+            raise ValueError(f"`high` ({self.high:g}) must be greater than `low` ({self.low:g})")
+        return self
+
+
+class MixtureComponent(_Init):
+    """One component of a mixture: drawn with probability `p` from `init`."""
+
+    p: float = Field(gt=0, le=1)
+    init: Initializer
+
+
+class MixtureInit(_Init):
+    """Each element independently from one component, picked with probability p."""
+
+    kind: Literal["mixture"]
+    components: list[MixtureComponent] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> MixtureInit:
+        total = sum(c.p for c in self.components)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"mixture probabilities must sum to 1, they sum to {total:g}")
+        return self
+
+
+Initializer = Annotated[
+    Union[
+        NormalInit, UniformInit, ConstantInit, ZerosInit, OnesInit, XavierUniformInit, XavierNormalInit,
+        KaimingUniformInit, KaimingNormalInit, OrthogonalInit, TruncNormalInit, MixtureInit,
+    ],
+    Field(discriminator="kind"),
+]  # fmt: skip
+MixtureComponent.model_rebuild()
+
+
+class InitRule(BaseModel):
+    """Initializes the parameters it selects; a later rule overrides an earlier one."""
+
+    model_config = _CONFIG
+
+    params: str | list[str] = "*"
+    """Glob(s) on the parameter path as in named_parameters(), e.g. '*.weight' or '0.*'."""
+    layers: str | list[str] | None = None
+    """Only parameters of these layer types (e.g. linear); default: any."""
+    init: Initializer
+    """The initializer."""
+
+
+class PretrainedSource(BaseModel):
+    """Initialize part of this model from a safetensors checkpoint (of this or another architecture)."""
+
+    model_config = _CONFIG
+
+    file: str = Field(min_length=1)
+    """Checkpoint path, relative to the spec file's directory."""
+    map: dict[str, str] = Field(default_factory=lambda: {"": ""})
+    """Name prefix in the file -> name prefix in this model, e.g. {"0.": "encoder.0."}; default: same names."""
+    trainable: bool = True
+    """false freezes the parameters loaded from the file."""
+
+
+class BlockDef(BaseModel):
+    """A template: `args` with defaults (null = required) and a `body` module node."""
+
+    model_config = _CONFIG
+
+    args: dict[str, Scalar] = Field(default_factory=dict)
+    """Argument names and default values; null marks a required argument."""
+    body: Any
+    """Module node; `${name}` expressions see the arguments and the top-level vars."""
+    description: str | None = None
+
+
+class SpecHead(BaseModel):
+    """The top-level keys of a spec file; module nodes are validated separately."""
+
+    model_config = _CONFIG
+
+    netcfg: int
+    """Format version of the spec language (this netcfg reads 1)."""
+    name: str | None = None
+    description: str | None = None
+    vars: dict[str, Scalar] = Field(default_factory=dict)
+    """Named values usable as ${name} anywhere; change them with --set vars.name=value."""
+    input: InputSpec
+    """The sample input."""
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+    """Seed of parameter initialization and of the random sample input."""
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N | mps | meta."""
+    dtype: FloatDType = "float32"
+    """Floating-point type of parameters and buffers."""
+    blocks: dict[str, BlockDef] = Field(default_factory=dict)
+    """Named templates, used with {type: block, block: NAME, args: {...}}."""
+    shared: dict[str, Any] = Field(default_factory=dict)
+    """Named modules used in several places with {type: shared, ref: NAME}: one module, shared parameters."""
+    model: Any
+    """The network: a module node."""
+    ties: list[Annotated[list[str], Field(min_length=2)]] = Field(default_factory=list)
+    """Groups of parameter paths made one tensor: the first path's tensor is kept."""
+    init: list[InitRule] = Field(default_factory=list)
+    """Initializer rules, applied in order after PyTorch's default initialization."""
+    pretrained: list[PretrainedSource] = Field(default_factory=list)
+    """Checkpoints to initialize parts of the model from, after the init rules."""
+
+    @field_validator("vars")
+    @classmethod
+    def _plain_vars(cls, value: dict) -> dict:
+        computed = [k for k, v in value.items() if isinstance(v, str) and "${" in v]
+        if computed:
+            raise ValueError(f"vars hold plain values, not ${{...}} expressions ({', '.join(computed)})")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not re.fullmatch(DEVICE_PATTERN, value):
+            raise ValueError(f"unknown device '{value}' (use auto, cpu, cuda, cuda:N, mps or meta)")
+        return value
+
+
+@dataclass
+class Spec:
+    """A validated, fully expanded spec."""
+
+    head: SpecHead
+    model: Node
+    shared: dict[str, Node]
+    data: dict
+    """The expanded spec as plain data (canonical form; validates to the same Spec)."""
+    file: str
+    locs: dict[tuple, Loc] = field(default_factory=dict)
+    """Location in the source of each path of `data`."""
+    dropped: dict[tuple, Loc] = field(default_factory=dict)
+    """Graph nodes removed by a false `if` (expanded path -> the `if`'s location)."""
+
+    def loc(self, path: tuple) -> Loc:
+        for i in range(len(path), -1, -1):
+            found = self.locs.get(tuple(path[:i]))
+            if found is not None:
+                return found
+        return Loc(self.file, 1, 1)
