@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from netcfg.api import build, load, load_into, save
-    from netcfg.catalogue.nodes import Node
+    from netcfg.catalogue.base import Node
     from netcfg.catalogue.registry import register_layer
     from netcfg.errors import BuildError, CheckpointError, DeviceError, InputError, NetcfgError, PluginError, SpecError
     from netcfg.spec.loader import load_spec, load_spec_data
@@ -31,7 +31,7 @@ _EXPORTS = {
     "save": "netcfg.api",
     "load": "netcfg.api",
     "load_into": "netcfg.api",
-    "Node": "netcfg.catalogue.nodes",
+    "Node": "netcfg.catalogue.base",
     "BuildError": "netcfg.errors",
     "CheckpointError": "netcfg.errors",
     "DeviceError": "netcfg.errors",
@@ -77,8 +77,8 @@ def _import(module: str) -> Any:
     # Plain import statements over the fixed table above: no dynamic import machinery.
     if module == "netcfg.api":
         from netcfg import api as found
-    elif module == "netcfg.catalogue.nodes":
-        from netcfg.catalogue import nodes as found
+    elif module == "netcfg.catalogue.base":
+        from netcfg.catalogue import base as found
     elif module == "netcfg.errors":
         from netcfg import errors as found
     elif module == "netcfg.spec.loader":

@@ -85,7 +85,7 @@ def test_random_specs_validate_build_and_run_deterministically(data):
     x = sample_input(parsed)
     built.model.eval()
     out = built.model(x)
-    assert tuple(out.shape) == built.shapes[""][1] == (data["input"]["shape"][0], 3)
+    assert tuple(out.shape) == built.visits[""].out_shape == (data["input"]["shape"][0], 3)
     again = build_spec(load_spec_data(copy.deepcopy(data), "generated"), device="cpu")
     again.model.eval()
     assert torch.equal(again.model(x), out)

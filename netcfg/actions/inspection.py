@@ -19,7 +19,8 @@ from netcfg.actions import flops as flop_rules
 from netcfg.building import devices
 from netcfg.building.builder import Built
 from netcfg.building.init import param_groups
-from netcfg.catalogue import nodes as catalog
+from netcfg.catalogue.base import Node
+from netcfg.catalogue.composite import Shared
 from netcfg.catalogue.registry import REGISTRY
 from netcfg.spec.model import Spec
 
@@ -196,13 +197,14 @@ def _layer_rows(built: Built, total: int, leaf_flops: dict[str, int | None]) -> 
     modules = dict(built.model.named_modules(remove_duplicate=False))
     rows = []
     for path, module in modules.items():
-        if path not in built.shapes:
+        visit = built.visits.get(path)
+        if visit is None:
             continue  # internal submodules of a layer (e.g. attention's projections)
-        ins, out = built.shapes[path]
+        ins, out = visit.in_shapes, visit.out_shape
         flops = flops_under.get(path, 0)
         count = sum(p.numel() for p in module.parameters())
         rows.append(LayerRow(
-            path=path, type=built.nodes[path].type, depth=path.count(".") + 1 if path else 0,
+            path=path, type=visit.type, depth=path.count(".") + 1 if path else 0,
             input_shapes=[list(s) for s in ins], output_shape=list(out), parameters=count,
             share=count / total if total else 0.0, flops=flops, macs=None if flops is None else flops // 2,
         ))  # fmt: skip
@@ -226,26 +228,25 @@ def _leaf_flops(built: Built) -> dict[str, int | None]:
     modules = dict(built.model.named_modules(remove_duplicate=False))
     cache: dict[tuple, int] = {}
     out = {}
-    for path in built.order:
-        node = built.nodes[path]
-        kind = REGISTRY.get(node.type).kind
-        if kind not in ("layer", "merge") and node.type != "shared":
+    for path, visit in built.visits.items():
+        kind = REGISTRY.get(visit.type).kind
+        if kind not in ("layer", "merge") and visit.type != "shared":
             continue
-        ins, shape = built.shapes[path]
         module = modules[path]
-        key = (id(module), tuple(ins))
+        key = (id(module), tuple(visit.in_shapes))
         if key not in cache:
-            cache[key] = _flops_of(built, path, node, module, ins, shape)
+            cache[key] = _flops_of(built, visit, module)
         out[path] = cache[key]
     return out
 
 
-def _flops_of(built: Built, path: str, node: catalog.Node, module: nn.Module, ins: list, shape: tuple) -> int | None:
-    kind = built.spec.shared[node.ref].type if isinstance(node, catalog.Shared) else node.type
-    found = flop_rules.formula(kind, module, ins, shape)
+def _flops_of(built: Built, visit, module: nn.Module) -> int | None:
+    """The declaration's FLOP rule; FlopCounterMode on meta for a plugin or a shared composite."""
+    node: Node = built.spec.shared[visit.node.ref] if isinstance(visit.node, Shared) else visit.node
+    found = node.flops(visit.in_shapes, visit.out_shape)
     if found is not None:
         return found
-    return flop_rules.counted(module, ins, built.in_dtypes[path])
+    return flop_rules.counted(module, visit.in_shapes, visit.in_dtypes)
 
 
 def _memory(built: Built, groups: list, train: bool) -> Memory:
@@ -255,11 +256,10 @@ def _memory(built: Built, groups: list, train: bool) -> Memory:
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
     trainable = sum(g.param.numel() * g.param.element_size() for g in groups if g.param.requires_grad)
     acts = []
-    for path in built.order:
-        node = built.nodes[path]
-        if REGISTRY.get(node.type).kind in ("layer", "merge") or node.type == "shared":
-            ins, out = built.shapes[path]
-            in_bytes = sum(prod(s) * _itemsize(d, size) for s, d in zip(ins, built.in_dtypes[path], strict=True))
+    for visit in built.visits.values():
+        if REGISTRY.get(visit.type).kind in ("layer", "merge") or visit.type == "shared":
+            ins, out = visit.in_shapes, visit.out_shape
+            in_bytes = sum(prod(s) * _itemsize(d, size) for s, d in zip(ins, visit.in_dtypes, strict=True))
             acts.append((in_bytes, prod(out) * size))
     if train:
         activations = sum(i + o for i, o in acts)

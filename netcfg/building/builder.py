@@ -20,9 +20,9 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+import netcfg.building.layers  # noqa: F401  (attaches the torch build functions to the registry)
 from netcfg.building import devices, init, memory, ties
-from netcfg.catalogue import nodes as catalog
-from netcfg.catalogue.nodes import Node
+from netcfg.catalogue.base import Node
 from netcfg.catalogue.registry import REGISTRY, Registry
 from netcfg.catalogue.shapes import ShapeError, fmt
 from netcfg.errors import BuildError, Diagnostic, Loc
@@ -32,11 +32,27 @@ from netcfg.spec.model import Spec
 # models, nearly all, never pay for the second pass).
 LOOK_AHEAD_BYTES = 1 << 30
 
-# Layers whose output has the shape and dtype of their input: no meta forward needed
-# (running normalizations on meta goes through slow Python decompositions).
-SAME_SHAPE = catalog.ELEMENTWISE | {"attention"}
-
 _TORCH_ERRORS = (ShapeError, ValueError, RuntimeError, TypeError, IndexError, NotImplementedError)
+
+
+@dataclass
+class Visit:
+    """What the builder learned about one module of the tree."""
+
+    node: Node
+    """The spec node that made it (a later use of a shared module: the `shared` node)."""
+    loc: Loc
+    """The spec node's location."""
+    in_shapes: list[tuple]
+    """Shapes of its inputs for the sample input."""
+    out_shape: tuple
+    """Shape of its output for the sample input."""
+    in_dtypes: list[torch.dtype]
+    """Dtypes of its inputs for the sample input."""
+
+    @property
+    def type(self) -> str:
+        return self.node.type
 
 
 @dataclass
@@ -49,24 +65,23 @@ class Built:
     device_note: str
     dtype: torch.dtype
     seed: int
-    types: dict[str, str] = field(default_factory=dict)
-    """Module path ('' is the root) -> layer type of the spec node that made it."""
-    locs: dict[str, Loc] = field(default_factory=dict)
-    """Module path -> the spec node's location."""
-    shapes: dict[str, tuple[list[tuple], tuple]] = field(default_factory=dict)
-    """Module path -> (input shapes, output shape) for the sample input."""
+    visits: dict[str, Visit] = field(default_factory=dict)
+    """Module path ('' is the root) -> its record, in the order building finished (leaves in execution order)."""
     init_rules: dict[str, int] = field(default_factory=dict)
     """Parameter path -> index of the init rule that set it (absent: PyTorch default)."""
-    nodes: dict[str, Node] = field(default_factory=dict)
-    """Module path -> the spec node that made it (a later use of a shared module: the `shared` node)."""
-    order: list[str] = field(default_factory=list)
-    """Module paths in the order their building finished (leaves in execution order)."""
-    in_dtypes: dict[str, list[torch.dtype]] = field(default_factory=dict)
-    """Module path -> dtypes of its inputs for the sample input."""
     warnings: list[str] = field(default_factory=list)
     """`file:line:col: warning: ...` lines (for example an init rule that sets nothing)."""
     pretrained: dict[str, str] = field(default_factory=dict)
     """state_dict key -> 'file:key' it was loaded from by the spec's `pretrained:` (after the init rules)."""
+
+    @property
+    def types(self) -> dict[str, str]:
+        """Module path -> layer type of the spec node that made it."""
+        return types_of(self.visits)
+
+
+def types_of(visits: dict[str, Visit]) -> dict[str, str]:
+    return {path: visit.node.type for path, visit in visits.items()}
 
 
 class Builder:
@@ -85,12 +100,7 @@ class Builder:
         self.look_ahead_at = None if budget is None or self.on_meta else min(LOOK_AHEAD_BYTES, budget // 8)
         """Allocated bytes at which the whole model is first counted on meta (once)."""
         self.prefix: list[str] = []
-        self.types: dict[str, str] = {}
-        self.locs: dict[str, Loc] = {}
-        self.shapes: dict[str, tuple[list[tuple], tuple]] = {}
-        self.nodes: dict[str, Node] = {}
-        self.order: list[str] = []
-        self.in_dtypes: dict[str, list[torch.dtype]] = {}
+        self.visits: dict[str, Visit] = {}
         self.shared: dict[str, tuple[nn.Module, str, list[tuple]]] = {}
         self.root_input: torch.Tensor | None = None
         """The sample input's meta tensor: a layer reading it directly knows its value range."""
@@ -118,33 +128,23 @@ class Builder:
                 self.prefix.pop()
         if not node.trainable:
             module.requires_grad_(False)
-        if path not in self.types:
-            self.types[path] = node.type
-            self.locs[path] = self.spec.loc(node._path)
-        if path not in self.shapes:
-            self.shapes[path] = ([tuple(x.shape) for x in xs], tuple(out.shape))
-            self.nodes[path] = node
-            self.order.append(path)
-            self.in_dtypes[path] = [x.dtype for x in xs]
+        if path not in self.visits:
+            shapes = [tuple(x.shape) for x in xs]
+            self.visits[path] = Visit(node, self.spec.loc(node._path), shapes, tuple(out.shape), [x.dtype for x in xs])
         return module, out
 
     def _construct(self, entry, node: Node, xs: list, path: str) -> tuple[nn.Module, torch.Tensor]:
         build = self.registry.builder(node.type)
-        if entry.kind in ("layer", "merge") and self.budget is not None and not self.probing:
-            self._reserve(build, node, xs, path)
+        leaf = entry.kind in ("layer", "merge")
         try:
-            if node.type in SAME_SHAPE and node.type != "identity" and not xs[0].dtype.is_floating_point:
-                raise ShapeError(
-                    f"{node.type} needs a floating-point input, its input is {devices.dtype_name(xs[0].dtype)} "
-                    "(token ids go through an embedding)"
-                )
+            ruled = self._ruled_output(node, xs) if leaf else None
+            if leaf and self.budget is not None and not self.probing:
+                self._reserve(build, node, xs, path)
             with self._placement():
-                result = build(node, xs, self)
-            if isinstance(result, tuple):
-                return result
-            if node.type in SAME_SHAPE:
-                return result, xs[0]
-            return result, self.run_meta(self._on_meta(result, build, node, xs), xs)
+                module, out = build(node, xs, self)
+            if out is None:
+                out = ruled if ruled is not None else self.run_meta(self._on_meta(module, build, node, xs), xs)
+            return module, out
         except _TORCH_ERRORS as exc:
             shapes = ", ".join(fmt(x.shape) for x in xs)
             key = getattr(exc, "key", None)  # ShapeError names the argument at fault
@@ -154,13 +154,24 @@ class Builder:
                 self.spec.loc(where),
             ) from exc
 
+    def _ruled_output(self, node: Node, xs: list) -> torch.Tensor | None:
+        """The layer's meta output from its declaration's rules (None: unknown, a plugin)."""
+        shapes = [tuple(int(s) for s in x.shape) for x in xs]
+        shape = node.out_shape(shapes)
+        dtype_name = node.out_dtype([devices.dtype_name(x.dtype) for x in xs])
+        if shape is None:
+            return None
+        dtype = devices.BY_NAME[dtype_name] if dtype_name else _promoted(xs)
+        if shape == shapes[0] and dtype == xs[0].dtype:
+            return xs[0]  # keeps the identity of the sample input (an embedding checks its ids)
+        return torch.empty(shape, dtype=dtype, device="meta")
+
     def _reserve(self, build, node: Node, xs: list, path: str) -> None:
         """Count the layer's bytes before allocating them; refuse past the budget."""
-        count = memory.elements(node, [tuple(x.shape) for x in xs])
+        count = node.elements([tuple(x.shape) for x in xs])
         if count is None:  # a plugin layer: construct it on meta (free) to count
             with _meta_construction():
-                result = build(node, xs, self)
-            module = result[0] if isinstance(result, tuple) else result
+                module = build(node, xs, self).module
             count = sum(t.numel() for t in [*module.parameters(), *module.buffers()])
         self.allocated += count * memory.BYTES_PER_ELEMENT
         if self.look_ahead_at is not None and self.allocated > self.look_ahead_at:
@@ -197,8 +208,7 @@ class Builder:
         if self.probing or self.on_meta:
             return module
         with _meta_construction():
-            result = build(node, xs, self)
-        return result[0] if isinstance(result, tuple) else result
+            return build(node, xs, self).module
 
     def run_meta(self, module: nn.Module, xs: list) -> torch.Tensor:
         with torch.no_grad():
@@ -241,6 +251,13 @@ class Builder:
         return module, out
 
 
+def _promoted(xs: list) -> torch.dtype:
+    dtype = xs[0].dtype
+    for x in xs[1:]:
+        dtype = torch.promote_types(dtype, x.dtype)
+    return dtype
+
+
 def _param_shapes(module: nn.Module) -> list[tuple]:
     return [tuple(p.shape) for p in module.parameters()]
 
@@ -248,18 +265,15 @@ def _param_shapes(module: nn.Module) -> list[tuple]:
 class _Scratch:
     """Builds inside it leave no records (a probe build of a shared module)."""
 
-    _RECORDS = ("types", "locs", "shapes", "nodes", "order", "in_dtypes")
-
     def __init__(self, builder: Builder):
         self.builder = builder
 
     def __enter__(self) -> None:
-        self.saved = {name: vars(self.builder)[name] for name in self._RECORDS}
-        for name, value in self.saved.items():
-            vars(self.builder)[name] = type(value)()
+        self.saved = self.builder.visits
+        self.builder.visits = {}
 
     def __exit__(self, *exc) -> None:
-        vars(self.builder).update(self.saved)
+        self.builder.visits = self.saved
         self.builder.probing = False
 
 
@@ -409,18 +423,16 @@ def build_spec(
             ties.tie(model, groups)
         param_groups = init.param_groups(model)
         rules = list(spec.head.init)
+        types = types_of(builder.visits)
         if target.type == "meta":
-            chosen = init.assign(model, rules, builder.types, param_groups)
+            chosen = init.assign(model, rules, types, param_groups)
             _check_rules(model, spec, chosen, rule_locs)
         else:
-            chosen = init.apply_rules(model, rules, builder.types, rule_locs, param_groups)
+            chosen = init.apply_rules(model, rules, types, rule_locs, param_groups)
     if float_type != torch.float32:
         model = model.to(float_type)
-    built = Built(model, spec, target, note, float_type, seed, builder.types, builder.locs, builder.shapes)
-    built.nodes, built.order, built.in_dtypes = builder.nodes, builder.order, builder.in_dtypes
-    built.init_rules = chosen
-    built.warnings = init.unused_rule_warnings(rules, builder.types, chosen, rule_locs, param_groups)
-    return built
+    warnings = init.unused_rule_warnings(rules, types, chosen, rule_locs, param_groups)
+    return Built(model, spec, target, note, float_type, seed, builder.visits, chosen, warnings)
 
 
 def _check_rules(model: nn.Module, spec: Spec, chosen: dict[str, int], locs: list[Loc]) -> None:

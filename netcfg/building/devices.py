@@ -24,6 +24,16 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 
 
+# Every dtype a layer's declaration may name for its output, by name.
+BY_NAME = {
+    dtype_name(d): d
+    for d in (
+        torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex32, torch.complex64,
+        torch.complex128, torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
+    )
+}  # fmt: skip
+
+
 def present() -> str:
     names = ["cpu"]
     if torch.cuda.is_available():

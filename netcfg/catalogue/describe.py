@@ -8,10 +8,11 @@ from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from netcfg.catalogue import nodes as catalog
+from netcfg.catalogue import composite
+from netcfg.catalogue.base import Node
 from netcfg.catalogue.registry import REGISTRY, Registry
 
-_COMMON = set(catalog.Node.model_fields)
+_COMMON = set(Node.model_fields)
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def _node_ref(shape: str) -> dict:
 
 
 def _point_children_at_node(name: str, sub: dict) -> None:
-    for field, shape in catalog.CHILD_FIELDS.get(name, {}).items():
+    for field, shape in composite.CHILD_FIELDS.get(name, {}).items():
         prop = sub["properties"][field]
         desc = prop.get("description")
         sub["properties"][field] = {**_node_ref(shape), **({"description": desc} if desc else {})}

@@ -258,9 +258,9 @@ def init_table(r) -> str:
 
 def _print_partial(builder) -> None:
     rows = []
-    for path in builder.order:
-        ins, shape = builder.shapes[path]
-        rows.append([path or "(model)", builder.nodes[path].type, " ".join(_shape(s) for s in ins), _shape(shape)])
+    for path, visit in builder.visits.items():
+        ins = " ".join(_shape(s) for s in visit.in_shapes)
+        rows.append([path or "(model)", visit.type, ins, _shape(visit.out_shape)])
     if rows:
         out(_table("built before the error", [("layer", "left"), ("type", "left"), ("input", "left"),
                                               ("output", "left")], rows))  # fmt: skip

@@ -19,7 +19,7 @@ def validate(spec: SpecArg, set_: SetOpt = None, plugin: PluginOpt = None, debug
     for warning in built.warnings:
         note(warning)
     count = sum(p.numel() for p in built.model.parameters())
-    shape = list(built.shapes[""][1])
+    shape = list(built.visits[""].out_shape)
     out(f"{spec}: ok ({count:,} parameters, output shape {shape})")
 
 

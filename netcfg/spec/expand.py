@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from netcfg.catalogue import nodes as catalog
+from netcfg.catalogue import composite
+from netcfg.catalogue.base import Node
 from netcfg.catalogue.registry import Registry
 from netcfg.errors import Diagnostic, Loc
 from netcfg.spec.expr import ExprError, has_expr, names, substitute
@@ -157,7 +158,7 @@ class Expander:
 
     def plain(self, raw: dict, kind: Any, src: Path, dst: Path, scope: dict, stack: tuple) -> dict:
         self.mark(dst, src)
-        children = catalog.CHILD_FIELDS.get(kind, {}) if isinstance(kind, str) else {}
+        children = composite.CHILD_FIELDS.get(kind, {}) if isinstance(kind, str) else {}
         out: dict = {}
         for key, val in raw.items():
             shape = children.get(key)
@@ -195,7 +196,7 @@ class Expander:
 
     def repeat(self, raw: dict, src: Path, dst: Path, scope: dict, stack: tuple) -> Any:
         fields = self.value({k: v for k, v in raw.items() if k != "body"}, src, scope, dst)
-        args = self.validated(catalog.Repeat, {**fields, "body": None}, src, dst)
+        args = self.validated(composite.Repeat, {**fields, "body": None}, src, dst)
         if args is None:
             return FAILED
         size = args.times * _static_size(raw.get("body"), scope)
@@ -219,7 +220,7 @@ class Expander:
 
     def block(self, raw: dict, src: Path, dst: Path, scope: dict, stack: tuple) -> Any:
         at = dst + ("<call>", len(stack))  # nested calls expand at the same dst: keep their flags apart
-        call = self.validated(catalog.Block, self.value(raw, src, scope, at), src, at)
+        call = self.validated(composite.Block, self.value(raw, src, scope, at), src, at)
         if call is None:
             return FAILED
         if call.block in self.blocks and self.blocks[call.block] is None:
@@ -252,7 +253,7 @@ class Expander:
                 self.copy_locs(raw[key], src + (key,), dst + (key,))
         return _carry(self.value(raw, src, scope, dst), result)
 
-    def bind(self, call: catalog.Block, template: Any, src: Path) -> dict | None:
+    def bind(self, call: composite.Block, template: Any, src: Path) -> dict | None:
         # Defaults may be expressions over the vars (`width: ${base * 2}`), evaluated per use.
         scope = Scope(self.variables, self.flags)
         bound = {
@@ -273,7 +274,7 @@ class Expander:
                 ok = False
         return bound if ok else None
 
-    def validated(self, model: type[catalog.Node], data: dict, src: Path, dst: Path) -> Any:
+    def validated(self, model: type[Node], data: dict, src: Path, dst: Path) -> Any:
         from netcfg.spec.validate import pydantic_problems  # validate imports this module
 
         def loc(path: Path) -> Loc:

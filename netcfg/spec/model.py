@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from netcfg.catalogue.nodes import Node
+from netcfg.catalogue.base import Node
 from netcfg.errors import Loc
 
 FORMAT_VERSION = 1

@@ -18,7 +18,8 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from netcfg.catalogue import nodes as catalog
+from netcfg.catalogue import composite
+from netcfg.catalogue.base import Node
 from netcfg.catalogue.registry import Registry
 from netcfg.errors import Diagnostic, Loc
 from netcfg.spec.expand import FAILED
@@ -287,7 +288,7 @@ class NodeValidator:
     def fail(self, path: tuple, message: str) -> None:
         self.problems.append(Diagnostic(self.loc_of(path), message))
 
-    def node(self, data: Any, path: tuple, in_graph: bool = False) -> catalog.Node | None:
+    def node(self, data: Any, path: tuple, in_graph: bool = False) -> Node | None:
         if data is FAILED:
             return None
         if not isinstance(data, dict):
@@ -297,7 +298,7 @@ class NodeValidator:
         if entry is None:
             return None
         self.check_placement(data, path, in_graph)
-        children = {f: s for f, s in catalog.CHILD_FIELDS.get(entry.name, {}).items() if data.get(f) is not None}
+        children = {f: s for f, s in composite.CHILD_FIELDS.get(entry.name, {}).items() if data.get(f) is not None}
         node = self.shallow(entry.model, data, path)
         validated = {f: self.children(entry.name, s, data[f], path + (f,)) for f, s in children.items()}
         if node is None or any(v is None for v in validated.values()):
@@ -330,7 +331,7 @@ class NodeValidator:
         if data.get("type") == "shared" and isinstance(data.get("ref"), str) and data["ref"] not in self.shared:
             self.fail(path + ("ref",), f"no shared module '{data['ref']}'{suggest(data['ref'], self.shared)}")
 
-    def shallow(self, model: type[catalog.Node], data: dict, path: tuple) -> catalog.Node | None:
+    def shallow(self, model: type[Node], data: dict, path: tuple) -> Node | None:
         problems, node = pydantic_problems(model, data, lambda p: self._loc(path, p), owner=f"for {data['type']}")
         self.problems.extend(problems)
         return node

@@ -22,7 +22,7 @@ def test_sizes_are_inferred_into_ordinary_layers(write_spec):
     assert model[0].weight.shape == (256, 20) and model[2].weight.shape == (10, 256)
     assert not any(isinstance(p, nn.parameter.UninitializedParameter) for p in model.parameters())
     assert model(torch.rand(2, 20)).shape == (2, 10)
-    assert built.shapes["0"] == ([(2, 20)], (2, 256))
+    assert (built.visits["0"].in_shapes, built.visits["0"].out_shape) == ([(2, 20)], (2, 256))
 
 
 def test_meta_build_allocates_nothing(write_spec):

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from netcfg.building import memory
 from netcfg.building.builder import build_spec
 from netcfg.errors import BuildError
 from netcfg.spec.loader import load_spec_data
@@ -25,8 +24,8 @@ def check_shape_and_size(model: dict, shape: list[int]) -> tuple[nn.Module, torc
     x = torch.randn(shape)
     with torch.no_grad():
         y = result.model(x)
-    assert result.shapes[""][1] == tuple(y.shape), model
-    counted = memory.elements(result.nodes[""], [tuple(shape)])
+    assert result.visits[""].out_shape == tuple(y.shape), model
+    counted = result.visits[""].node.elements([tuple(shape)])
     real = sum(t.numel() for t in [*result.model.parameters(), *result.model.buffers()])
     assert counted == real, model
     return result.model, x, y
@@ -97,7 +96,7 @@ def test_pool_output_sizes_equal_torch_for_every_small_case(kind):
             continue
         model = {"type": kind, "kernel_size": k, "stride": s, "padding": p, "ceil_mode": ceil}
         expected = cls(k, s, p, ceil_mode=ceil)(torch.zeros(1, 1, n)).shape
-        assert built(model, [1, 1, n]).shapes[""][1] == tuple(expected), model
+        assert built(model, [1, 1, n]).visits[""].out_shape == tuple(expected), model
 
 
 @pytest.mark.parametrize(
@@ -136,7 +135,7 @@ def test_fourier_shape_and_dtype_by_formula_are_the_real_ones(output, dtype):
     x = torch.randint(0, 5, (3, 2, 7)) if dtype == "int64" else torch.randn(3, 2, 7, dtype=getattr(torch, dtype))
     y = result.model(x)
     meta = build_spec(spec, device="meta")
-    assert meta.shapes[""][1] == tuple(y.shape)
+    assert meta.visits[""].out_shape == tuple(y.shape)
     probe = load_spec_data(
         {
             "netcfg": 1,
@@ -149,4 +148,4 @@ def test_fourier_shape_and_dtype_by_formula_are_the_real_ones(output, dtype):
         },
         "generated",
     )
-    assert build_spec(probe, device="meta").in_dtypes["i"] == [y.dtype]
+    assert build_spec(probe, device="meta").visits["i"].in_dtypes == [y.dtype]

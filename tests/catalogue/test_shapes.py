@@ -23,7 +23,7 @@ def check(layer: dict, shape: list[int]) -> None:
                 model(torch.rand(shape))
         return
     out = built.model(torch.rand(shape))
-    assert tuple(out.shape) == built.shapes[""][1]
+    assert tuple(out.shape) == built.visits[""].out_shape
 
 
 def _torch_twin(layer: dict, shape: list[int]):

@@ -1,3 +1,17 @@
-"""Torch build functions for the built-in catalogue; importing this registers them."""
+"""Torch build functions, one module per catalogue family (netcfg/catalogue/<family>.py ->
+netcfg/building/layers/<family>.py); importing this package attaches them to the registry."""
 
-from netcfg.building.layers import attention, basic, composite, custom, learned, reshaping  # noqa: F401
+from netcfg.building.layers import (  # noqa: F401
+    activations,
+    attention,
+    composite,
+    conv,
+    custom,
+    dense,
+    embedding,
+    learned,
+    merges,
+    norm,
+    pooling,
+    reshape,
+)

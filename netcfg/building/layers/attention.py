@@ -1,4 +1,5 @@
-"""Multi-head self-attention with grouped key/value heads and optional rotary positions."""
+"""Torch build functions of netcfg/catalogue/attention.py: self-attention with grouped key/value
+heads and optional rotary positions."""
 
 from __future__ import annotations
 
@@ -6,9 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from netcfg.catalogue import nodes as c
+from netcfg.catalogue import attention as d
 from netcfg.catalogue.registry import builds
-from netcfg.catalogue.shapes import ShapeError, check_rank
 
 
 class SelfAttention(nn.Module):
@@ -60,16 +60,7 @@ def _half_turn(x: torch.Tensor) -> torch.Tensor:
 
 
 @builds("attention")
-def attention(a: c.Attention, xs: list, ctx) -> nn.Module:
-    shape = xs[0].shape
-    check_rank(shape, 3, "attention", exact=3)
-    dim = int(shape[-1])
-    kv_heads = a.kv_heads or a.heads
-    if a.heads % kv_heads:
-        raise ShapeError(f"kv_heads={kv_heads} must divide heads={a.heads}", key="kv_heads")
-    if a.head_dim is None and dim % a.heads:
-        raise ShapeError(f"input dim {dim} is not divisible by heads={a.heads} (or set head_dim)", key="heads")
-    head_dim = a.head_dim or dim // a.heads
-    if a.rotary and head_dim % 2:
-        raise ShapeError(f"rotary positions need an even head_dim, got {head_dim}", key="rotary")
-    return SelfAttention(dim, a.heads, kv_heads, head_dim, a.causal, a.bias, a.rotary, a.rotary_base, a.dropout)
+def attention(a: d.Attention, xs: list, ctx) -> nn.Module:
+    dim = int(xs[0].shape[-1])
+    heads, kv_heads, head_dim = a.sizes(dim)
+    return SelfAttention(dim, heads, kv_heads, head_dim, a.causal, a.bias, a.rotary, a.rotary_base, a.dropout)

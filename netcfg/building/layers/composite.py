@@ -1,4 +1,4 @@
-"""Composition modules (sequential, parallel, residual, graph, shared) and merges.
+"""Torch build functions of netcfg/catalogue/composite.py: sequential, parallel, residual, graph, shared.
 
 The forward passes are kept lean: a graph precomputes, for each node, the positions
 of its inputs in a flat list of values, so running it costs one list lookup per edge
@@ -13,96 +13,12 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from netcfg.catalogue import nodes as c
-from netcfg.catalogue.registry import builds
-from netcfg.catalogue.shapes import ShapeError, broadcast, fmt, meta_like
+from netcfg.building.layers.merges import Add, Mul, merge_module, merged
+from netcfg.catalogue import composite as c
+from netcfg.catalogue.base import Node
+from netcfg.catalogue.registry import Made, builds
+from netcfg.catalogue.shapes import ShapeError, fmt
 from netcfg.errors import BuildError, Diagnostic
-
-
-class Add(nn.Module):
-    """Sum of all inputs."""
-
-    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        out = xs[0]
-        for x in xs[1:]:
-            out = out + x
-        return out
-
-
-class Mul(nn.Module):
-    """Product of all inputs."""
-
-    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        out = xs[0]
-        for x in xs[1:]:
-            out = out * x
-        return out
-
-
-class Concat(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.dim = dim
-
-    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        return torch.cat(xs, dim=self.dim)
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}"
-
-
-class Stack(Concat):
-    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        return torch.stack(xs, dim=self.dim)
-
-
-def merge_module(kind: str, dim: int) -> nn.Module:
-    return {"add": Add, "mul": Mul}[kind]() if kind in ("add", "mul") else {"concat": Concat, "stack": Stack}[kind](dim)
-
-
-def merged(kind: str, dim: int, xs: list) -> torch.Tensor:
-    """The (meta) output of merging `xs`, computed from shapes; a clear error when they don't fit."""
-    shapes = [tuple(x.shape) for x in xs]
-    dtype = xs[0].dtype
-    for x in xs[1:]:
-        dtype = torch.promote_types(dtype, x.dtype)
-    if kind in ("add", "mul"):
-        try:
-            return meta_like(xs[0], broadcast(*shapes), dtype)
-        except ShapeError:
-            raise ShapeError(f"cannot {kind} inputs of shapes {', '.join(fmt(s) for s in shapes)}") from None
-    if kind == "stack":
-        if len(set(shapes)) > 1:
-            raise ShapeError(f"cannot stack inputs of different shapes {', '.join(fmt(s) for s in shapes)}")
-        rank = len(shapes[0]) + 1
-        if not -rank <= dim < rank:
-            raise ShapeError(f"cannot stack {rank - 1}-dimensional inputs along dim {dim}")
-        out = list(shapes[0])
-        out.insert(dim % rank, len(xs))
-        return meta_like(xs[0], out, dtype)
-    return _concat(shapes, dim, xs, dtype)
-
-
-def _concat(shapes: list, dim: int, xs: list, dtype) -> torch.Tensor:
-    listed = ", ".join(fmt(s) for s in shapes)
-    rank = len(shapes[0])
-    if not -rank <= dim < rank or any(len(s) != rank for s in shapes):
-        raise ShapeError(f"cannot concat inputs of shapes {listed} along dim {dim}")
-    axis = dim % rank
-    if len({s[:axis] + s[axis + 1 :] for s in shapes}) > 1:
-        raise ShapeError(f"cannot concat inputs of shapes {listed} along dim {dim}: the other dimensions differ")
-    out = list(shapes[0])
-    out[axis] = sum(s[axis] for s in shapes)
-    return meta_like(xs[0], out, dtype)
-
-
-for _kind in ("add", "mul", "concat", "stack"):
-
-    def _merge(a, xs, ctx, _kind=_kind):
-        dim = a.dim if isinstance(a, (c.Concat, c.Stack)) else -1
-        return merge_module(_kind, dim), merged(_kind, dim, xs)
-
-    builds(_kind)(_merge)
 
 
 class Parallel(nn.Module):
@@ -186,7 +102,7 @@ def _reserved(cls: type) -> frozenset:
     return frozenset(dir(cls)) | frozenset(vars(nn.Module())) | {"merge", "_names", "_plan", "_output"}
 
 
-def _check_name(ctx, node: c.Node, name: str, cls: type, key: str | tuple = "name") -> None:
+def _check_name(ctx, node: Node, name: str, cls: type, key: str | tuple = "name") -> None:
     if name in _reserved(cls):
         ctx.fail(node, f"'{name}' cannot name a module: it is an attribute of every {cls.__name__} module "
                        "(pick another name)", key)  # fmt: skip
@@ -202,7 +118,7 @@ def sequential(a: c.Sequential, xs: list, ctx):
         module, out = ctx.build(node, current, name)
         modules[name] = module
         current = [out]
-    return nn.Sequential(modules), current[0]
+    return Made(nn.Sequential(modules), current[0])
 
 
 @builds("parallel")
@@ -218,7 +134,7 @@ def parallel(a: c.Parallel, xs: list, ctx):
         out = merged(a.merge, a.dim, outs)
     except ShapeError as exc:
         raise ShapeError(f"branch outputs: {exc}", key="merge") from None
-    return Parallel(branches, merge_module(a.merge, a.dim)), out
+    return Made(Parallel(branches, merge_module(a.merge, a.dim)), out)
 
 
 @builds("residual")
@@ -227,7 +143,7 @@ def residual(a: c.Residual, xs: list, ctx):
     shortcut, short_out = ctx.build(a.shortcut, xs, "shortcut") if a.shortcut is not None else (None, xs[0])
     if tuple(out.shape) != tuple(short_out.shape):
         raise ShapeError(f"body output {fmt(out.shape)} and shortcut output {fmt(short_out.shape)} differ", key="body")
-    return Residual(body, shortcut), merged("add", -1, [out, short_out])
+    return Made(Residual(body, shortcut), merged("add", -1, [out, short_out]))
 
 
 @builds("graph")
@@ -262,7 +178,7 @@ def graph(a: c.Graph, xs: list, ctx):
             ctx.fail(a, message, "output")
         ctx.fail(a, f"output '{a.output}' is not a node of this graph{suggest(a.output, list(a.nodes))}", "output")
     out_index = index[a.output] if a.output else len(values) - 1
-    return Graph(modules, steps, out_index), values[out_index]
+    return Made(Graph(modules, steps, out_index), values[out_index])
 
 
 def _ref_problems(ctx, graph: c.Graph) -> list[Diagnostic]:
@@ -291,4 +207,4 @@ def _ref_problems(ctx, graph: c.Graph) -> list[Diagnostic]:
 
 @builds("shared")
 def shared(a: c.Shared, xs: list, ctx):
-    return ctx.use_shared(a, xs)
+    return Made(*ctx.use_shared(a, xs))

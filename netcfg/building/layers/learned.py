@@ -1,13 +1,12 @@
-"""Layers that are one learned tensor: a class token to prepend, a per-channel scale."""
+"""Torch build functions of netcfg/catalogue/learned.py: one learned tensor each."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from netcfg.catalogue import nodes as c
+from netcfg.catalogue import learned as d
 from netcfg.catalogue.registry import builds
-from netcfg.catalogue.shapes import ShapeError, check_rank, expect_size, fmt, meta_like
 
 
 class ClassToken(nn.Module):
@@ -29,12 +28,8 @@ class ClassToken(nn.Module):
 
 
 @builds("class_token")
-def class_token(a: c.ClassToken, xs: list, ctx) -> tuple:
-    shape = tuple(xs[0].shape)
-    if len(shape) != 3:
-        raise ShapeError(f"class_token needs a sequence [N, T, dim], got {fmt(shape)}")
-    dim = expect_size(shape, -1, a.dim, "dim")
-    return ClassToken(dim), meta_like(xs[0], (shape[0], shape[1] + 1, dim))
+def class_token(a: d.ClassToken, xs: list, ctx) -> nn.Module:
+    return ClassToken(int(xs[0].shape[-1]))
 
 
 class LayerScale(nn.Module):
@@ -59,7 +54,5 @@ class LayerScale(nn.Module):
 
 
 @builds("layer_scale")
-def layer_scale(a: c.LayerScale, xs: list, ctx) -> nn.Module:
-    shape = tuple(xs[0].shape)
-    check_rank(shape, 2 if a.dim == 1 else 1, "layer_scale")
-    return LayerScale(int(shape[a.dim]), a.dim, a.value)
+def layer_scale(a: d.LayerScale, xs: list, ctx) -> nn.Module:
+    return LayerScale(int(xs[0].shape[a.dim]), a.dim, a.value)

@@ -1,0 +1,34 @@
+"""Torch build functions of netcfg/catalogue/activations.py."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from netcfg.catalogue.registry import builds
+
+_MAKE = {
+    "relu": lambda a: nn.ReLU(),
+    "gelu": lambda a: nn.GELU(approximate=a.approximate),
+    "silu": lambda a: nn.SiLU(),
+    "tanh": lambda a: nn.Tanh(),
+    "sigmoid": lambda a: nn.Sigmoid(),
+    "softmax": lambda a: nn.Softmax(dim=a.dim),
+    "log_softmax": lambda a: nn.LogSoftmax(dim=a.dim),
+    "leaky_relu": lambda a: nn.LeakyReLU(a.negative_slope),
+    "elu": lambda a: nn.ELU(a.alpha),
+    "softplus": lambda a: nn.Softplus(a.beta),
+    "relu6": lambda a: nn.ReLU6(),
+    "hardtanh": lambda a: nn.Hardtanh(a.min_val, a.max_val),
+    "hardswish": lambda a: nn.Hardswish(),
+    "hardsigmoid": lambda a: nn.Hardsigmoid(),
+    "mish": lambda a: nn.Mish(),
+    "dropout": lambda a: nn.Dropout(a.p),
+}
+
+
+def _from_args(make):
+    return lambda a, xs, ctx: make(a)
+
+
+for _name, _make in _MAKE.items():
+    builds(_name)(_from_args(_make))

@@ -1,0 +1,135 @@
+"""Activations and dropout: element by element, no parameters."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from netcfg.catalogue.base import Dim, Elementwise, Prob, Shape
+from netcfg.catalogue.shapes import ShapeError
+
+
+class ReLU(Elementwise):
+    """max(0, x)."""
+
+    type: Literal["relu"]
+
+
+class GELU(Elementwise):
+    """Gaussian error linear unit (torch.nn.GELU)."""
+
+    type: Literal["gelu"]
+    approximate: Literal["none", "tanh"] = "none"
+    """'tanh' uses the tanh approximation (as GPT-2)."""
+
+
+class SiLU(Elementwise):
+    """x * sigmoid(x), also called swish."""
+
+    type: Literal["silu"]
+
+
+class Tanh(Elementwise):
+    """Hyperbolic tangent."""
+
+    type: Literal["tanh"]
+
+
+class Sigmoid(Elementwise):
+    """Logistic sigmoid."""
+
+    type: Literal["sigmoid"]
+
+
+class _AlongDim(Elementwise):
+    def out_shape(self, shapes: list[Shape]) -> Shape:
+        rank = len(shapes[0])
+        if not -rank <= self.dim < rank:
+            raise ShapeError(f"{self.type} over dim {self.dim} of a {rank}-dimensional input", key="dim")
+        return shapes[0]
+
+
+class Softmax(_AlongDim):
+    """Softmax along `dim`."""
+
+    type: Literal["softmax"]
+    dim: Dim = -1
+    """Dimension that sums to one."""
+
+
+class LogSoftmax(_AlongDim):
+    """Log of the softmax along `dim`."""
+
+    type: Literal["log_softmax"]
+    dim: Dim = -1
+    """Dimension of the softmax."""
+
+
+class LeakyReLU(Elementwise):
+    """max(0, x) + negative_slope * min(0, x)."""
+
+    type: Literal["leaky_relu"]
+    negative_slope: float = 0.01
+    """Slope for negative inputs."""
+
+
+class ELU(Elementwise):
+    """Exponential linear unit."""
+
+    type: Literal["elu"]
+    alpha: float = 1.0
+    """Saturation value for negative inputs."""
+
+
+class Softplus(Elementwise):
+    """log(1 + exp(beta x)) / beta."""
+
+    type: Literal["softplus"]
+    beta: float = 1.0
+    """Sharpness."""
+
+
+class ReLU6(Elementwise):
+    """min(max(0, x), 6) (MobileNet)."""
+
+    type: Literal["relu6"]
+
+
+class Hardtanh(Elementwise):
+    """x clamped to [min_val, max_val]."""
+
+    type: Literal["hardtanh"]
+    min_val: float = -1.0
+    """Lower bound."""
+    max_val: float = 1.0
+    """Upper bound."""
+
+    def out_shape(self, shapes: list[Shape]) -> Shape:
+        if self.min_val >= self.max_val:
+            raise ShapeError(f"min_val {self.min_val} must be below max_val {self.max_val}", key="min_val")
+        return shapes[0]
+
+
+class Hardswish(Elementwise):
+    """x * relu6(x + 3) / 6 (MobileNetV3)."""
+
+    type: Literal["hardswish"]
+
+
+class Hardsigmoid(Elementwise):
+    """relu6(x + 3) / 6 (MobileNetV3's squeeze-excitation gate)."""
+
+    type: Literal["hardsigmoid"]
+
+
+class Mish(Elementwise):
+    """x * tanh(softplus(x))."""
+
+    type: Literal["mish"]
+
+
+class Dropout(Elementwise):
+    """Zeroes elements with probability p during training (torch.nn.Dropout)."""
+
+    type: Literal["dropout"]
+    p: Prob = 0.5
+    """Probability of an element to be zeroed."""

@@ -1,0 +1,138 @@
+"""What every layer declaration has: the node fields, the argument types, and the rules.
+
+A layer type is declared once, as a pydantic model (its arguments: validation, docs, JSON
+Schema) whose methods are its rules, all computed from the arguments and the input shapes
+without torch:
+
+- ``out_shape(shapes)``: the output shape, raising ShapeError for an input it cannot take;
+- ``out_dtype(dtypes)``: the output dtype name (None: the inputs' promoted dtype);
+- ``elements(shapes)``: parameter and buffer elements, counted before anything is allocated;
+- ``flops(shapes, out)``: floating-point operations, with torch.utils.flop_counter's
+  conventions (a multiply-add is 2 FLOPs; only matrix products, convolutions and attention
+  count).
+
+The base class answers None to all of them: "unknown". That is what a plugin's model
+inherits, and the builder then falls back to running the layer on the meta device; every
+built-in declares all four (a test walks the registry). The torch build function of each
+type lives in the mirror module under netcfg/building/layers/.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from netcfg.catalogue.shapes import ShapeError
+
+Pos = Annotated[int, Field(ge=1, le=2**31 - 1)]
+Dim = Annotated[int, Field(ge=-8, le=8)]
+NonNeg = Annotated[int, Field(ge=0, le=2**31 - 1)]
+IntOrPair = Pos | list[Pos]
+Prob = Annotated[float, Field(ge=0.0, lt=1.0)]
+Index = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+
+Shape = tuple[int, ...]
+
+# The dtype layers are constructed in (the model is cast to the spec's dtype afterwards).
+BUILD_DTYPE = "float32"
+
+
+def is_float(dtype: str) -> bool:
+    return dtype.startswith("float") or dtype == "bfloat16"
+
+
+class Node(BaseModel):
+    """Fields every module node has."""
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True, defer_build=True, allow_inf_nan=False
+    )
+
+    type: str
+    name: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """Attribute name of this module inside its parent (default: its position, as in nn.Sequential)."""
+    inputs: str | list[str] | None = None
+    """Graph nodes only: names of the earlier nodes (or 'input') this node reads; default: the previous node."""
+    trainable: bool = True
+    """false freezes every parameter of this module (requires_grad=False)."""
+
+    _path: tuple = PrivateAttr(())
+
+    float_only: ClassVar[bool] = False
+    """Refuses integer inputs (token ids must go through an embedding first)."""
+
+    def out_shape(self, shapes: list[Shape]) -> Shape | None:
+        """Output shape for these input shapes; None: unknown (the builder runs the layer on meta)."""
+        return None
+
+    def out_dtype(self, dtypes: list[str]) -> str | None:
+        """Output dtype name; None: the inputs' promoted dtype."""
+        if self.float_only and not is_float(dtypes[0]):
+            raise ShapeError(
+                f"{self.type} needs a floating-point input, its input is {dtypes[0]} "
+                "(token ids go through an embedding)"
+            )
+        return None
+
+    def elements(self, shapes: list[Shape]) -> int | None:
+        """Parameter and buffer elements; None: unknown (the builder counts a meta copy)."""
+        return None
+
+    def flops(self, shapes: list[Shape], out: Shape) -> int | None:
+        """FLOPs for these shapes; None: unknown (inspect runs FlopCounterMode)."""
+        return None
+
+
+class Layer(Node):
+    """A built-in leaf layer: declares every rule (a test checks that each one overrides them)."""
+
+
+class Elementwise(Layer):
+    """Acts element by element (or normalizes without parameters): same shape, no parameters,
+    no FLOPs counted, floating-point inputs only."""
+
+    float_only: ClassVar[bool] = True
+
+    def out_shape(self, shapes: list[Shape]) -> Shape:
+        return shapes[0]
+
+    def elements(self, shapes: list[Shape]) -> int:
+        return 0
+
+    def flops(self, shapes: list[Shape], out: Shape) -> int:
+        return 0
+
+
+class Rearrange(Layer):
+    """Moves, picks or copies values: no parameters, no FLOPs; any dtype."""
+
+    def elements(self, shapes: list[Shape]) -> int:
+        return 0
+
+    def flops(self, shapes: list[Shape], out: Shape) -> int:
+        return 0
+
+
+def prod(values) -> int:
+    out = 1
+    for v in values:
+        out *= int(v)
+    return out
+
+
+def matmul_flops(in_shape: Shape, out_features: int) -> int:
+    """A product of every vector along the last dimension with an [in, out_features] matrix."""
+    return 2 * prod(in_shape) * out_features
+
+
+def last(shape: Shape) -> int:
+    return int(shape[-1]) if shape else 0
+
+
+def channels(shape: Shape) -> int:
+    return int(shape[1]) if len(shape) > 1 else 0
+
+
+def pair(value: int | list[int], rank: int) -> tuple[int, ...]:
+    return (value,) * rank if isinstance(value, int) else tuple(value)

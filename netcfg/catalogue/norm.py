@@ -1,0 +1,107 @@
+"""Normalization layers: output shaped as the input, a scale and shift per feature."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field
+
+from netcfg.catalogue.base import Elementwise, Pos, Shape, channels, prod
+from netcfg.catalogue.shapes import ShapeError, check_rank, expect_size
+
+
+class _BatchNorm(Elementwise):
+    eps: float = Field(1e-5, gt=0)
+    """Added to the variance for numerical stability."""
+    momentum: float = Field(0.1, ge=0, le=1)
+    """Running statistics momentum."""
+    affine: bool = True
+    """Learn a per-channel scale and shift."""
+    track_running_stats: bool = True
+    """Keep running mean and variance buffers."""
+    num_features: Pos | None = None
+    """Channels (dimension 1); inferred when omitted."""
+
+    ranks: ClassVar[tuple[int, ...]] = (4,)
+
+    def out_shape(self, shapes: list[Shape]) -> Shape:
+        check_rank(shapes[0], self.ranks[0], self.type, exact=self.ranks)
+        expect_size(shapes[0], 1, self.num_features, "num_features")
+        return shapes[0]
+
+    def elements(self, shapes: list[Shape]) -> int:
+        c = channels(shapes[0])
+        # weight and bias; running mean and variance plus the num_batches_tracked counter
+        return (2 * c if self.affine else 0) + (2 * c + 1 if self.track_running_stats else 0)
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalization over [N, C] or [N, C, L] (torch.nn.BatchNorm1d)."""
+
+    type: Literal["batchnorm1d"]
+    ranks = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalization over [N, C, H, W] (torch.nn.BatchNorm2d)."""
+
+    type: Literal["batchnorm2d"]
+
+
+class _TrailingNorm(Elementwise):
+    dims: Annotated[int, Field(ge=1, le=8)] = 1
+    """How many trailing dimensions to normalize over."""
+    elementwise_affine: bool = True
+    """Learn a scale (weight)."""
+
+    def out_shape(self, shapes: list[Shape]) -> Shape:
+        check_rank(shapes[0], self.dims, self.type)
+        return shapes[0]
+
+    def _per_element(self) -> int:
+        return 1 if self.elementwise_affine else 0
+
+    def elements(self, shapes: list[Shape]) -> int:
+        return self._per_element() * prod(shapes[0][-self.dims :])
+
+
+class LayerNorm(_TrailingNorm):
+    """Layer normalization over the trailing `dims` dimensions (torch.nn.LayerNorm)."""
+
+    type: Literal["layernorm"]
+    eps: float = Field(1e-5, gt=0)
+    """Added to the variance for numerical stability."""
+    bias: bool = True
+    """Learn a shift (bias) too."""
+
+    def _per_element(self) -> int:
+        return (1 + self.bias) if self.elementwise_affine else 0
+
+
+class RMSNorm(_TrailingNorm):
+    """Root-mean-square normalization over the trailing `dims` dimensions (torch.nn.RMSNorm)."""
+
+    type: Literal["rmsnorm"]
+    eps: Annotated[float, Field(gt=0)] | None = None
+    """Added inside the root; default: the dtype's machine epsilon."""
+
+
+class GroupNorm(Elementwise):
+    """Group normalization over channels (dimension 1) split into groups (torch.nn.GroupNorm)."""
+
+    type: Literal["groupnorm"]
+    groups: Pos
+    """Number of groups; must divide the channel count."""
+    eps: float = Field(1e-5, gt=0)
+    """Added to the variance for numerical stability."""
+    affine: bool = True
+    """Learn a per-channel scale and shift."""
+
+    def out_shape(self, shapes: list[Shape]) -> Shape:
+        check_rank(shapes[0], 2, "groupnorm")
+        if shapes[0][1] % self.groups:
+            raise ShapeError(f"groups={self.groups} does not divide the {shapes[0][1]} input channels", key="groups")
+        return shapes[0]
+
+    def elements(self, shapes: list[Shape]) -> int:
+        return 2 * channels(shapes[0]) if self.affine else 0
