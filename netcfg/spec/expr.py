@@ -3,8 +3,9 @@
 Expressions are parsed with :mod:`ast` and evaluated by walking the tree here, over a
 whitelist of node types: numbers, strings, booleans, names bound by the spec (block
 arguments, repeat indices, top-level vars), arithmetic, comparisons, ``and``/``or``/
-``not``, ``a if cond else b`` and the functions min, max, abs, int. Nothing else is
-reachable: no attribute access, no subscripts, no calls to anything but those four.
+``not`` (on true/false only; ``and``/``or`` short-circuit), ``a if cond else b`` and the
+functions min, max, abs, int. Nothing else is reachable: no attribute access, no subscripts,
+no calls to anything but those four.
 """
 
 from __future__ import annotations
@@ -133,13 +134,21 @@ class _Eval:
         op = _UNARY.get(type(node.op))
         if op is None:
             raise ExprError(f"operator in '{ast.unparse(node)}' is not allowed")
-        return op(self.visit(node.operand))
+        operand = self.visit(node.operand)
+        if op is operator.not_:
+            _require_bool("not", operand, node)
+        return op(operand)
 
     def visit_BoolOp(self, node: ast.BoolOp) -> Any:
-        values = [self.visit(v) for v in node.values]
-        if isinstance(node.op, ast.And):
-            return all(values)
-        return any(values)
+        # Left to right, stopping at the first operand that decides, as Python does: a guard
+        # such as `n > 0 and 12 // n == 3` must not compute its right side when n is 0.
+        word, decides = ("and", False) if isinstance(node.op, ast.And) else ("or", True)
+        for operand in node.values:
+            value = self.visit(operand)
+            _require_bool(word, value, node)
+            if value is decides:
+                return decides
+        return not decides
 
     def visit_Compare(self, node: ast.Compare) -> Any:
         left = self.visit(node.left)
@@ -160,6 +169,25 @@ class _Eval:
         if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS or node.keywords:
             raise ExprError(f"call '{ast.unparse(node)}' is not allowed (functions: min, max, abs, int)")
         return _FUNCTIONS[node.func.id](*[self.visit(a) for a in node.args])
+
+
+def _require_bool(word: str, value: Any, node: ast.AST) -> None:
+    """and/or/not take true/false only: Python's truthiness would make `${2 and 3}` silently
+    mean 3 (or True), and a width or a count mistaken for a condition would go unnoticed."""
+    if not isinstance(value, bool):
+        raise ExprError(
+            f"'{word}' on {_describe(value)} in '{ast.unparse(node)}': and/or/not take true/false only"
+            " (compare instead, e.g. 'x != 0')"
+        )
+
+
+def _describe(value: Any) -> str:
+    """A value's type and (shortened) value, for messages: "an int (2)", "a string ('a')"."""
+    if value is None:
+        return "None"
+    kind = {int: "an int", float: "a float", str: "a string"}.get(type(value), f"a {type(value).__name__}")
+    text = repr(value)
+    return f"{kind} ({text[:40] + '...' if len(text) > 40 else text})"
 
 
 def _check_size_before(op, left: Any, right: Any) -> None:

@@ -1,6 +1,8 @@
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from netcfg.spec.expr import ExprError, evaluate, substitute
+from netcfg.spec.expr import MAX_LENGTH, ExprError, evaluate, substitute
 
 
 @pytest.mark.parametrize(
@@ -53,3 +55,72 @@ def test_unknown_name_lists_the_names_in_scope():
 def test_division_by_zero_is_an_expression_error():
     with pytest.raises(ExprError, match="cannot compute"):
         evaluate("1 / n", {"n": 0})
+
+
+@pytest.mark.parametrize(
+    "text, scope, expected",
+    [
+        ("n > 0 and 12 // n == 3", {"n": 0}, False),
+        ("n > 0 and 12 // n == 3", {"n": 4}, True),
+        ("n == 0 or 12 // n == 3", {"n": 0}, True),
+        ("False and boom", {}, False),
+        ("True or boom", {}, True),
+        ("False and 1 / 0 == 1", {}, False),
+        ("True or 1 / 0 == 1", {}, True),
+        ("True and False and 1 / 0 == 1", {}, False),
+        ("False or True or 1 / 0 == 1", {}, True),
+    ],
+)
+def test_and_or_short_circuit(text, scope, expected):
+    # The right sides would raise (division by zero, unknown name 'boom') if they were evaluated.
+    assert evaluate(text, scope) is expected
+
+
+@pytest.mark.parametrize("text", ["True and 1 / 0 == 1", "False or boom"])
+def test_and_or_evaluate_the_right_side_when_it_decides(text):
+    with pytest.raises(ExprError):
+        evaluate(text, {})
+
+
+@pytest.mark.parametrize(
+    "text, scope, message",
+    [
+        ("2 and 3", {}, "'and' on an int (2) in '2 and 3'"),
+        ("True and x", {"x": 1.5}, "'and' on a float (1.5) in 'True and x'"),
+        ("x or False", {"x": "a"}, "'or' on a string ('a') in 'x or False'"),
+        ("False or x", {"x": None}, "'or' on None in 'False or x'"),
+        ("not 3", {}, "'not' on an int (3) in 'not 3'"),
+        ("not x", {"x": ""}, "'not' on a string ('') in 'not x'"),
+    ],
+)
+def test_and_or_not_take_booleans_only(text, scope, message):
+    with pytest.raises(ExprError) as info:
+        evaluate(text, scope)
+    assert str(info.value) == f"{message}: and/or/not take true/false only (compare instead, e.g. 'x != 0')"
+
+
+def test_comparisons_feed_and_or_not():
+    assert evaluate("a > 0 and b < 3", {"a": 1, "b": 2}) is True
+    assert evaluate("not (a > 0) or b == 2", {"a": 1, "b": 2}) is True
+
+
+def _bool_trees(names):
+    leaves = st.sampled_from(["True", "False", *names])
+    return st.recursive(
+        leaves,
+        lambda sub: st.one_of(
+            sub.map(lambda a: f"not ({a})"),
+            st.tuples(sub, sub).map(lambda ab: f"({ab[0]}) and ({ab[1]})"),
+            st.tuples(sub, sub).map(lambda ab: f"({ab[0]}) or ({ab[1]})"),
+        ),
+        max_leaves=12,
+    )
+
+
+@given(tree=_bool_trees(["p", "q", "r"]), p=st.booleans(), q=st.booleans(), r=st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_boolean_trees_match_python(tree, p, q, r):
+    assume(len(tree) <= MAX_LENGTH)  # longer ones are refused before evaluation
+    scope = {"p": p, "q": q, "r": r}
+    # Python itself is the oracle, on text generated here from booleans and and/or/not only.
+    assert evaluate(tree, scope) is eval(tree, {"__builtins__": {}}, scope)
