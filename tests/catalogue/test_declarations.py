@@ -1,0 +1,160 @@
+"""Every built-in declaration against PyTorch: its output shape and dtype equal a real forward
+pass, its element count equals the real parameters and buffers, and its FLOPs equal
+FlopCounterMode's. The registry is walked, so a new layer type without rules, or without an
+example here, fails."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from netcfg.building.builder import build_spec, sample_input
+from netcfg.catalogue.base import Node
+from netcfg.catalogue.registry import REGISTRY
+from netcfg.spec.loader import load_spec_data
+
+IDS = {"dtype": "int64", "high": 50}
+
+# type -> list of (args, input shape, extra input fields); merges are fed by a graph (see below).
+EXAMPLES: dict[str, list[tuple[dict, list[int], dict]]] = {
+    "linear": [({"out_features": 5}, [2, 3, 8], {}), ({"out_features": 4, "bias": False}, [7], {})],
+    "conv1d": [({"out_channels": 6, "kernel_size": 3, "stride": 2, "padding": 1, "groups": 2}, [2, 4, 11], {})],
+    "conv2d": [
+        ({"out_channels": 6, "kernel_size": [3, 2], "dilation": 2, "bias": False}, [2, 3, 9, 8], {}),
+        ({"out_channels": 4, "kernel_size": 3, "padding": "same"}, [1, 2, 5, 5], {}),
+    ],
+    "conv_transpose1d": [({"out_channels": 3, "kernel_size": 4, "stride": 3}, [2, 5, 9], {})],
+    "conv_transpose2d": [
+        ({"out_channels": 6, "kernel_size": 3, "stride": 2, "padding": 1, "output_padding": 1}, [2, 4, 5, 7], {}),
+        ({"out_channels": 6, "kernel_size": [2, 3], "groups": 2, "dilation": 2, "bias": False}, [1, 4, 6, 6], {}),
+    ],
+    "batchnorm1d": [({}, [4, 3, 5], {}), ({"affine": False}, [4, 3], {})],
+    "batchnorm2d": [({"track_running_stats": False}, [2, 3, 4, 4], {}), ({}, [2, 3, 4, 4], {})],
+    "layernorm": [
+        ({"dims": 2}, [2, 3, 8], {}),
+        ({"bias": False}, [2, 8], {}),
+        ({"elementwise_affine": False}, [2, 8], {}),
+    ],
+    "rmsnorm": [({}, [2, 3, 8], {}), ({"elementwise_affine": False}, [2, 8], {})],
+    "groupnorm": [({"groups": 2}, [2, 4, 5], {}), ({"groups": 1, "affine": False}, [2, 4, 3, 3], {})],
+    "embedding": [({"num_embeddings": 50, "embedding_dim": 6, "padding_idx": 0}, [2, 7], IDS)],
+    "pos_embedding": [({"max_len": 16, "dim": 6}, [2, 7, 3], {})],
+    "class_token": [({}, [2, 5, 8], {})],
+    "layer_scale": [({"value": 0.5}, [2, 5, 8], {}), ({"dim": 1}, [2, 5, 3, 3], {})],
+    "relu": [({}, [2, 8], {})],
+    "gelu": [({"approximate": "tanh"}, [2, 8], {})],
+    "silu": [({}, [2, 8], {})],
+    "tanh": [({}, [2, 8], {})],
+    "sigmoid": [({}, [2, 8], {})],
+    "softmax": [({"dim": 1}, [2, 3, 8], {})],
+    "log_softmax": [({}, [2, 8], {})],
+    "leaky_relu": [({"negative_slope": 0.2}, [2, 8], {})],
+    "elu": [({}, [2, 8], {})],
+    "softplus": [({"beta": 2.0}, [2, 8], {})],
+    "relu6": [({}, [2, 8], {})],
+    "hardtanh": [({"min_val": -2.0, "max_val": 0.5}, [2, 8], {})],
+    "hardswish": [({}, [2, 8], {})],
+    "hardsigmoid": [({}, [2, 8], {})],
+    "mish": [({}, [2, 8], {})],
+    "dropout": [({"p": 0.3}, [2, 8], {})],
+    "maxpool1d": [({"kernel_size": 3, "stride": 2, "ceil_mode": True}, [2, 3, 10], {})],
+    "maxpool2d": [
+        ({"kernel_size": 3, "stride": 2, "padding": 1}, [1, 2, 8, 9], {}),
+        ({"kernel_size": 2}, [2, 5, 5], {}),
+    ],
+    "avgpool1d": [({"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False}, [2, 3, 10], {})],
+    "avgpool2d": [({"kernel_size": [2, 3], "ceil_mode": True}, [1, 2, 7, 8], {})],
+    "adaptive_avgpool1d": [({"output_size": 3}, [2, 4, 10], {})],
+    "adaptive_avgpool2d": [({"output_size": [2, 3]}, [2, 4, 7, 9], {}), ({}, [4, 5, 5], {})],
+    "adaptive_maxpool2d": [({"output_size": 2}, [2, 4, 7, 9], {})],
+    "upsample": [
+        ({"scale_factor": 2}, [1, 3, 5, 7], {}),
+        ({"scale_factor": [1.5, 2.5], "mode": "bilinear", "align_corners": True}, [1, 3, 5, 7], {}),
+        ({"size": 11, "mode": "linear"}, [2, 3, 5], {}),
+    ],
+    "flatten": [({}, [2, 3, 4, 5], {}), ({"start_dim": 2, "end_dim": -2}, [2, 3, 4, 5], {})],
+    "reshape": [({"shape": [4, -1]}, [2, 3, 8], {}), ({"shape": [24]}, [2, 3, 8], IDS)],
+    "identity": [({}, [2, 8], IDS)],
+    "permute": [({"dims": [0, 2, 3, 1]}, [2, 3, 4, 5], {})],
+    "select": [({"index": 0}, [2, 5, 8], {}), ({"index": -1, "dim": -1}, [2, 5, 8], IDS)],
+    "slice": [({"start": 1}, [2, 5, 8], {}), ({"start": -6, "stop": -1, "step": 2, "dim": 2}, [2, 5, 8], {})],
+    "attention": [
+        ({"heads": 4}, [2, 5, 16], {}),
+        ({"heads": 4, "kv_heads": 2, "head_dim": 6, "causal": True, "rotary": True, "bias": False}, [2, 5, 16], {}),
+    ],
+    "centered": [({}, [2, 8], {})],
+    "dense_relu": [({"units": 5}, [2, 8], {})],
+    "tensor_reduction": [({"out_features": 3}, [2, 4, 6], {})],
+    "fourier": [
+        ({"output": "complex"}, [2, 8], {}),
+        ({"output": "real_imag"}, [2, 9], IDS),
+        ({"output": "abs"}, [3, 6], {}),
+    ],
+    "fixed_matmul": [({"out_features": 4, "bias": 1.0}, [2, 8], {})],
+    "scale": [({"value": 3.0}, [2, 8], {})],
+    # merges: read the input and a second node made by `_SECOND` (see _merge_spec)
+    "add": [({}, [2, 1, 8], {})],
+    "mul": [({}, [2, 3, 8], {})],
+    "concat": [({"dim": 1}, [2, 3, 8], {})],
+    "stack": [({"dim": -1}, [2, 3, 8], {})],
+}
+_SECOND = {"add": {"type": "slice", "start": 0, "dim": 2}, "mul": {"type": "slice", "stop": 1, "dim": 1},
+           "concat": {"type": "slice", "start": 1}, "stack": {"type": "tanh"}}  # fmt: skip
+LEAVES = [e for e in REGISTRY.entries.values() if e.kind in ("layer", "merge") and e.origin == "netcfg"]
+CASES = [(name, *case) for name in sorted(EXAMPLES) for case in EXAMPLES[name]]
+
+
+@pytest.mark.parametrize("entry", LEAVES, ids=lambda e: e.name)
+def test_every_built_in_declares_its_rules_and_has_an_example(entry):
+    for rule in ("out_shape", "elements", "flops"):
+        assert vars(Node)[rule] is not getattr(entry.model, rule), f"{entry.name} lacks its {rule} rule"
+    assert EXAMPLES.get(entry.name), f"{entry.name}: add an example to EXAMPLES"
+
+
+def _spec(kind: str, args: dict, shape: list[int], extra: dict):
+    layer = {"type": kind, **args}
+    if kind in _SECOND:  # a merge reads the input and a second value
+        layer = {"type": "graph", "nodes": {"b": {**_SECOND[kind], "inputs": "input"},
+                                            "m": {**layer, "inputs": ["input", "b"]}}}  # fmt: skip
+    return load_spec_data({"netcfg": 1, "input": {"shape": shape, **extra}, "model": layer}, "generated")
+
+
+@pytest.mark.parametrize(("kind", "args", "shape", "extra"), CASES)
+def test_rules_equal_pytorch(kind, args, shape, extra):
+    spec = _spec(kind, args, shape, extra)
+    path = "m" if kind in _SECOND else ""
+    built = build_spec(spec, device="cpu", seed=0)
+    module = dict(built.model.named_modules())[path]
+    visit = built.visits[path]
+    xs = _inputs(built, spec)
+    with torch.no_grad():
+        y = built.model.eval()(xs[0]) if not path else module(*xs)
+    assert visit.out_shape == tuple(y.shape)
+    promoted = xs[0].dtype if len(xs) == 1 else torch.promote_types(xs[0].dtype, xs[1].dtype)
+    assert (visit.node.out_dtype([_name(x.dtype) for x in xs]) or _name(promoted)) == _name(y.dtype)
+    real = sum(t.numel() for t in [*module.parameters(), *module.buffers()])
+    assert visit.node.elements(visit.in_shapes) == real
+    assert visit.node.flops(visit.in_shapes, visit.out_shape) == _flop_counter(spec, path, visit)
+
+
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _inputs(built, spec) -> list[torch.Tensor]:
+    x = sample_input(spec, "cpu", seed=0)
+    if len(built.visits.get("m", built.visits[""]).in_shapes) == 1:
+        return [x]
+    second = dict(built.model.named_modules())["b"]
+    return [x, second(x)]
+
+
+def _flop_counter(spec, path: str, visit) -> int:
+    """FlopCounterMode on a meta build (on the CPU, fused attention counts 0)."""
+    meta = build_spec(spec, device="meta")
+    module = dict(meta.model.named_modules())[path]
+    xs = [torch.empty(s, dtype=d, device="meta") for s, d in zip(visit.in_shapes, visit.in_dtypes, strict=True)]
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module(*xs)
+    return int(counter.get_total_flops())
