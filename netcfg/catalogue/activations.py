@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from netcfg.catalogue.base import Dim, Elementwise, Prob, Shape
-from netcfg.catalogue.shapes import ShapeError
+from netcfg.catalogue.base import Dim, Elementwise, Prob, Shape, channels
+from netcfg.catalogue.shapes import ShapeError, check_rank
 
 
 class ReLU(Elementwise):
@@ -70,6 +70,24 @@ class LeakyReLU(Elementwise):
     type: Literal["leaky_relu"]
     negative_slope: float = 0.01
     """Slope for negative inputs."""
+
+
+class PReLU(Elementwise):
+    """max(0, x) + a * min(0, x) with a learned slope `a` (torch.nn.PReLU), one per channel or one in all."""
+
+    type: Literal["prelu"]
+    per_channel: bool = False
+    """One slope per channel (dimension 1) instead of one shared slope."""
+    init: float = 0.25
+    """Initial value of the slopes."""
+
+    def out_shape(self, shapes: list[Shape]) -> Shape:
+        if self.per_channel:
+            check_rank(shapes[0], 2, "prelu")
+        return shapes[0]
+
+    def elements(self, shapes: list[Shape]) -> int:
+        return channels(shapes[0]) if self.per_channel else 1
 
 
 class ELU(Elementwise):

@@ -50,6 +50,7 @@ EXAMPLES: dict[str, list[tuple[dict, list[int], dict]]] = {
     "softmax": [({"dim": 1}, [2, 3, 8], {})],
     "log_softmax": [({}, [2, 8], {})],
     "leaky_relu": [({"negative_slope": 0.2}, [2, 8], {})],
+    "prelu": [({}, [2, 8], {}), ({"per_channel": True, "init": 0.1}, [2, 3, 4, 4], {})],
     "elu": [({}, [2, 8], {})],
     "softplus": [({"beta": 2.0}, [2, 8], {})],
     "relu6": [({}, [2, 8], {})],

@@ -32,3 +32,8 @@ def _from_args(make):
 
 for _name, _make in _MAKE.items():
     builds(_name)(_from_args(_make))
+
+
+@builds("prelu")
+def prelu(a, xs: list, ctx) -> nn.Module:
+    return nn.PReLU(int(xs[0].shape[1]) if a.per_channel else 1, init=a.init)
