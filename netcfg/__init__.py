@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from netcfg.spec.loader import load_spec, load_spec_data
     from netcfg.spec.model import Spec
 
-__version__ = "0.1.0"
+from netcfg.version import __version__
 
 _EXPORTS = {
     "build": "netcfg.api",

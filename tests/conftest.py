@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,10 @@ CONFIGS = ROOT / "configs"
 
 if str(ROOT) not in sys.path:  # so tests can `from benchmarks.twins import ...`
     sys.path.insert(0, str(ROOT))
+
+# The catalogue cache of `netcfg layers` and `schema` goes to a fresh folder, not the user's
+# ~/.cache (subprocesses inherit it too).
+os.environ["NETCFG_CACHE_DIR"] = tempfile.mkdtemp(prefix="netcfg-test-cache-")
 
 
 @pytest.fixture

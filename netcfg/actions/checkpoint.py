@@ -10,10 +10,8 @@ unpickle anything.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import mmap
 import os
 from dataclasses import dataclass, field
 
@@ -24,7 +22,8 @@ from netcfg.actions.model import checksum, forward
 from netcfg.building import devices, ties
 from netcfg.building.builder import Built, build_spec
 from netcfg.errors import CheckpointError, Diagnostic, InputError, Loc
-from netcfg.io.safetensors_header import METADATA, Header, read_header
+from netcfg.io.reading import SAFETENSORS_NAMES, TORCH_DTYPES, mapped, read_tensors
+from netcfg.io.safetensors_header import Header, read_header
 from netcfg.io.tensor_files import write_tensors
 from netcfg.spec.loader import load_spec_data
 from netcfg.spec.model import Spec
@@ -35,13 +34,6 @@ KEY_SPEC = "netcfg.spec"
 KEY_HASH = "netcfg.spec_sha256"
 KEY_TIES = "netcfg.ties"
 KEY_FROZEN = "netcfg.frozen"
-TORCH_DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-    "BOOL": torch.bool, "U16": torch.uint16, "U32": torch.uint32, "U64": torch.uint64, "C64": torch.complex64,
-    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
-}  # fmt: skip
-SAFETENSORS_NAMES = {v: k for k, v in TORCH_DTYPES.items()}
 
 
 def canonical(data: dict) -> str:
@@ -83,7 +75,7 @@ class Saved:
 
 
 def metadata_for(built: Built, groups: list[list[str]]) -> dict[str, str]:
-    from netcfg import __version__
+    from netcfg.version import __version__
 
     # The seed actually used (a --seed flag included), so `load --check` feeds the same
     # sample input as `run --seed N` and their checksums compare.
@@ -239,75 +231,6 @@ def _file_dt(name: str) -> str:
     return _dt(TORCH_DTYPES[name]) if name in TORCH_DTYPES else name
 
 
-def _read(header: Header, device: torch.device, names: list[str] | None = None) -> dict[str, torch.Tensor]:
-    """Every tensor (or those named), read from the file straight into new memory of its own.
-
-    One read() per tensor into its final buffer (faster into fresh memory than copying
-    from a map), and nothing stays backed by the file: a model whose weights are the
-    file's pages dies of SIGBUS when another program rewrites that file in place."""
-    where = torch.device("cpu") if device.type == "meta" else device
-    out = {}
-    try:
-        with open(header.path, "rb", buffering=0) as f:
-            infos = header.tensors.values() if names is None else [header.tensors[n] for n in names]
-            for info in sorted(infos, key=lambda t: t.start):
-                out[info.name] = _read_one(f, header, info).to(where)
-    except OSError as exc:
-        raise CheckpointError(f"cannot read tensors: {exc.strerror or exc}", Loc(header.path)) from None
-    return out
-
-
-def _read_one(f, header: Header, info) -> torch.Tensor:
-    tensor = torch.empty(info.shape, dtype=_torch_dtype(header, info))
-    if info.nbytes:
-        f.seek(header.header_size + info.start)
-        if f.readinto(memoryview(tensor.reshape(-1).view(torch.uint8).numpy())) != info.nbytes:
-            raise CheckpointError(f"tensor '{info.name}': the file ends inside its data", Loc(header.path))
-    return tensor
-
-
-def _torch_dtype(header: Header, info) -> torch.dtype:
-    dtype = TORCH_DTYPES.get(info.dtype)
-    if dtype is None:
-        raise CheckpointError(f"tensor '{info.name}': dtype {info.dtype} is not supported by netcfg", Loc(header.path))
-    return dtype
-
-
-@contextlib.contextmanager
-def _mapped(header: Header):
-    """name -> function returning the tensor's bytes in the file as a tensor (no copy yet).
-
-    For copying into existing tensors (load_into): one copy from the page cache."""
-    try:
-        with open(header.path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size != header.size:
-                raise CheckpointError("the file changed while it was read", Loc(header.path))
-            memory = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if size else None
-    except OSError as exc:
-        raise CheckpointError(f"cannot read tensors: {exc.strerror or exc}", Loc(header.path)) from None
-    views = {info.name: _viewer(memory, header, info) for info in header.tensors.values()}
-    try:
-        yield views
-    finally:
-        views.clear()
-        if memory is not None:
-            with contextlib.suppress(BufferError):  # a view still exported: closed with the map's last reference
-                memory.close()
-
-
-def _viewer(memory, header: Header, info):
-    dtype = _torch_dtype(header, info)
-
-    def view() -> torch.Tensor:
-        if not info.nbytes:
-            return torch.empty(info.shape, dtype=dtype)
-        raw = torch.frombuffer(memory, dtype=torch.uint8, count=info.nbytes, offset=header.header_size + info.start)
-        return raw.view(dtype).reshape(info.shape)
-
-    return view
-
-
 def load_into(model: nn.Module, path: str | os.PathLike) -> None:
     """Load a checkpoint's tensors into an existing model, in place, strictly.
 
@@ -318,7 +241,7 @@ def load_into(model: nn.Module, path: str | os.PathLike) -> None:
     if problems:
         raise CheckpointError([Diagnostic(Loc(header.path), p) for p in problems])
     state = model.state_dict(keep_vars=True)
-    with _mapped(header) as views, torch.no_grad():
+    with mapped(header) as views, torch.no_grad():
         for group in alias_groups(model):
             source = views[next(n for n in group if n in header.tensors)]()
             state[group[0]].copy_(source)
@@ -333,7 +256,7 @@ def _materialize(skeleton: Built, spec: Spec, header: Header, device: str | None
     if target.type == "meta":
         skeleton.device, skeleton.device_note = target, note
         return skeleton
-    tensors = _read(header, target)
+    tensors = read_tensors(header, target)
     conflicts = _tie_conflicts(groups, tensors)
     if conflicts:
         raise CheckpointError([Diagnostic(Loc(header.path), c) for c in conflicts])
@@ -374,7 +297,7 @@ def _copy_matching(model: nn.Module, header: Header, problems: list[str]) -> int
         if n in expected and info.shape == tuple(expected[n].shape)
         and info.dtype == SAFETENSORS_NAMES.get(expected[n].dtype)
     ]  # fmt: skip
-    tensors = _read(header, device, wanted)
+    tensors = read_tensors(header, device, wanted)
     problems += _tie_conflicts(alias_groups(model), tensors)
     model.load_state_dict(tensors, strict=False)
     return len(tensors)
@@ -434,49 +357,3 @@ def _json_field(header: Header, text: str | None, kind: type, what: str):
     if not isinstance(value, kind):
         raise CheckpointError(f"{what} is not a JSON {'object' if kind is dict else 'list'}", Loc(header.path))
     return value
-
-
-# ---------------------------------------------------------------- tensor files
-
-
-def save_tensors(obj, path: str | os.PathLike) -> None:
-    """Save one tensor, a list of tensors, or a dict of str -> tensor as safetensors.
-
-    The file is plain safetensors (readable by safetensors.torch.load_file); its metadata
-    records which of the three it was, so load_tensors returns the same structure."""
-    if isinstance(obj, torch.Tensor):
-        tensors, kind = {"tensor": obj}, "tensor"
-    elif isinstance(obj, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in obj):
-        tensors, kind = {str(i): t for i, t in enumerate(obj)}, "list"
-    elif isinstance(obj, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
-        if METADATA in obj:
-            raise CheckpointError(f"a tensor may not be named '{METADATA}' (reserved by safetensors)", Loc(str(path)))
-        tensors, kind = dict(obj), "dict"
-    else:
-        raise CheckpointError("save_tensors takes a tensor, a list of tensors, or a dict of str -> tensor",
-                              Loc(str(path)))  # fmt: skip
-    write_tensors(_unshare(tensors), path, metadata={"netcfg.tensors": kind})
-
-
-def _unshare(tensors: dict) -> dict:
-    """safetensors refuses tensors that share memory; copies make each one its own."""
-    seen: set = set()
-    out = {}
-    for name, t in tensors.items():
-        # safetensors refuses any two tensors on one storage, overlapping or not.
-        key = t.untyped_storage().data_ptr() if t.device.type != "meta" else id(t)
-        out[name] = t.clone() if key in seen else t
-        seen.add(key)
-    return out
-
-
-def load_tensors(path: str | os.PathLike, device: str = "cpu"):
-    """The tensor, list or dict that save_tensors wrote (any safetensors file: a dict)."""
-    header = read_header(path)
-    tensors = _read(header, torch.device(device))
-    kind = header.metadata.get("netcfg.tensors", "dict")
-    if kind == "tensor" and set(tensors) == {"tensor"}:
-        return tensors["tensor"]
-    if kind == "list" and set(tensors) == {str(i) for i in range(len(tensors))}:
-        return [tensors[str(i)] for i in range(len(tensors))]
-    return tensors

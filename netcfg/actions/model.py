@@ -133,7 +133,7 @@ def checksum(t: torch.Tensor) -> str:
 
 def read_input(path: str) -> torch.Tensor:
     """The input tensor of `run --input FILE.safetensors`: its only tensor, or the one named 'input'."""
-    from netcfg.actions.checkpoint import load_tensors
+    from netcfg.io.reading import load_tensors
 
     where = Loc(f"--input {path}")
     try:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from netcfg.actions.checkpoint import SAFETENSORS_NAMES
 from netcfg.building.builder import Built
 from netcfg.errors import CheckpointError, Diagnostic, Loc
+from netcfg.io.reading import SAFETENSORS_NAMES
 from netcfg.io.safetensors_header import Header, read_header
 from netcfg.spec.validate import suggest
 

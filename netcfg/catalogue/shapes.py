@@ -1,4 +1,4 @@
-"""Shape checks used while building, and shape formatting for messages."""
+"""Shape checks the layer declarations use, and shape formatting for messages. No torch."""
 
 from __future__ import annotations
 
@@ -36,13 +36,6 @@ def expect_size(shape: Sequence[int], dim: int, given: int | None, field: str) -
         want[dim] = given
         raise ShapeError(f"expected input {fmt(want)} ({field}={given}), got {fmt(shape)}", key=field)
     return actual
-
-
-def meta_like(x, shape: Sequence[int], dtype=None):
-    """A meta tensor of the given shape: the output of a layer whose shape is computed, not run."""
-    import torch
-
-    return torch.empty(tuple(int(s) for s in shape), dtype=dtype or x.dtype, device="meta")
 
 
 def _tuple(value: int | Sequence[int], rank: int) -> tuple[int, ...]:

@@ -74,7 +74,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from netcfg import __version__
+        from netcfg.version import __version__
 
         typer.echo(f"netcfg {__version__}")
         raise typer.Exit(0)

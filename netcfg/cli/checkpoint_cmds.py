@@ -105,8 +105,8 @@ def tensors(file: NameArg, debug: DebugOpt = False) -> None:
 
     Example: netcfg tensors out.safetensors
     """
-    from netcfg.actions.checkpoint import load_tensors
     from netcfg.cli.run import preview
+    from netcfg.io.reading import load_tensors
 
     obj = load_tensors(file)
     items = [("tensor", obj)] if not isinstance(obj, (list, dict)) else (

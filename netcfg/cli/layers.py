@@ -28,7 +28,7 @@ def layers(name: NameArg = None, format: FormatOpt = "text", plugin: PluginOpt =
 
         plugins.load(plugin)
     else:
-        from netcfg.catalogue.cache import layers as catalogue
+        from netcfg.actions.catalogue import layers as catalogue
     if format not in ("text", "json"):
         raise InputError(f"unknown format '{format}' (text or json)", Loc("--format"))
     infos = catalogue()

@@ -22,11 +22,11 @@ def schema(output: OutOpt = None, plugin: PluginOpt = None, debug: DebugOpt = Fa
 
     if plugin:
         from netcfg.building import plugins
-        from netcfg.catalogue.describe import json_schema
+        from netcfg.spec.schema import json_schema
 
         plugins.load(plugin)
     else:
-        from netcfg.catalogue.cache import json_schema
+        from netcfg.actions.catalogue import json_schema
     text = json.dumps(json_schema(), indent=2)
     if output is None:
         out(text)

@@ -10,7 +10,8 @@ import stat
 import time
 from pathlib import Path
 
-from netcfg.errors import InputError, Loc
+from netcfg.errors import CheckpointError, InputError, Loc
+from netcfg.io.safetensors_header import METADATA
 
 
 def write_tensors(
@@ -130,3 +131,36 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def save_tensors(obj, path: str | os.PathLike) -> None:
+    """Save one tensor, a list of tensors, or a dict of str -> tensor as safetensors.
+
+    The file is plain safetensors (readable by safetensors.torch.load_file); its metadata
+    records which of the three it was, so load_tensors returns the same structure."""
+    import torch  # here: the writer itself needs only safetensors
+
+    if isinstance(obj, torch.Tensor):
+        tensors, kind = {"tensor": obj}, "tensor"
+    elif isinstance(obj, (list, tuple)) and all(isinstance(t, torch.Tensor) for t in obj):
+        tensors, kind = {str(i): t for i, t in enumerate(obj)}, "list"
+    elif isinstance(obj, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        if METADATA in obj:
+            raise CheckpointError(f"a tensor may not be named '{METADATA}' (reserved by safetensors)", Loc(str(path)))
+        tensors, kind = dict(obj), "dict"
+    else:
+        raise CheckpointError("save_tensors takes a tensor, a list of tensors, or a dict of str -> tensor",
+                              Loc(str(path)))  # fmt: skip
+    write_tensors(_unshare(tensors), path, metadata={"netcfg.tensors": kind})
+
+
+def _unshare(tensors: dict) -> dict:
+    """safetensors refuses tensors that share memory; copies make each one its own."""
+    seen: set = set()
+    out = {}
+    for name, t in tensors.items():
+        # safetensors refuses any two tensors on one storage, overlapping or not.
+        key = t.untyped_storage().data_ptr() if t.device.type != "meta" else id(t)
+        out[name] = t.clone() if key in seen else t
+        seen.add(key)
+    return out

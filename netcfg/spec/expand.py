@@ -17,11 +17,11 @@ from netcfg.catalogue.base import Node
 from netcfg.catalogue.registry import Registry
 from netcfg.errors import Diagnostic, Loc
 from netcfg.spec.expr import ExprError, has_expr, names, substitute
+from netcfg.spec.validate import FAILED, pydantic_problems
 from netcfg.spec.yaml_source import Document, Path
 
 MAX_EXPANDED_NODES = 100_000
 _DROP = object()
-FAILED = object()
 """Stands for a node or value whose expansion already reported a problem."""
 
 
@@ -275,8 +275,6 @@ class Expander:
         return bound if ok else None
 
     def validated(self, model: type[Node], data: dict, src: Path, dst: Path) -> Any:
-        from netcfg.spec.validate import pydantic_problems  # validate imports this module
-
         def loc(path: Path) -> Loc:
             via = self.vias_under(dst + path)
             found = self.doc.loc(src + path)

@@ -22,8 +22,10 @@ from netcfg.catalogue import composite
 from netcfg.catalogue.base import Node
 from netcfg.catalogue.registry import Registry
 from netcfg.errors import Diagnostic, Loc
-from netcfg.spec.expand import FAILED
 from netcfg.suggest import suggest
+
+FAILED = object()
+"""What expanding a node that had an error gives (the error is already reported)."""
 
 LocOf = Callable[[tuple], Loc]
 

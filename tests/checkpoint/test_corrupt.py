@@ -230,12 +230,12 @@ def test_the_header_reader_refuses_a_pickle_without_importing_pickle_or_torch(bu
 
 def test_load_tensors_refuses_the_corpus_too(built):
     """The Python API reads through the same checks: CheckpointError with the same message."""
-    from netcfg.actions import checkpoint as ck
     from netcfg.errors import CheckpointError
+    from netcfg.io.reading import load_tensors
 
     paths, facts = built
     for case in ("truncated_in_data", "overlap", "pickle", "torch_zip", "duplicate_name", "empty"):
         with pytest.raises(CheckpointError) as err:
-            ck.load_tensors(paths[case])
+            load_tensors(paths[case])
         (diagnostic,) = err.value.diagnostics
         assert str(diagnostic).split(": error: ")[1] == EXPECTED[case][0].format(hlen=facts.header_len)

@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 
 from netcfg.actions import checkpoint as ck
 from netcfg.cli.app import app
+from netcfg.io.reading import load_tensors
 from netcfg.io.safetensors_header import read_header
+from netcfg.io.tensor_files import save_tensors
 from tests.conftest import CONFIGS
 
 MLP = str(CONFIGS / "mlp.yaml")
@@ -98,7 +100,7 @@ def test_exotic_safetensors_dtypes_are_read(tmp_path):
     tensors = {"a": torch.ones(3, dtype=torch.float8_e4m3fn), "b": torch.ones(2, dtype=torch.uint16),
                "c": torch.ones(2, dtype=torch.complex64)}  # fmt: skip
     save_file(tensors, path)
-    loaded = ck.load_tensors(path)
+    loaded = load_tensors(path)
     for name, tensor in tensors.items():
         assert loaded[name].dtype == tensor.dtype
         assert torch.equal(loaded[name].view(torch.uint8), tensor.view(torch.uint8))
@@ -106,8 +108,8 @@ def test_exotic_safetensors_dtypes_are_read(tmp_path):
 
 def test_save_tensors_with_views_of_one_storage(tmp_path):
     x = torch.arange(6.0)
-    ck.save_tensors({"a": x, "v": x[1:3]}, tmp_path / "t.safetensors")
-    loaded = ck.load_tensors(tmp_path / "t.safetensors")
+    save_tensors({"a": x, "v": x[1:3]}, tmp_path / "t.safetensors")
+    loaded = load_tensors(tmp_path / "t.safetensors")
     assert torch.equal(loaded["a"], x) and torch.equal(loaded["v"], x[1:3])
 
 

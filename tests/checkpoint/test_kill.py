@@ -164,11 +164,12 @@ REWRITE = r"""
 import sys
 import torch
 from netcfg.actions import checkpoint as ck
+from netcfg.io.reading import load_tensors
 from netcfg.building.builder import sample_input
 
 path = sys.argv[1]
 loaded = ck.load(path, device="cpu")
-tensors = ck.load_tensors(path)
+tensors = load_tensors(path)
 with open(path, "r+b") as f:  # rewritten in place, as a careless program would: truncate, then garbage
     f.truncate(0)
     f.write(b"\xff" * 100)

@@ -17,7 +17,9 @@ from netcfg.building import plugins
 from netcfg.building.builder import build_spec, sample_input
 from netcfg.cli.app import app
 from netcfg.errors import CheckpointError, NetcfgError
+from netcfg.io.reading import load_tensors
 from netcfg.io.safetensors_header import read_header
+from netcfg.io.tensor_files import save_tensors
 from netcfg.spec.loader import load_spec
 from tests.checkpoint import corpus
 from tests.conftest import CONFIGS, ROOT
@@ -398,8 +400,8 @@ def test_saved_file_has_the_usual_permissions(tmp_path):
 )
 def test_tensor_files_roundtrip(obj, tmp_path):
     path = tmp_path / "t.safetensors"
-    ck.save_tensors(obj, path)
-    back = ck.load_tensors(path)
+    save_tensors(obj, path)
+    back = load_tensors(path)
     plain = load_file(path)
     if isinstance(obj, torch.Tensor):
         assert isinstance(back, torch.Tensor) and torch.equal(back, obj) and back.dtype == obj.dtype
@@ -417,8 +419,8 @@ def test_tensor_files_roundtrip(obj, tmp_path):
 def test_tensor_files_of_shared_memory(tmp_path):
     t = torch.arange(6.0)
     for obj in ([t, t], {"a": t, "b": t}, [t[:3], t[3:]], [t.reshape(2, 3).T]):
-        ck.save_tensors(obj, tmp_path / "s.safetensors")
-        back = ck.load_tensors(tmp_path / "s.safetensors")
+        save_tensors(obj, tmp_path / "s.safetensors")
+        back = load_tensors(tmp_path / "s.safetensors")
         items = obj if isinstance(obj, list) else list(obj.values())
         got = back if isinstance(back, list) else list(back.values())
         assert all(torch.equal(a, b) for a, b in zip(got, items, strict=True))
@@ -426,7 +428,7 @@ def test_tensor_files_of_shared_memory(tmp_path):
 
 def test_tensor_file_dict_may_not_name_metadata(tmp_path):
     with pytest.raises(CheckpointError) as err:
-        ck.save_tensors({"__metadata__": torch.ones(1)}, tmp_path / "m.safetensors")
+        save_tensors({"__metadata__": torch.ones(1)}, tmp_path / "m.safetensors")
     assert str(err.value) == (f"{tmp_path / 'm.safetensors'}: error: a tensor may not be named '__metadata__' "
                               "(reserved by safetensors)")  # fmt: skip
     assert not list(tmp_path.iterdir())  # nothing written, no temporary left
@@ -435,12 +437,12 @@ def test_tensor_file_dict_may_not_name_metadata(tmp_path):
 def test_tensor_files_refuse_other_objects(tmp_path):
     for obj in ([torch.ones(1), 3], {1: torch.ones(1)}, "text", None):
         with pytest.raises(CheckpointError, match="save_tensors takes a tensor, a list of tensors, or a dict"):
-            ck.save_tensors(obj, tmp_path / "x.safetensors")
+            save_tensors(obj, tmp_path / "x.safetensors")
 
 
 def test_a_plain_safetensors_file_loads_as_a_dict(tmp_path):
     from safetensors.torch import save_file
 
     save_file({"tensor": torch.ones(2)}, tmp_path / "p.safetensors")  # no netcfg metadata
-    back = ck.load_tensors(tmp_path / "p.safetensors")
+    back = load_tensors(tmp_path / "p.safetensors")
     assert isinstance(back, dict) and list(back) == ["tensor"]

@@ -9,10 +9,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from netcfg.catalogue.describe import json_schema
 from netcfg.cli.app import app
 from netcfg.errors import NetcfgError, SpecError
 from netcfg.spec.loader import load_spec, load_spec_data
+from netcfg.spec.schema import json_schema
 from netcfg.spec.yaml_source import read_yaml
 from tests.conftest import CONFIGS, ROOT
 from tests.test_configs import SPECS, extra_args
