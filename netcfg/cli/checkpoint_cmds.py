@@ -22,10 +22,15 @@ from netcfg.cli._common import (
     printable,
 )
 
-OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Checkpoint file to write (.safetensors).")]
-CkptArg = Annotated[Path, typer.Argument(help="Checkpoint file (.safetensors).", show_default=False)]
+OutputOpt = Annotated[
+    Path, typer.Option("--output", "-o", metavar="FILE", help="Checkpoint file to write (.safetensors).")
+]
+CkptArg = Annotated[
+    Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint file (.safetensors).", show_default=False)
+]
 ConfigOpt = Annotated[
-    Optional[Path], typer.Option("--config", help="Rebuild from this spec instead of the one embedded in the file.")
+    Optional[Path],
+    typer.Option("--config", metavar="SPEC", help="Rebuild from this spec instead of the one embedded in the file."),
 ]
 CheckOpt = Annotated[bool, typer.Option("--check", help="Run the sample input, print a checksum; report NaN/Inf.")]
 StrictOpt = Annotated[
@@ -97,7 +102,7 @@ def load_cmd(
         out(f"checksum {loaded.checksum}")
 
 
-NameArg = Annotated[Path, typer.Argument(help="A .safetensors file.", show_default=False)]
+NameArg = Annotated[Path, typer.Argument(metavar="FILE", help="A .safetensors file.", show_default=False)]
 
 
 def tensors(file: NameArg, debug: DebugOpt = False) -> None:

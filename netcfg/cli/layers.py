@@ -8,14 +8,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from netcfg.cli._common import DebugOpt, PluginOpt, out
+from netcfg.cli._common import DebugOpt, Format, FormatOpt, PluginOpt, out
 from netcfg.errors import InputError, Loc
 
-NameArg = Annotated[Optional[str], typer.Argument(help="Show one layer type in detail.", show_default=False)]
-FormatOpt = Annotated[str, typer.Option("--format", help="text | json")]
+NameArg = Annotated[
+    Optional[str], typer.Argument(metavar="NAME", help="Show one layer type in detail.", show_default=False)
+]
 
 
-def layers(name: NameArg = None, format: FormatOpt = "text", plugin: PluginOpt = None, debug: DebugOpt = False) -> None:
+def layers(
+    name: NameArg = None, format: FormatOpt = Format.table, plugin: PluginOpt = None, debug: DebugOpt = False
+) -> None:
     """List the layer types a spec can use, or the arguments of one.
 
     Example: netcfg layers attention
@@ -29,14 +32,12 @@ def layers(name: NameArg = None, format: FormatOpt = "text", plugin: PluginOpt =
         plugins.load(plugin)
     else:
         from netcfg.catalogue.cache import layers as catalogue
-    if format not in ("text", "json"):
-        raise InputError(f"unknown format '{format}' (text or json)", Loc("--format"))
     infos = catalogue()
     if name is not None:
         infos = [i for i in infos if i.name == name]
         if not infos:
             raise InputError(f"unknown layer type '{name}'{suggest(name, [i.name for i in catalogue()])}", Loc(name))
-    if format == "json":
+    if format is Format.json:
         out(json.dumps([_plain(i) for i in infos], indent=2))
     elif name is not None:
         out(detail(infos[0]))
