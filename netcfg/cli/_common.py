@@ -1,4 +1,4 @@
-"""Options shared by commands, the choices they take, and the printing helpers.
+"""Options shared by commands, the choices they take, the flag checks, and the printing helpers.
 
 Every option gets a metavar (KEY=VALUE, N, DEVICE ...) so `--help` reads as usage, not as
 typer's internal types (`<list[str]>`, `<int range>`).
@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from netcfg.errors import Diagnostic, InputError, Loc
 
 # ---------------------------------------------------------------- choices
 # Enums rather than hand-written checks: typer then lists them in --help, refuses other values
@@ -102,6 +104,14 @@ DebugOpt = Annotated[
     bool,
     typer.Option("--debug", help="Show the Python traceback of errors.", callback=debug_callback, is_eager=True),
 ]
+
+
+def refuse_flags(given: dict[str, bool], why: str) -> None:
+    """Refuse every flag given that the chosen mode would ignore: silence would let a user
+    believe it acted. One line per flag, `FLAG: error: WHY`, exit 2 (main's error boundary)."""
+    refused = [flag for flag, is_given in given.items() if is_given]
+    if refused:
+        raise InputError([Diagnostic(Loc(flag), why) for flag in refused])
 
 
 def load(spec: Path, overrides: list[str] | None, plugins: list[str] | None):

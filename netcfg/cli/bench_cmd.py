@@ -16,6 +16,7 @@ from netcfg.cli._common import (
     Mode,
     ModeOpt,
     PluginOpt,
+    Scenario,
     ScenarioOpt,
     SeedOpt,
     SetOpt,
@@ -23,6 +24,7 @@ from netcfg.cli._common import (
     is_tty,
     load,
     out,
+    refuse_flags,
 )
 from netcfg.errors import InputError, Loc
 
@@ -79,14 +81,13 @@ def bench(
     from netcfg.actions import bench as actions
 
     if scenario is not None:
-        given = {"SPEC": spec is not None, "--batch": batch is not None, "--dtype": dtype is not None,
-                 "--amp": amp, "--compile": compile, "--mode": mode is not Mode.inference, "--warmup": warmup != "10",
-                 "--sweep": bool(sweep), "--seed": seed is not None, "--set": bool(set_),
-                 "--plugin": bool(plugin)}  # fmt: skip
-        for flag, is_given in given.items():
-            if is_given:
-                raise InputError(f"does not apply to --scenario {scenario.value} (it times a fixed workload)",
-                                 Loc(flag))  # fmt: skip
+        refuse_flags({"SPEC": spec is not None, "--batch": batch is not None, "--dtype": dtype is not None,
+                      "--amp": amp, "--compile": compile, "--mode": mode is not Mode.inference,
+                      "--warmup": warmup != "10", "--sweep": bool(sweep), "--seed": seed is not None,
+                      "--set": bool(set_), "--plugin": bool(plugin)},
+                     f"does not apply to --scenario {scenario.value} (it times a fixed workload)")  # fmt: skip
+        refuse_flags({"--device": scenario is Scenario.two_gpus and device != "auto"},
+                     "does not apply to --scenario two_gpus (it uses cuda:0 and cuda:1)")  # fmt: skip
         _scenarios(scenario.value, actions.parse_devices(device), format, min_time, threads)
         return
     names = actions.parse_devices(device)

@@ -20,6 +20,7 @@ from netcfg.cli._common import (
     note,
     out,
     printable,
+    refuse_flags,
 )
 
 OutputOpt = Annotated[
@@ -84,9 +85,13 @@ def load_cmd(
     from netcfg.building import plugins
     from netcfg.cli.build import summary_line
 
+    if config is None:
+        refuse_flags({"--set": bool(set_)}, "needs --config (a checkpoint's embedded spec is used as saved)")
     plugins.load(plugin or [])
     spec = load(config, set_, plugin) if config is not None else None
     loaded = load_checkpoint(checkpoint, spec=spec, device=device, strict=strict, check=check)
+    if loaded.built.device.type == "meta":  # known only now: the device may come from the spec
+        refuse_flags({"--check": check}, "needs values, which the meta device does not hold (use --device cpu)")
     for problem in loaded.problems:
         note(f"{checkpoint}: warning: {problem}")
     from netcfg.actions.model import summarize

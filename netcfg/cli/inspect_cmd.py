@@ -24,6 +24,7 @@ from netcfg.cli._common import (
     note,
     out,
     printable,
+    refuse_flags,
 )
 from netcfg.errors import BuildError, InputError, Loc
 
@@ -37,6 +38,9 @@ GrepOpt = Annotated[
 ]
 InitOpt = Annotated[bool, typer.Option("--init", help="Which init rule set each parameter; unused rules.")]
 TrainOpt = Annotated[bool, typer.Option("--train", help="Memory estimate for training (gradients, Adam state).")]
+
+# What a checkpoint's header cannot answer: these need the model built from a spec.
+_HEADER_ONLY = "does not apply to a checkpoint: inspect reads only its header (inspect its spec, or netcfg load it)"
 
 
 def inspect(
@@ -60,9 +64,13 @@ def inspect(
     from netcfg.actions.inspection import inspect_spec
 
     pattern = _pattern(grep)
+    checkpoint = is_checkpoint(spec)
+    given = {"--layers": layers, "--depth": depth is not None, "--grep": grep is not None, "--init": init,
+             "--train": train, "--dtype": dtype is not None, "--set": bool(set_), "--plugin": bool(plugin)}  # fmt: skip
+    _refuse_ignored(given, checkpoint, format)
     layers = layers or depth is not None  # --depth only means something for the layer tree
     params = params or (grep is not None and not layers)  # --grep alone filters the parameter table
-    if is_checkpoint(spec):
+    if checkpoint:
         out(checkpoint_report(spec, params, format, pattern))
         return
     loaded = load(spec, set_, plugin)
@@ -86,6 +94,21 @@ def inspect(
             out(params_table(report, pattern))
         if init:
             out(init_table(report))
+
+
+def _refuse_ignored(given: dict[str, bool], checkpoint: bool, format: InspectFormat) -> None:
+    """Flags the chosen input and format would ignore are refused, naming the flag."""
+
+    def only(*flags: str) -> dict[str, bool]:
+        return {flag: given[flag] for flag in flags}
+
+    if checkpoint:
+        refuse_flags(only("--layers", "--depth", "--init", "--train", "--dtype", "--set", "--plugin"), _HEADER_ONLY)
+    if format is InspectFormat.json:
+        refuse_flags(only("--grep", "--depth"), "does not apply to --format json (it holds the whole report)")
+    if format is InspectFormat.csv:
+        refuse_flags(only("--layers", "--depth", "--init", "--train"),
+                     "does not apply to --format csv (it is the parameter table)")  # fmt: skip
 
 
 def is_checkpoint(path) -> bool:

@@ -92,6 +92,18 @@ def test_a_scenario_refuses_the_flags_that_shape_a_spec_run(extra, flag):
     assert result.output == f"{flag}: error: does not apply to --scenario logging (it times a fixed workload)\n"
 
 
+def test_a_scenario_refuses_every_such_flag_at_once_and_two_gpus_refuses_a_device():
+    result = invoke("bench", "--scenario", "transfers", "--batch", "4", "--seed", "1")
+    assert result.exit_code == 2
+    assert result.output == (
+        "--batch: error: does not apply to --scenario transfers (it times a fixed workload)\n"
+        "--seed: error: does not apply to --scenario transfers (it times a fixed workload)\n"
+    )
+    result = invoke("bench", "--scenario", "two_gpus", "--device", "cpu")
+    assert result.exit_code == 2
+    assert result.output == "--device: error: does not apply to --scenario two_gpus (it uses cuda:0 and cuda:1)\n"
+
+
 def test_the_scenario_choices_are_the_scenarios_that_exist():
     from netcfg.actions.scenarios import SCENARIOS
     from netcfg.cli._common import Scenario
