@@ -31,11 +31,16 @@ _SOURCES = ("catalogue", "spec/model.py", "spec/schema.py")
 
 def layers() -> list[SimpleNamespace]:
     """The built-in layer types (attributes of netcfg.catalogue.describe.LayerInfo)."""
-    out = []
-    for info in _cached()["layers"]:
-        args = [SimpleNamespace(**a) for a in info["args"]]
-        out.append(SimpleNamespace(**{**info, "args": args}))
-    return out
+    return _infos(_cached()["layers"])
+
+
+def _infos(rows: list[dict]) -> list[SimpleNamespace]:
+    return [SimpleNamespace(**{**info, "args": [SimpleNamespace(**a) for a in info["args"]]}) for info in rows]
+
+
+def initializers() -> list[SimpleNamespace]:
+    """The initializers init rules can name, documented like layer types."""
+    return _infos(_cached()["initializers"])
 
 
 def json_schema() -> dict:
@@ -46,9 +51,15 @@ def json_schema() -> dict:
 def fresh() -> dict:
     """The cache's content computed from the declarations (imports pydantic, not torch)."""
     from netcfg.catalogue.describe import layers as live_layers
+    from netcfg.spec.schema import initializers as live_initializers
     from netcfg.spec.schema import json_schema as live_schema
 
-    return {"stamp": stamp(), "layers": [asdict(info) for info in live_layers()], "schema": live_schema()}
+    return {
+        "stamp": stamp(),
+        "layers": [asdict(info) for info in live_layers()],
+        "initializers": [asdict(info) for info in live_initializers()],
+        "schema": live_schema(),
+    }
 
 
 def stamp() -> str:

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
 from netcfg.catalogue.base import Node
 from netcfg.catalogue.registry import REGISTRY, Registry
 
@@ -31,19 +34,28 @@ class LayerInfo:
 
 
 def layers(registry: Registry = REGISTRY, kind: str | None = None) -> list[LayerInfo]:
-    return [_info(e) for e in registry.entries.values() if kind is None or e.kind == kind]
+    entries = [e for e in registry.entries.values() if kind is None or e.kind == kind]
+    return [described(e.model, e.name, e.kind, e.origin, skip=_COMMON) for e in entries]
 
 
-def _info(entry) -> LayerInfo:
-    args = []
-    for name, f in entry.model.model_fields.items():
-        if name in _COMMON:
-            continue
-        required = f.is_required()
-        default = "" if required else _show(f.get_default(call_default_factory=True))
-        args.append(ArgInfo(name, _type_name(f.annotation), default, required, f.description or ""))
-    doc = (entry.model.__doc__ or "").strip().splitlines()[0]
-    return LayerInfo(entry.name, entry.kind, doc, args, entry.origin)
+def described(model: type[BaseModel], name: str, kind: str, origin: str = "netcfg", skip=frozenset()) -> LayerInfo:
+    """A pydantic model's fields as documented arguments (a layer type's, an initializer's)."""
+    args = [_arg(field, info) for field, info in model.model_fields.items() if field not in skip]
+    return LayerInfo(name, kind, _first_line(model.__doc__), args, origin)
+
+
+def _arg(name: str, field: FieldInfo) -> ArgInfo:
+    required = field.is_required()
+    default = "" if required else _show(field.get_default(call_default_factory=True))
+    # A list of sub-models (a mixture's components) is documented by the sub-model's docstring.
+    nested = [a for a in get_args(field.annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    doc = field.description or (_first_line(nested[0].__doc__) if nested else "")
+    return ArgInfo(name, _type_name(field.annotation), default, required, doc)
+
+
+def _first_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def _show(value: Any) -> str:

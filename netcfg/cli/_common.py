@@ -1,31 +1,90 @@
-"""Options shared by commands, and the printing helpers."""
+"""Options shared by commands, the choices they take, the flag checks, and the printing helpers.
+
+Every option gets a metavar (KEY=VALUE, N, DEVICE ...) so `--help` reads as usage, not as
+typer's internal types (`<list[str]>`, `<int range>`).
+"""
 
 from __future__ import annotations
 
 import re
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-SpecArg = Annotated[Path, typer.Argument(help="Spec file (YAML).", show_default=False)]
+from netcfg.errors import Diagnostic, InputError, Loc
+
+# ---------------------------------------------------------------- choices
+# Enums rather than hand-written checks: typer then lists them in --help, refuses other values
+# (exit 2) and completes them in the shell. Commands pass `.value` on, so no enum leaves the CLI.
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class InspectFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class DType(str, Enum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+    float64 = "float64"
+
+
+class Mode(str, Enum):
+    inference = "inference"
+    train = "train"
+
+
+class Scenario(str, Enum):
+    """The bench scenarios (netcfg.actions.scenarios.SCENARIOS, which imports torch)."""
+
+    transfers = "transfers"
+    logging = "logging"
+    two_gpus = "two_gpus"
+
+
+FormatOpt = Annotated[Format, typer.Option("--format", help="Print a table or JSON.")]
+InspectFormatOpt = Annotated[
+    InspectFormat,
+    typer.Option("--format", help="Print tables, the whole report as JSON, or the parameter table as CSV."),
+]
+DTypeOpt = Annotated[Optional[DType], typer.Option("--dtype", help="Parameter dtype (default: the spec's).")]
+ModeOpt = Annotated[
+    Mode, typer.Option("--mode", help="Time the forward pass, or a training step (forward, backward, AdamW).")
+]
+ScenarioOpt = Annotated[
+    Optional[Scenario], typer.Option("--scenario", help="Time one of the chapter's device lessons instead of a spec.")
+]
+
+# ---------------------------------------------------------------- options
+
+SpecArg = Annotated[Path, typer.Argument(metavar="SPEC", help="Spec file (YAML).", show_default=False)]
 SetOpt = Annotated[
     Optional[list[str]],
-    typer.Option(
-        "--set", help="Override a spec value: path.to.key=value (YAML value; repeatable).", show_default=False
-    ),
-]
+    typer.Option("--set", metavar="KEY=VALUE", show_default=False,
+                 help="Override a spec value, e.g. model.layers.0.out_features=128 (YAML value; repeatable)."),
+]  # fmt: skip
 DeviceOpt = Annotated[
-    Optional[str], typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps | meta (default: the spec's).")
+    Optional[str],
+    typer.Option("--device", metavar="DEVICE", help="auto | cpu | cuda | cuda:N | mps | meta (default: the spec's)."),
 ]
 SeedOpt = Annotated[
-    Optional[int], typer.Option("--seed", help="Initialization seed (default: the spec's).", min=0, max=2**63 - 1)
+    Optional[int],
+    typer.Option("--seed", metavar="N", help="Initialization seed (default: the spec's).", min=0, max=2**63 - 1),
 ]
 PluginOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--plugin", help="Load a plugin (module name or .py file) that registers layers. Runs its code.",
-                 show_default=False),
+    typer.Option("--plugin", metavar="FILE|MODULE", show_default=False,
+                 help="Load a plugin (.py file or module name) that registers layers; runs its code. Repeatable."),
 ]  # fmt: skip
 
 
@@ -45,6 +104,14 @@ DebugOpt = Annotated[
     bool,
     typer.Option("--debug", help="Show the Python traceback of errors.", callback=debug_callback, is_eager=True),
 ]
+
+
+def refuse_flags(given: dict[str, bool], why: str) -> None:
+    """Refuse every flag given that the chosen mode would ignore: silence would let a user
+    believe it acted. One line per flag, `FLAG: error: WHY`, exit 2 (main's error boundary)."""
+    refused = [flag for flag, is_given in given.items() if is_given]
+    if refused:
+        raise InputError([Diagnostic(Loc(flag), why) for flag in refused])
 
 
 def load(spec: Path, overrides: list[str] | None, plugins: list[str] | None):

@@ -42,7 +42,9 @@ def _click_exit(exc: Exception) -> int:
     if "UsageError" in names:
         ctx = getattr(exc, "ctx", None)
         command = f"netcfg {ctx.info_name}" if ctx is not None and ctx.parent is not None else "netcfg"
-        typer.echo(f"error: {exc.format_message().rstrip('.')} (see '{command} --help')", err=True)
+        # typer words a bad choice "Value error, 'xml' is not one of ...": pydantic's prefix, noise here.
+        message = exc.format_message().replace(": Value error, ", ": ").rstrip(".")
+        typer.echo(f"error: {message} (see '{command} --help')", err=True)
         return 2
     if "Abort" in names:
         typer.echo("error: interrupted", err=True)
@@ -66,7 +68,8 @@ app = typer.Typer(
     name="netcfg",
     help="Neural networks described as YAML, built into PyTorch modules.",
     no_args_is_help=True,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    add_completion=True,  # --install-completion / --show-completion; the enum options complete their choices
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )

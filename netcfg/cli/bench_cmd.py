@@ -8,23 +8,50 @@ from typing import Annotated, Optional
 
 import typer
 
-from netcfg.cli._common import DebugOpt, PluginOpt, SeedOpt, SetOpt, human_bytes, is_tty, load, out
+from netcfg.cli._common import (
+    DebugOpt,
+    DTypeOpt,
+    Format,
+    FormatOpt,
+    Mode,
+    ModeOpt,
+    PluginOpt,
+    Scenario,
+    ScenarioOpt,
+    SeedOpt,
+    SetOpt,
+    human_bytes,
+    is_tty,
+    load,
+    out,
+    refuse_flags,
+)
 from netcfg.errors import InputError, Loc
 
-SpecOpt = Annotated[Optional[Path], typer.Argument(help="Spec file (YAML); not needed with --scenario.")]
-DevicesOpt = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps, or several: cpu,cuda.")]
-BatchOpt = Annotated[Optional[int], typer.Option("--batch", help="Batch size (default: the spec's input).", min=1)]
-DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help="float32 | bfloat16 | float16 | float64.")]
+SpecOpt = Annotated[
+    Optional[Path], typer.Argument(metavar="SPEC", help="Spec file (YAML); not needed with --scenario.")
+]
+DevicesOpt = Annotated[
+    str,
+    typer.Option("--device", metavar="DEVICE[,DEVICE...]",
+                 help="auto | cpu | cuda | cuda:N | mps, or several: cpu,cuda."),
+]  # fmt: skip
+BatchOpt = Annotated[
+    Optional[int], typer.Option("--batch", metavar="N", help="Batch size (default: the spec's input).", min=1)
+]
 AmpOpt = Annotated[bool, typer.Option("--amp", help="Autocast to bfloat16 (float16 with --dtype float16).")]
 CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model; compile time reported apart.")]
-ModeOpt = Annotated[str, typer.Option("--mode", help="inference | train (forward, backward, AdamW step).")]
-WarmupOpt = Annotated[str, typer.Option("--warmup", help="Warm-up iterations (10) or seconds (2s), not timed.")]
-MinTimeOpt = Annotated[float, typer.Option("--min-time", help="Measure at least this many seconds.", min=0.0)]
-ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", help="CPU threads (torch.set_num_threads).", min=1)]
-FormatOpt = Annotated[str, typer.Option("--format", help="table | json.")]
-SweepOpt = Annotated[Optional[str], typer.Option("--sweep", help="batch=1,8,64: time each batch size.")]
-ScenarioOpt = Annotated[
-    Optional[str], typer.Option("--scenario", help="transfers | logging | two_gpus: the chapter's device lessons.")
+WarmupOpt = Annotated[
+    str, typer.Option("--warmup", metavar="N|Ns", help="Warm-up iterations (10) or seconds (2s), not timed.")
+]
+MinTimeOpt = Annotated[
+    float, typer.Option("--min-time", metavar="SECONDS", help="Measure at least this many seconds.", min=0.0)
+]
+ThreadsOpt = Annotated[
+    Optional[int], typer.Option("--threads", metavar="N", help="CPU threads (torch.set_num_threads).", min=1)
+]
+SweepOpt = Annotated[
+    Optional[str], typer.Option("--sweep", metavar="batch=N,N,...", help="Time each batch size, e.g. batch=1,8,64.")
 ]
 
 
@@ -32,14 +59,14 @@ def bench(
     spec: SpecOpt = None,
     device: DevicesOpt = "auto",
     batch: BatchOpt = None,
-    dtype: DtypeOpt = None,
+    dtype: DTypeOpt = None,
     amp: AmpOpt = False,
     compile: CompileOpt = False,
-    mode: ModeOpt = "inference",
+    mode: ModeOpt = Mode.inference,
     warmup: WarmupOpt = "10",
     min_time: MinTimeOpt = 1.0,
     threads: ThreadsOpt = None,
-    format: FormatOpt = "table",
+    format: FormatOpt = Format.table,
     sweep: SweepOpt = None,
     scenario: ScenarioOpt = None,
     seed: SeedOpt = None,
@@ -53,21 +80,17 @@ def bench(
     """
     from netcfg.actions import bench as actions
 
-    _choice("--format", format, ("table", "json"))
-    _choice("--mode", mode, ("inference", "train"))
-    if dtype is not None:
-        _choice("--dtype", dtype, ("float32", "bfloat16", "float16", "float64"))
-    names = actions.parse_devices(device)
     if scenario is not None:
-        given = {"SPEC": spec is not None, "--batch": batch is not None, "--dtype": dtype is not None,
-                 "--amp": amp, "--compile": compile, "--mode": mode != "inference", "--warmup": warmup != "10",
-                 "--sweep": bool(sweep), "--seed": seed is not None, "--set": bool(set_),
-                 "--plugin": bool(plugin)}  # fmt: skip
-        for flag, is_given in given.items():
-            if is_given:
-                raise InputError(f"does not apply to --scenario {scenario} (it times a fixed workload)", Loc(flag))
-        _scenarios(scenario, names, format, min_time, threads)
+        refuse_flags({"SPEC": spec is not None, "--batch": batch is not None, "--dtype": dtype is not None,
+                      "--amp": amp, "--compile": compile, "--mode": mode is not Mode.inference,
+                      "--warmup": warmup != "10", "--sweep": bool(sweep), "--seed": seed is not None,
+                      "--set": bool(set_), "--plugin": bool(plugin)},
+                     f"does not apply to --scenario {scenario.value} (it times a fixed workload)")  # fmt: skip
+        refuse_flags({"--device": scenario is Scenario.two_gpus and device != "auto"},
+                     "does not apply to --scenario two_gpus (it uses cuda:0 and cuda:1)")  # fmt: skip
+        _scenarios(scenario.value, actions.parse_devices(device), format, min_time, threads)
         return
+    names = actions.parse_devices(device)
     if spec is None:
         raise InputError("give a spec file to time (or a --scenario)", Loc("SPEC"))
     loaded = load(spec, set_, plugin)
@@ -77,13 +100,13 @@ def bench(
     batches = actions.parse_sweep(sweep) if sweep else [batch]
     _check_batches(actions, loaded, batches, "--sweep" if sweep else "--batch")
     configs = [
-        actions.BenchConfig(device=d, batch=b, dtype=dtype, amp=amp, compile=compile, mode=mode, warmup=warm,
-                            warmup_is_seconds=in_seconds, min_time=min_time, max_time=max(10.0, 10 * min_time),
-                            threads=threads, seed=seed)
+        actions.BenchConfig(device=d, batch=b, dtype=dtype.value if dtype else None, amp=amp, compile=compile,
+                            mode=mode.value, warmup=warm, warmup_is_seconds=in_seconds, min_time=min_time,
+                            max_time=max(10.0, 10 * min_time), threads=threads, seed=seed)
         for b in batches for d in names
     ]  # fmt: skip
-    results = _run_all(actions, loaded, configs, show=format == "table")
-    if format == "json":
+    results = _run_all(actions, loaded, configs, show=format is Format.table)
+    if format is Format.json:
         out(json.dumps([r.as_dict() for r in results], indent=2))
     else:
         out(table(results))
@@ -100,11 +123,6 @@ def _check_batches(actions, spec, batches: list, flag: str) -> None:
             actions.with_batch(spec, b)
         except SpecError as exc:
             raise InputError(f"batch {b}: {exc.diagnostics[0].message}", Loc(f"{flag} {b}")) from None
-
-
-def _choice(flag: str, value: str, choices: tuple) -> None:
-    if value not in choices:
-        raise InputError(f"unknown value '{value}' (choose {', '.join(choices)})", Loc(flag))
 
 
 def _run_all(actions, spec, configs: list, show: bool) -> list:
@@ -148,13 +166,12 @@ def table(results: list) -> str:
     return text + ("\n" + "\n".join(compiled) if compiled else "")
 
 
-def _scenarios(name: str, devices: list[str], format: str, min_time: float, threads: int | None) -> None:
+def _scenarios(name: str, devices: list[str], format: Format, min_time: float, threads: int | None) -> None:
     import torch
 
     from netcfg.actions import scenarios
     from netcfg.building import devices as device_lookup
 
-    _choice("--scenario", name, scenarios.SCENARIOS)
     if threads:
         torch.set_num_threads(threads)
     if name == "two_gpus":
@@ -162,7 +179,7 @@ def _scenarios(name: str, devices: list[str], format: str, min_time: float, thre
     else:
         run = scenarios.transfers if name == "transfers" else scenarios.logging
         results = [run(device_lookup.resolve(d)[0], min_time) for d in devices]
-    if format == "json":
+    if format is Format.json:
         out(json.dumps([{**vars(r), "ratio": r.ratio} for r in results], indent=2))
         return
     for r in results:
@@ -170,12 +187,11 @@ def _scenarios(name: str, devices: list[str], format: str, min_time: float, thre
             f"{r.fast_label}: {r.fast_s * 1000:.2f} ms; {r.ratio:.1f}x")  # fmt: skip
 
 
-def devices_cmd(format: FormatOpt = "table", debug: DebugOpt = False) -> None:
+def devices_cmd(format: FormatOpt = Format.table, debug: DebugOpt = False) -> None:
     """List the devices netcfg can use here: CPU, CUDA GPUs (name, memory, capability), MPS.
 
     Example: netcfg devices
     """
-    _choice("--format", format, ("table", "json"))
     import os
 
     import torch
@@ -194,7 +210,7 @@ def devices_cmd(format: FormatOpt = "table", debug: DebugOpt = False) -> None:
     backend = getattr(torch.backends, "mps", None)
     if backend is not None and backend.is_available():
         rows.append({"device": "mps", "name": "Apple GPU"})
-    if format == "json":
+    if format is Format.json:
         out(json.dumps(rows, indent=2))
         return
     for row in rows:

@@ -20,12 +20,18 @@ from netcfg.cli._common import (
     note,
     out,
     printable,
+    refuse_flags,
 )
 
-OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Checkpoint file to write (.safetensors).")]
-CkptArg = Annotated[Path, typer.Argument(help="Checkpoint file (.safetensors).", show_default=False)]
+OutputOpt = Annotated[
+    Path, typer.Option("--output", "-o", metavar="FILE", help="Checkpoint file to write (.safetensors).")
+]
+CkptArg = Annotated[
+    Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint file (.safetensors).", show_default=False)
+]
 ConfigOpt = Annotated[
-    Optional[Path], typer.Option("--config", help="Rebuild from this spec instead of the one embedded in the file.")
+    Optional[Path],
+    typer.Option("--config", metavar="SPEC", help="Rebuild from this spec instead of the one embedded in the file."),
 ]
 CheckOpt = Annotated[bool, typer.Option("--check", help="Run the sample input, print a checksum; report NaN/Inf.")]
 StrictOpt = Annotated[
@@ -79,9 +85,13 @@ def load_cmd(
     from netcfg.building import plugins
     from netcfg.cli.build import summary_line
 
+    if config is None:
+        refuse_flags({"--set": bool(set_)}, "needs --config (a checkpoint's embedded spec is used as saved)")
     plugins.load(plugin or [])
     spec = load(config, set_, plugin) if config is not None else None
     loaded = load_checkpoint(checkpoint, spec=spec, device=device, strict=strict, check=check)
+    if loaded.built.device.type == "meta":  # known only now: the device may come from the spec
+        refuse_flags({"--check": check}, "needs values, which the meta device does not hold (use --device cpu)")
     for problem in loaded.problems:
         note(f"{checkpoint}: warning: {problem}")
     from netcfg.actions.model import summarize
@@ -97,7 +107,7 @@ def load_cmd(
         out(f"checksum {loaded.checksum}")
 
 
-NameArg = Annotated[Path, typer.Argument(help="A .safetensors file.", show_default=False)]
+NameArg = Annotated[Path, typer.Argument(metavar="FILE", help="A .safetensors file.", show_default=False)]
 
 
 def tensors(file: NameArg, debug: DebugOpt = False) -> None:

@@ -11,20 +11,36 @@ from typing import Annotated, Optional
 
 import typer
 
-from netcfg.cli._common import DebugOpt, PluginOpt, SetOpt, SpecArg, human_bytes, load, note, out, printable
+from netcfg.cli._common import (
+    DebugOpt,
+    DTypeOpt,
+    InspectFormat,
+    InspectFormatOpt,
+    PluginOpt,
+    SetOpt,
+    SpecArg,
+    human_bytes,
+    load,
+    note,
+    out,
+    printable,
+    refuse_flags,
+)
 from netcfg.errors import BuildError, InputError, Loc
 
 ParamsOpt = Annotated[bool, typer.Option("--params", help="Table of every parameter (path, shape, init, tie ...).")]
 LayersOpt = Annotated[bool, typer.Option("--layers", help="Module tree with shapes, parameters and FLOPs per layer.")]
-DepthOpt = Annotated[Optional[int], typer.Option("--depth", help="Deepest level shown by --layers (root = 0).", min=0)]
-GrepOpt = Annotated[Optional[str], typer.Option("--grep", help="Only rows whose path matches this regular expression.")]
+DepthOpt = Annotated[
+    Optional[int], typer.Option("--depth", metavar="N", help="Deepest level shown by --layers (root = 0).", min=0)
+]
+GrepOpt = Annotated[
+    Optional[str], typer.Option("--grep", metavar="REGEX", help="Only rows whose path matches this regular expression.")
+]
 InitOpt = Annotated[bool, typer.Option("--init", help="Which init rule set each parameter; unused rules.")]
 TrainOpt = Annotated[bool, typer.Option("--train", help="Memory estimate for training (gradients, Adam state).")]
-DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help="float32 | bfloat16 | float16 | float64.")]
-FormatOpt = Annotated[str, typer.Option("--format", help="table | json | csv (csv: the parameter table).")]
 
-FORMATS = ("table", "json", "csv")
-DTYPES = ("float32", "bfloat16", "float16", "float64")
+# What a checkpoint's header cannot answer: these need the model built from a spec.
+_HEADER_ONLY = "does not apply to a checkpoint: inspect reads only its header (inspect its spec, or netcfg load it)"
 
 
 def inspect(
@@ -35,8 +51,8 @@ def inspect(
     grep: GrepOpt = None,
     init: InitOpt = False,
     train: TrainOpt = False,
-    dtype: DtypeOpt = None,
-    format: FormatOpt = "table",
+    dtype: DTypeOpt = None,
+    format: InspectFormatOpt = InspectFormat.table,
     set_: SetOpt = None,
     plugin: PluginOpt = None,
     debug: DebugOpt = False,
@@ -47,27 +63,28 @@ def inspect(
     """
     from netcfg.actions.inspection import inspect_spec
 
-    _check_choice("--format", format, FORMATS)
-    if dtype is not None:
-        _check_choice("--dtype", dtype, DTYPES)
     pattern = _pattern(grep)
+    checkpoint = is_checkpoint(spec)
+    given = {"--layers": layers, "--depth": depth is not None, "--grep": grep is not None, "--init": init,
+             "--train": train, "--dtype": dtype is not None, "--set": bool(set_), "--plugin": bool(plugin)}  # fmt: skip
+    _refuse_ignored(given, checkpoint, format)
     layers = layers or depth is not None  # --depth only means something for the layer tree
     params = params or (grep is not None and not layers)  # --grep alone filters the parameter table
-    if is_checkpoint(spec):
+    if checkpoint:
         out(checkpoint_report(spec, params, format, pattern))
         return
     loaded = load(spec, set_, plugin)
     try:
-        report = inspect_spec(loaded, dtype=dtype, train=train)
+        report = inspect_spec(loaded, dtype=dtype.value if dtype else None, train=train)
     except BuildError as exc:
-        if exc.partial is not None and format == "table":
+        if exc.partial is not None and format is InspectFormat.table:
             _print_partial(exc.partial)
         raise
     for warning in report.warnings:
         note(warning)
-    if format == "json":
+    if format is InspectFormat.json:
         out(report.model_dump_json(indent=2))
-    elif format == "csv":
+    elif format is InspectFormat.csv:
         out(params_csv(report, pattern))
     else:
         out(totals(report))
@@ -77,6 +94,21 @@ def inspect(
             out(params_table(report, pattern))
         if init:
             out(init_table(report))
+
+
+def _refuse_ignored(given: dict[str, bool], checkpoint: bool, format: InspectFormat) -> None:
+    """Flags the chosen input and format would ignore are refused, naming the flag."""
+
+    def only(*flags: str) -> dict[str, bool]:
+        return {flag: given[flag] for flag in flags}
+
+    if checkpoint:
+        refuse_flags(only("--layers", "--depth", "--init", "--train", "--dtype", "--set", "--plugin"), _HEADER_ONLY)
+    if format is InspectFormat.json:
+        refuse_flags(only("--grep", "--depth"), "does not apply to --format json (it holds the whole report)")
+    if format is InspectFormat.csv:
+        refuse_flags(only("--layers", "--depth", "--init", "--train"),
+                     "does not apply to --format csv (it is the parameter table)")  # fmt: skip
 
 
 def is_checkpoint(path) -> bool:
@@ -97,7 +129,7 @@ def is_checkpoint(path) -> bool:
     return looks_like_safetensors(head)
 
 
-def checkpoint_report(path, params: bool, format: str, pattern: re.Pattern | None) -> str:
+def checkpoint_report(path, params: bool, format: InspectFormat, pattern: re.Pattern | None) -> str:
     """A checkpoint's contents from its header alone: instant whatever the file's size."""
     import json
     from dataclasses import asdict
@@ -106,9 +138,9 @@ def checkpoint_report(path, params: bool, format: str, pattern: re.Pattern | Non
 
     info = describe(path)
     rows = [r for r in info.tensors if pattern is None or pattern.search(r[0])]
-    if format == "json":
+    if format is InspectFormat.json:
         return json.dumps(asdict(info), indent=2)
-    if format == "csv":
+    if format is InspectFormat.csv:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["name", "dtype", "shape", "bytes"])
@@ -133,11 +165,6 @@ def checkpoint_report(path, params: bool, format: str, pattern: re.Pattern | Non
         lines.append(_table("tensors", [("name", "left"), ("dtype", "left"), ("shape", "left"), ("bytes", "right")],
                             table))  # fmt: skip
     return "\n".join(lines)
-
-
-def _check_choice(flag: str, value: str, choices: tuple) -> None:
-    if value not in choices:
-        raise InputError(f"unknown value '{value}' (choose {', '.join(choices)})", Loc(flag))
 
 
 def _pattern(grep: str | None) -> re.Pattern | None:

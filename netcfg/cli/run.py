@@ -12,10 +12,12 @@ from netcfg.cli.build import summary_line
 from netcfg.errors import Loc
 
 InputOpt = Annotated[
-    Optional[Path], typer.Option("--input", help="Run on the tensor in this .safetensors file instead of the sample.")
+    Optional[Path],
+    typer.Option("--input", metavar="FILE", help="Run on the tensor in this .safetensors file instead of the sample."),
 ]
 OutputOpt = Annotated[
-    Optional[Path], typer.Option("--output", "-o", help="Write the output tensor to this .safetensors file.")
+    Optional[Path],
+    typer.Option("--output", "-o", metavar="FILE", help="Write the output tensor to this .safetensors file."),
 ]
 
 

@@ -10,7 +10,9 @@ import typer
 
 from netcfg.cli._common import DebugOpt, PluginOpt, out
 
-OutOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")]
+OutOpt = Annotated[
+    Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write to this file instead of stdout.")
+]
 
 
 def schema(output: OutOpt = None, plugin: PluginOpt = None, debug: DebugOpt = False) -> None:

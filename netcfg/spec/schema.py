@@ -1,4 +1,5 @@
-"""The JSON Schema of a spec file (draft 2020-12), for editor completion and checks. No torch.
+"""The JSON Schema of a spec file (draft 2020-12), for editor completion and checks, and the
+documentation of the initializers. No torch.
 
 Made from the spec head's models and every registered layer declaration, then widened where
 the loader is wider than the models: any value may be a ``${...}`` expression (substituted
@@ -7,11 +8,12 @@ before validation) and a node may carry ``if``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from netcfg.catalogue import composite
+from netcfg.catalogue.describe import LayerInfo, described
 from netcfg.catalogue.registry import REGISTRY, Registry
-from netcfg.spec.model import FORMAT_VERSION, SpecHead
+from netcfg.spec.model import FORMAT_VERSION, Initializer, SpecHead
 
 
 def json_schema(registry: Registry = REGISTRY) -> dict:
@@ -151,3 +153,13 @@ def _point_node_fields(schema: dict) -> None:
     props["shared"] = {**_node_ref("map"), "description": props["shared"].get("description", "")}
     block = schema["$defs"]["BlockDef"]["properties"]
     block["body"] = {**_node_ref("one"), "description": block["body"].get("description", "")}
+
+
+def initializers() -> list[LayerInfo]:
+    """Every initializer an init rule can name, documented like a layer type (`netcfg layers`)."""
+    union = get_args(Initializer)[0]  # Annotated[Union[...], Field(discriminator="kind")]
+    out = []
+    for model in get_args(union):
+        kind = get_args(model.model_fields["kind"].annotation)[0]
+        out.append(described(model, kind, "initializer", skip={"kind"}))
+    return out

@@ -58,7 +58,10 @@ def test_flags_are_checked():
     with pytest.raises(InputError, match="only batch sizes can be swept"):
         parse_sweep("width=1,2")
     result = invoke("bench", "configs/mlp.yaml", "--mode", "eval")
-    assert result.exit_code == 2 and result.output.startswith("--mode: error: unknown value 'eval'")
+    assert result.exit_code == 2
+    assert result.output == (
+        "error: Invalid value for '--mode': 'eval' is not one of 'inference', 'train' (see 'netcfg bench --help')\n"
+    )
 
 
 def test_absent_gpu_is_an_error_naming_what_is_present():
@@ -87,6 +90,25 @@ def test_a_scenario_refuses_the_flags_that_shape_a_spec_run(extra, flag):
     result = invoke("bench", "--scenario", "logging", *extra)
     assert result.exit_code == 2
     assert result.output == f"{flag}: error: does not apply to --scenario logging (it times a fixed workload)\n"
+
+
+def test_a_scenario_refuses_every_such_flag_at_once_and_two_gpus_refuses_a_device():
+    result = invoke("bench", "--scenario", "transfers", "--batch", "4", "--seed", "1")
+    assert result.exit_code == 2
+    assert result.output == (
+        "--batch: error: does not apply to --scenario transfers (it times a fixed workload)\n"
+        "--seed: error: does not apply to --scenario transfers (it times a fixed workload)\n"
+    )
+    result = invoke("bench", "--scenario", "two_gpus", "--device", "cpu")
+    assert result.exit_code == 2
+    assert result.output == "--device: error: does not apply to --scenario two_gpus (it uses cuda:0 and cuda:1)\n"
+
+
+def test_the_scenario_choices_are_the_scenarios_that_exist():
+    from netcfg.actions.scenarios import SCENARIOS
+    from netcfg.cli._common import Scenario
+
+    assert [s.value for s in Scenario] == list(SCENARIOS)
 
 
 def test_a_scenario_times_for_at_least_min_time(monkeypatch):

@@ -115,7 +115,9 @@ def test_layers_lists_and_details():
     assert "Size of each output sample." in detail.output
     data = json.loads(invoke("layers", "--format", "json").output)
     assert {d["name"] for d in data} >= {"linear", "conv2d", "attention", "graph", "repeat", "block"}
-    assert invoke("layers", "lineer").output.endswith("unknown layer type 'lineer'; did you mean 'linear'?\n")
+    assert invoke("layers", "lineer").output.endswith(
+        "unknown layer type or initializer 'lineer'; did you mean 'linear'?\n"
+    )
 
 
 def test_schema_is_json_schema_covering_every_layer(tmp_path):

@@ -160,8 +160,14 @@ CLI_CASES = [
     ),
     pytest.param(
         ["validate"],
-        "error: Missing argument 'spec' (see 'netcfg validate --help')\n",
+        "error: Missing argument 'SPEC' (see 'netcfg validate --help')\n",
         id="missing-spec-argument",
+    ),
+    pytest.param(
+        ["inspect", VALID, "--format", "xml"],
+        "error: Invalid value for '--format': 'xml' is not one of 'table', 'json', 'csv' "
+        "(see 'netcfg inspect --help')\n",
+        id="bad-choice",
     ),
     pytest.param(
         ["validate", VALID, "--bogus"],

@@ -115,8 +115,11 @@ def test_unused_init_rule_is_a_warning():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--format", "xml"], "--format: error: unknown value 'xml' (choose table, json, csv)"),
-        (["--dtype", "int8"], "--dtype: error: unknown value 'int8' (choose float32, bfloat16, float16, float64)"),
+        (["--format", "xml"], "error: Invalid value for '--format': 'xml' is not one of 'table', 'json', 'csv'"),
+        (
+            ["--dtype", "int8"],
+            "error: Invalid value for '--dtype': 'int8' is not one of 'float32', 'bfloat16', 'float16', 'float64'",
+        ),
         (["--grep", "("], "--grep (: error: invalid regular expression: missing ), unterminated subpattern"),
     ],
 )
