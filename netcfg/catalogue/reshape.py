@@ -80,6 +80,28 @@ class Permute(Rearrange):
         return tuple(shape[d] for d in dims)
 
 
+class PixelShuffle(Rearrange):
+    """Channel blocks into space: [N, C * r^2, H, W] -> [N, C, H * r, W * r] (torch.nn.PixelShuffle).
+
+    ESPCN's sub-pixel upsampling."""
+
+    type: Literal["pixel_shuffle"]
+    upscale_factor: Pos
+    """r: the factor by which height and width grow (the channels shrink by r^2)."""
+
+    def out_shape(self, shapes: list[Shape]) -> Shape:
+        shape, r = shapes[0], self.upscale_factor
+        if len(shape) < 3:
+            raise ShapeError(f"pixel_shuffle needs an input [..., C, H, W], got {fmt(shape)}")
+        channels, height, width = shape[-3:]
+        if channels % (r * r):
+            raise ShapeError(
+                f"upscale_factor {r} needs channels divisible by {r * r}, the input has {channels}",
+                key="upscale_factor",
+            )
+        return (*shape[:-3], channels // (r * r), height * r, width * r)
+
+
 def along(dim: int, shape: Shape, layer: str) -> int:
     """`dim` resolved for `shape`; not the batch dimension."""
     rank = len(shape)

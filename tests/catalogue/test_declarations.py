@@ -77,6 +77,7 @@ EXAMPLES: dict[str, list[tuple[dict, list[int], dict]]] = {
     "flatten": [({}, [2, 3, 4, 5], {}), ({"start_dim": 2, "end_dim": -2}, [2, 3, 4, 5], {})],
     "reshape": [({"shape": [4, -1]}, [2, 3, 8], {}), ({"shape": [24]}, [2, 3, 8], IDS)],
     "identity": [({}, [2, 8], IDS)],
+    "pixel_shuffle": [({"upscale_factor": 2}, [2, 12, 3, 5], {}), ({"upscale_factor": 3}, [9, 4, 4], {})],
     "permute": [({"dims": [0, 2, 3, 1]}, [2, 3, 4, 5], {})],
     "select": [({"index": 0}, [2, 5, 8], {}), ({"index": -1, "dim": -1}, [2, 5, 8], IDS)],
     "slice": [({"start": 1}, [2, 5, 8], {}), ({"start": -6, "stop": -1, "step": 2, "dim": 2}, [2, 5, 8], {})],

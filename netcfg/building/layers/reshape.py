@@ -77,3 +77,8 @@ def select(a: d.Select, xs: list, ctx) -> nn.Module:
 @builds("slice")
 def slice_(a: d.Slice, xs: list, ctx) -> nn.Module:
     return Take(a.dim % len(xs[0].shape), slice(a.start, a.stop, a.step))
+
+
+@builds("pixel_shuffle")
+def pixel_shuffle(a: d.PixelShuffle, xs: list, ctx) -> nn.Module:
+    return nn.PixelShuffle(a.upscale_factor)
