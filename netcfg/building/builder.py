@@ -156,14 +156,13 @@ class Builder:
 
     def _ruled_output(self, node: Node, xs: list) -> torch.Tensor | None:
         """The layer's meta output from its declaration's rules (None: unknown, a plugin)."""
-        shapes = [tuple(int(s) for s in x.shape) for x in xs]
-        shape = node.out_shape(shapes)
-        dtype_name = node.out_dtype([devices.dtype_name(x.dtype) for x in xs])
+        dtype_name = node.out_dtype([devices.dtype_name(x.dtype) for x in xs])  # first: ids need an embedding
+        shape = node.out_shape([tuple(int(s) for s in x.shape) for x in xs])
         if shape is None:
             return None
         dtype = devices.BY_NAME[dtype_name] if dtype_name else _promoted(xs)
-        if shape == shapes[0] and dtype == xs[0].dtype:
-            return xs[0]  # keeps the identity of the sample input (an embedding checks its ids)
+        if node.passes_input and shape == tuple(xs[0].shape) and dtype == xs[0].dtype:
+            return xs[0]  # the sample input itself, still: an embedding reading it checks its declared id range
         return torch.empty(shape, dtype=dtype, device="meta")
 
     def _reserve(self, build, node: Node, xs: list, path: str) -> None:

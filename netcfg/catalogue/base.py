@@ -61,6 +61,9 @@ class Node(BaseModel):
 
     float_only: ClassVar[bool] = False
     """Refuses integer inputs (token ids must go through an embedding first)."""
+    passes_input: ClassVar[bool] = False
+    """Its output is its input, element for element, or a function of each element alone (the
+    builder then lets the sample input's identity through, for an embedding's id-range check)."""
 
     def out_shape(self, shapes: list[Shape]) -> Shape | None:
         """Output shape for these input shapes; None: unknown (the builder runs the layer on meta)."""
@@ -93,6 +96,7 @@ class Elementwise(Layer):
     no FLOPs counted, floating-point inputs only."""
 
     float_only: ClassVar[bool] = True
+    passes_input = True
 
     def out_shape(self, shapes: list[Shape]) -> Shape:
         return shapes[0]

@@ -55,6 +55,8 @@ class Identity(Rearrange):
 
     type: Literal["identity"]
 
+    passes_input = True
+
     def out_shape(self, shapes: list[Shape]) -> Shape:
         return shapes[0]
 
