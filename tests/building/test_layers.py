@@ -86,6 +86,13 @@ def test_values_equal_plain_torch():
     assert torch.equal(y, x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3))
 
 
+def test_roll_equals_torch_roll():
+    m, x, y = check_shape_and_size({"type": "roll", "shifts": [-3, 2], "dims": [1, -2]}, [2, 5, 6, 4])
+    assert torch.equal(y, torch.roll(x, (-3, 2), (1, 2)))
+    m, x, y = check_shape_and_size({"type": "roll", "shifts": 3, "dims": 1}, [2, 5])  # wraps around
+    assert torch.equal(y, torch.cat([x[:, 2:], x[:, :2]], dim=1))
+
+
 @pytest.mark.parametrize("kind", ["maxpool1d", "avgpool1d"])
 def test_pool_output_sizes_equal_torch_for_every_small_case(kind):
     # Exhaustive over small sizes: the ceil_mode rounding has an edge case (a last window that
@@ -110,6 +117,8 @@ def test_pool_output_sizes_equal_torch_for_every_small_case(kind):
         ({"type": "upsample"}, [1, 2, 4, 4], "give one of scale_factor and size"),
         ({"type": "upsample", "scale_factor": 2, "mode": "linear"}, [1, 2, 4, 4], "needs a 3-dimensional input"),
         ({"type": "upsample", "scale_factor": 2, "align_corners": True}, [1, 2, 4, 4], "align_corners only"),
+        ({"type": "roll", "shifts": [1, 2], "dims": 1}, [2, 5, 8], "shifts has 2, dims has 1"),
+        ({"type": "roll", "shifts": [1, 1], "dims": [2, 0]}, [2, 5, 8], "roll over dim 0: that is the batch dimension"),
         ({"type": "class_token"}, [2, 8], "class_token needs a sequence [N, T, dim], got [2, 8]"),
         ({"type": "class_token", "dim": 4}, [2, 3, 8], "expected input [2, 3, 4] (dim=4), got [2, 3, 8]"),
         ({"type": "hardtanh", "min_val": 1.0, "max_val": 1.0}, [2, 8], "min_val 1.0 must be below max_val 1.0"),

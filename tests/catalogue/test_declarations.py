@@ -81,6 +81,7 @@ EXAMPLES: dict[str, list[tuple[dict, list[int], dict]]] = {
     "permute": [({"dims": [0, 2, 3, 1]}, [2, 3, 4, 5], {})],
     "select": [({"index": 0}, [2, 5, 8], {}), ({"index": -1, "dim": -1}, [2, 5, 8], IDS)],
     "slice": [({"start": 1}, [2, 5, 8], {}), ({"start": -6, "stop": -1, "step": 2, "dim": 2}, [2, 5, 8], {})],
+    "roll": [({"shifts": [-3, -3], "dims": [1, 2]}, [2, 7, 7, 4], {}), ({"shifts": 2, "dims": -1}, [2, 5], IDS)],
     "attention": [
         ({"heads": 4}, [2, 5, 16], {}),
         ({"heads": 4, "kv_heads": 2, "head_dim": 6, "causal": True, "rotary": True, "bias": False}, [2, 5, 16], {}),
