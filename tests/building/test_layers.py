@@ -93,6 +93,20 @@ def test_roll_equals_torch_roll():
     assert torch.equal(y, torch.cat([x[:, 2:], x[:, :2]], dim=1))
 
 
+def test_layernorm2d_normalizes_channels_and_loads_a_layernorm_state_dict():
+    # torchvision's ConvNeXt LayerNorm2d subclasses nn.LayerNorm: its state_dict is nn.LayerNorm's.
+    m, x, y = check_shape_and_size({"type": "layernorm2d"}, [2, 6, 3, 4])
+    reference = nn.LayerNorm(6, eps=1e-6)
+    with torch.no_grad():
+        reference.weight.normal_(), reference.bias.normal_()
+    m.load_state_dict(reference.state_dict())
+    expected = reference(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    torch.testing.assert_close(m(x), expected)
+    m, x, y = check_shape_and_size({"type": "layernorm2d", "elementwise_affine": False}, [2, 6, 3, 4])
+    torch.testing.assert_close(y.mean(dim=1), torch.zeros(2, 3, 4), atol=1e-6, rtol=0)
+    torch.testing.assert_close(y.var(dim=1, unbiased=False), torch.ones(2, 3, 4), atol=1e-4, rtol=0)
+
+
 @pytest.mark.parametrize("kind", ["maxpool1d", "avgpool1d"])
 def test_pool_output_sizes_equal_torch_for_every_small_case(kind):
     # Exhaustive over small sizes: the ceil_mode rounding has an edge case (a last window that
@@ -119,6 +133,7 @@ def test_pool_output_sizes_equal_torch_for_every_small_case(kind):
         ({"type": "upsample", "scale_factor": 2, "align_corners": True}, [1, 2, 4, 4], "align_corners only"),
         ({"type": "roll", "shifts": [1, 2], "dims": 1}, [2, 5, 8], "shifts has 2, dims has 1"),
         ({"type": "roll", "shifts": [1, 1], "dims": [2, 0]}, [2, 5, 8], "roll over dim 0: that is the batch dimension"),
+        ({"type": "layernorm2d"}, [2, 8, 5], "layernorm2d expects an input with 4 dimensions, got [2, 8, 5]"),
         ({"type": "class_token"}, [2, 8], "class_token needs a sequence [N, T, dim], got [2, 8]"),
         ({"type": "class_token", "dim": 4}, [2, 3, 8], "expected input [2, 3, 4] (dim=4), got [2, 3, 8]"),
         ({"type": "hardtanh", "min_val": 1.0, "max_val": 1.0}, [2, 8], "min_val 1.0 must be below max_val 1.0"),

@@ -36,6 +36,11 @@ EXAMPLES: dict[str, list[tuple[dict, list[int], dict]]] = {
         ({"bias": False}, [2, 8], {}),
         ({"elementwise_affine": False}, [2, 8], {}),
     ],
+    "layernorm2d": [
+        ({}, [2, 3, 4, 5], {}),
+        ({"bias": False, "eps": 1e-5}, [1, 4, 3, 3], {}),
+        ({"elementwise_affine": False}, [2, 3, 2, 2], {}),
+    ],
     "rmsnorm": [({}, [2, 3, 8], {}), ({"elementwise_affine": False}, [2, 8], {})],
     "groupnorm": [({"groups": 2}, [2, 4, 5], {}), ({"groups": 1, "affine": False}, [2, 4, 3, 3], {})],
     "embedding": [({"num_embeddings": 50, "embedding_dim": 6, "padding_idx": 0}, [2, 7], IDS)],
