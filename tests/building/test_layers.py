@@ -10,7 +10,8 @@ from torch import nn
 
 from netcfg.building.builder import build_spec
 from netcfg.errors import BuildError
-from netcfg.spec.loader import load_spec_data
+from netcfg.spec.loader import load_spec, load_spec_data
+from tests.conftest import CONFIGS
 
 
 def built(model: dict, shape: list[int], seed: int = 0):
@@ -105,6 +106,27 @@ def test_layernorm2d_normalizes_channels_and_loads_a_layernorm_state_dict():
     m, x, y = check_shape_and_size({"type": "layernorm2d", "elementwise_affine": False}, [2, 6, 3, 4])
     torch.testing.assert_close(y.mean(dim=1), torch.zeros(2, 3, 4), atol=1e-6, rtol=0)
     torch.testing.assert_close(y.var(dim=1, unbiased=False), torch.ones(2, 3, 4), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("scale_by_keep", [True, False])
+def test_drop_path_drops_whole_samples_at_rate_p_in_training_and_is_the_identity_in_eval(scale_by_keep):
+    p, n = 0.25, 20_000
+    model = built({"type": "drop_path", "p": p, "scale_by_keep": scale_by_keep}, [n, 3, 2]).model
+    x = torch.rand(n, 3, 2) + 0.5  # no zeros: a zero in the output is a dropped sample
+    torch.manual_seed(0)
+    y = model.train()(x)
+    zeros = (y == 0).flatten(1)
+    dropped = zeros.all(dim=1)
+    assert torch.equal(zeros.any(dim=1), dropped)  # a sample is dropped whole or not at all
+    assert abs(dropped.float().mean().item() - p) < 0.02  # the binomial's sd is 0.003
+    torch.testing.assert_close(y[~dropped], x[~dropped] / (1 - p) if scale_by_keep else x[~dropped])
+    assert torch.equal(model.eval()(x), x)
+
+
+def test_drop_path_rate_grows_linearly_with_depth_in_the_example_config():
+    spec = load_spec(CONFIGS / "stochastic_depth.yaml", ["vars.depth=6", "vars.max_drop=0.2"])
+    rates = [m.p for m in build_spec(spec, device="meta").model.modules() if type(m).__name__ == "DropPath"]
+    assert rates == pytest.approx([0.2 * i / 5 for i in range(6)])
 
 
 @pytest.mark.parametrize("kind", ["maxpool1d", "avgpool1d"])

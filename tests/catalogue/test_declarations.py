@@ -64,6 +64,7 @@ EXAMPLES: dict[str, list[tuple[dict, list[int], dict]]] = {
     "hardsigmoid": [({}, [2, 8], {})],
     "mish": [({}, [2, 8], {})],
     "dropout": [({"p": 0.3}, [2, 8], {})],
+    "drop_path": [({"p": 0.3}, [2, 8], {}), ({"p": 0.0, "scale_by_keep": False}, [2, 3, 4, 4], {})],
     "maxpool1d": [({"kernel_size": 3, "stride": 2, "ceil_mode": True}, [2, 3, 10], {})],
     "maxpool2d": [
         ({"kernel_size": 3, "stride": 2, "padding": 1}, [1, 2, 8, 9], {}),
