@@ -92,6 +92,29 @@ EXAMPLES: dict[str, list[tuple[dict, list[int], dict]]] = {
         ({"heads": 4}, [2, 5, 16], {}),
         ({"heads": 4, "kv_heads": 2, "head_dim": 6, "causal": True, "rotary": True, "bias": False}, [2, 5, 16], {}),
     ],
+    "lstm": [
+        ({"hidden_size": 5}, [2, 7, 8], {}),
+        ({"hidden_size": 5, "num_layers": 2, "bidirectional": True, "dropout": 0.1, "output": "final"}, [2, 7, 8], {}),
+        ({"hidden_size": 6, "proj_size": 3, "output": "last"}, [2, 7, 8], {}),
+        (
+            {"hidden_size": 5, "batch_first": False, "bidirectional": True, "output": "last", "bias": False},
+            [7, 2, 4],
+            {},
+        ),
+        (
+            {"hidden_size": 6, "proj_size": 2, "num_layers": 2, "bidirectional": True, "batch_first": False},
+            [7, 2, 8],
+            {},
+        ),
+    ],
+    "gru": [
+        ({"hidden_size": 5, "output": "final"}, [2, 7, 8], {}),
+        ({"hidden_size": 4, "num_layers": 2, "bidirectional": True, "batch_first": False}, [7, 3, 6], {}),
+    ],
+    "rnn": [
+        ({"hidden_size": 5, "nonlinearity": "relu", "output": "last"}, [2, 7, 8], {}),
+        ({"hidden_size": 4, "num_layers": 2, "bidirectional": True, "bias": False, "output": "final"}, [2, 5, 6], {}),
+    ],
     "centered": [({}, [2, 8], {})],
     "dense_relu": [({"units": 5}, [2, 8], {})],
     "tensor_reduction": [({"out_features": 3}, [2, 4, 6], {})],
