@@ -151,3 +151,18 @@ class Dropout(Elementwise):
     type: Literal["dropout"]
     p: Prob = 0.5
     """Probability of an element to be zeroed."""
+
+
+class DropPath(Elementwise):
+    """Stochastic depth: in training, drops each sample's whole input with probability p (timm's DropPath).
+
+    Put it last in a residual branch: a dropped sample's branch adds nothing, a kept one is scaled
+    by 1 / (1 - p) (scale_by_keep); in eval it is the identity (torchvision's StochasticDepth, mode
+    'row'). To let the rate grow linearly with depth, compute it from the copy number inside a
+    repeat: `p: ${0.1 * index / max(depth - 1, 1)}` (configs/stochastic_depth.yaml)."""
+
+    type: Literal["drop_path"]
+    p: Prob
+    """Probability of dropping a sample in training; rising with depth: ${0.1 * index / max(depth - 1, 1)}"""
+    scale_by_keep: bool = True
+    """Divide the kept samples by 1 - p, so the expected output is the input."""

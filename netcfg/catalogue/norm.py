@@ -78,6 +78,28 @@ class LayerNorm(_TrailingNorm):
         return (1 + self.bias) if self.elementwise_affine else 0
 
 
+class LayerNorm2d(Elementwise):
+    """Layer normalization over the channels of [N, C, H, W], at each position (ConvNeXt's LayerNorm2d).
+
+    Its parameters `weight` and `bias` [C] have the names of torchvision's
+    torchvision.models.convnext.LayerNorm2d, so a ConvNeXt state_dict loads into it."""
+
+    type: Literal["layernorm2d"]
+    eps: float = Field(1e-6, gt=0)
+    """Added to the variance for numerical stability; 1e-6 as in ConvNeXt (layernorm's default is 1e-5)."""
+    elementwise_affine: bool = True
+    """Learn a per-channel scale (weight)."""
+    bias: bool = True
+    """Learn a per-channel shift (bias) too."""
+
+    def out_shape(self, shapes: list[Shape]) -> Shape:
+        check_rank(shapes[0], 4, "layernorm2d", exact=4)
+        return shapes[0]
+
+    def elements(self, shapes: list[Shape]) -> int:
+        return (1 + self.bias) * channels(shapes[0]) if self.elementwise_affine else 0
+
+
 class RMSNorm(_TrailingNorm):
     """Root-mean-square normalization over the trailing `dims` dimensions (torch.nn.RMSNorm)."""
 

@@ -28,6 +28,7 @@ from netcfg.catalogue import (
     merges,
     norm,
     pooling,
+    recurrent,
     reshape,
 )
 from netcfg.catalogue.base import Node
@@ -38,8 +39,8 @@ KINDS = ("layer", "merge", "composite", "expansion")
 # Each family module's declarations, in the order `netcfg layers` lists them.
 FAMILIES: tuple[tuple[ModuleType, str], ...] = (
     (dense, "layer"), (conv, "layer"), (norm, "layer"), (embedding, "layer"), (learned, "layer"),
-    (activations, "layer"), (pooling, "layer"), (reshape, "layer"), (attention, "layer"), (custom, "layer"),
-    (merges, "merge"), (composite, "composite"),
+    (activations, "layer"), (pooling, "layer"), (reshape, "layer"), (attention, "layer"), (recurrent, "layer"),
+    (custom, "layer"), (merges, "merge"), (composite, "composite"),
 )  # fmt: skip
 EXPANSIONS = frozenset({"repeat", "block"})
 

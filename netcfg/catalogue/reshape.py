@@ -156,3 +156,33 @@ class Slice(Rearrange):
                 key="start",
             )
         return (*shape[:dim], kept, *shape[dim + 1 :])
+
+
+class Roll(Rearrange):
+    """Shifts values along dimensions, wrapping around (torch.roll); the batch is never rolled.
+
+    Swin's shifted windows roll [N, H, W, C] by shifts [-3, -3] over dims [1, 2] (and back by [3, 3])."""
+
+    type: Literal["roll"]
+    shifts: Index | Annotated[list[Index], Field(min_length=1, max_length=8)]
+    """Places to shift by along each of `dims` (negative: towards index 0); one number per dimension."""
+    dims: Dim | Annotated[list[Dim], Field(min_length=1, max_length=8)]
+    """The dimensions rolled, as many as `shifts` (not the batch dimension 0)."""
+
+    def pairs(self, rank: int) -> tuple[list[int], list[int]]:
+        """(shifts, dims) as lists, the dims resolved for a `rank`-dimensional input."""
+        return _listed(self.shifts), [d % rank for d in _listed(self.dims)]
+
+    def out_shape(self, shapes: list[Shape]) -> Shape:
+        shifts, dims = _listed(self.shifts), _listed(self.dims)
+        if len(shifts) != len(dims):
+            raise ShapeError(
+                f"roll needs one shift per dimension: shifts has {len(shifts)}, dims has {len(dims)}", key="shifts"
+            )
+        for dim in dims:
+            along(dim, shapes[0], "roll")
+        return shapes[0]
+
+
+def _listed(value: int | list[int]) -> list[int]:
+    return [value] if isinstance(value, int) else list(value)

@@ -10,7 +10,8 @@ from torch import nn
 
 from netcfg.building.builder import build_spec
 from netcfg.errors import BuildError
-from netcfg.spec.loader import load_spec_data
+from netcfg.spec.loader import load_spec, load_spec_data
+from tests.conftest import CONFIGS
 
 
 def built(model: dict, shape: list[int], seed: int = 0):
@@ -86,6 +87,48 @@ def test_values_equal_plain_torch():
     assert torch.equal(y, x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3))
 
 
+def test_roll_equals_torch_roll():
+    m, x, y = check_shape_and_size({"type": "roll", "shifts": [-3, 2], "dims": [1, -2]}, [2, 5, 6, 4])
+    assert torch.equal(y, torch.roll(x, (-3, 2), (1, 2)))
+    m, x, y = check_shape_and_size({"type": "roll", "shifts": 3, "dims": 1}, [2, 5])  # wraps around
+    assert torch.equal(y, torch.cat([x[:, 2:], x[:, :2]], dim=1))
+
+
+def test_layernorm2d_normalizes_channels_and_loads_a_layernorm_state_dict():
+    # torchvision's ConvNeXt LayerNorm2d subclasses nn.LayerNorm: its state_dict is nn.LayerNorm's.
+    m, x, y = check_shape_and_size({"type": "layernorm2d"}, [2, 6, 3, 4])
+    reference = nn.LayerNorm(6, eps=1e-6)
+    with torch.no_grad():
+        reference.weight.normal_(), reference.bias.normal_()
+    m.load_state_dict(reference.state_dict())
+    expected = reference(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    torch.testing.assert_close(m(x), expected)
+    m, x, y = check_shape_and_size({"type": "layernorm2d", "elementwise_affine": False}, [2, 6, 3, 4])
+    torch.testing.assert_close(y.mean(dim=1), torch.zeros(2, 3, 4), atol=1e-6, rtol=0)
+    torch.testing.assert_close(y.var(dim=1, unbiased=False), torch.ones(2, 3, 4), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("scale_by_keep", [True, False])
+def test_drop_path_drops_whole_samples_at_rate_p_in_training_and_is_the_identity_in_eval(scale_by_keep):
+    p, n = 0.25, 20_000
+    model = built({"type": "drop_path", "p": p, "scale_by_keep": scale_by_keep}, [n, 3, 2]).model
+    x = torch.rand(n, 3, 2) + 0.5  # no zeros: a zero in the output is a dropped sample
+    torch.manual_seed(0)
+    y = model.train()(x)
+    zeros = (y == 0).flatten(1)
+    dropped = zeros.all(dim=1)
+    assert torch.equal(zeros.any(dim=1), dropped)  # a sample is dropped whole or not at all
+    assert abs(dropped.float().mean().item() - p) < 0.02  # the binomial's sd is 0.003
+    torch.testing.assert_close(y[~dropped], x[~dropped] / (1 - p) if scale_by_keep else x[~dropped])
+    assert torch.equal(model.eval()(x), x)
+
+
+def test_drop_path_rate_grows_linearly_with_depth_in_the_example_config():
+    spec = load_spec(CONFIGS / "stochastic_depth.yaml", ["vars.depth=6", "vars.max_drop=0.2"])
+    rates = [m.p for m in build_spec(spec, device="meta").model.modules() if type(m).__name__ == "DropPath"]
+    assert rates == pytest.approx([0.2 * i / 5 for i in range(6)])
+
+
 @pytest.mark.parametrize("kind", ["maxpool1d", "avgpool1d"])
 def test_pool_output_sizes_equal_torch_for_every_small_case(kind):
     # Exhaustive over small sizes: the ceil_mode rounding has an edge case (a last window that
@@ -110,6 +153,9 @@ def test_pool_output_sizes_equal_torch_for_every_small_case(kind):
         ({"type": "upsample"}, [1, 2, 4, 4], "give one of scale_factor and size"),
         ({"type": "upsample", "scale_factor": 2, "mode": "linear"}, [1, 2, 4, 4], "needs a 3-dimensional input"),
         ({"type": "upsample", "scale_factor": 2, "align_corners": True}, [1, 2, 4, 4], "align_corners only"),
+        ({"type": "roll", "shifts": [1, 2], "dims": 1}, [2, 5, 8], "shifts has 2, dims has 1"),
+        ({"type": "roll", "shifts": [1, 1], "dims": [2, 0]}, [2, 5, 8], "roll over dim 0: that is the batch dimension"),
+        ({"type": "layernorm2d"}, [2, 8, 5], "layernorm2d expects an input with 4 dimensions, got [2, 8, 5]"),
         ({"type": "class_token"}, [2, 8], "class_token needs a sequence [N, T, dim], got [2, 8]"),
         ({"type": "class_token", "dim": 4}, [2, 3, 8], "expected input [2, 3, 4] (dim=4), got [2, 3, 8]"),
         ({"type": "hardtanh", "min_val": 1.0, "max_val": 1.0}, [2, 8], "min_val 1.0 must be below max_val 1.0"),

@@ -36,6 +36,11 @@ EXAMPLES: dict[str, list[tuple[dict, list[int], dict]]] = {
         ({"bias": False}, [2, 8], {}),
         ({"elementwise_affine": False}, [2, 8], {}),
     ],
+    "layernorm2d": [
+        ({}, [2, 3, 4, 5], {}),
+        ({"bias": False, "eps": 1e-5}, [1, 4, 3, 3], {}),
+        ({"elementwise_affine": False}, [2, 3, 2, 2], {}),
+    ],
     "rmsnorm": [({}, [2, 3, 8], {}), ({"elementwise_affine": False}, [2, 8], {})],
     "groupnorm": [({"groups": 2}, [2, 4, 5], {}), ({"groups": 1, "affine": False}, [2, 4, 3, 3], {})],
     "embedding": [({"num_embeddings": 50, "embedding_dim": 6, "padding_idx": 0}, [2, 7], IDS)],
@@ -59,6 +64,7 @@ EXAMPLES: dict[str, list[tuple[dict, list[int], dict]]] = {
     "hardsigmoid": [({}, [2, 8], {})],
     "mish": [({}, [2, 8], {})],
     "dropout": [({"p": 0.3}, [2, 8], {})],
+    "drop_path": [({"p": 0.3}, [2, 8], {}), ({"p": 0.0, "scale_by_keep": False}, [2, 3, 4, 4], {})],
     "maxpool1d": [({"kernel_size": 3, "stride": 2, "ceil_mode": True}, [2, 3, 10], {})],
     "maxpool2d": [
         ({"kernel_size": 3, "stride": 2, "padding": 1}, [1, 2, 8, 9], {}),
@@ -81,9 +87,33 @@ EXAMPLES: dict[str, list[tuple[dict, list[int], dict]]] = {
     "permute": [({"dims": [0, 2, 3, 1]}, [2, 3, 4, 5], {})],
     "select": [({"index": 0}, [2, 5, 8], {}), ({"index": -1, "dim": -1}, [2, 5, 8], IDS)],
     "slice": [({"start": 1}, [2, 5, 8], {}), ({"start": -6, "stop": -1, "step": 2, "dim": 2}, [2, 5, 8], {})],
+    "roll": [({"shifts": [-3, -3], "dims": [1, 2]}, [2, 7, 7, 4], {}), ({"shifts": 2, "dims": -1}, [2, 5], IDS)],
     "attention": [
         ({"heads": 4}, [2, 5, 16], {}),
         ({"heads": 4, "kv_heads": 2, "head_dim": 6, "causal": True, "rotary": True, "bias": False}, [2, 5, 16], {}),
+    ],
+    "lstm": [
+        ({"hidden_size": 5}, [2, 7, 8], {}),
+        ({"hidden_size": 5, "num_layers": 2, "bidirectional": True, "dropout": 0.1, "output": "final"}, [2, 7, 8], {}),
+        ({"hidden_size": 6, "proj_size": 3, "output": "last"}, [2, 7, 8], {}),
+        (
+            {"hidden_size": 5, "batch_first": False, "bidirectional": True, "output": "last", "bias": False},
+            [7, 2, 4],
+            {},
+        ),
+        (
+            {"hidden_size": 6, "proj_size": 2, "num_layers": 2, "bidirectional": True, "batch_first": False},
+            [7, 2, 8],
+            {},
+        ),
+    ],
+    "gru": [
+        ({"hidden_size": 5, "output": "final"}, [2, 7, 8], {}),
+        ({"hidden_size": 4, "num_layers": 2, "bidirectional": True, "batch_first": False}, [7, 3, 6], {}),
+    ],
+    "rnn": [
+        ({"hidden_size": 5, "nonlinearity": "relu", "output": "last"}, [2, 7, 8], {}),
+        ({"hidden_size": 4, "num_layers": 2, "bidirectional": True, "bias": False, "output": "final"}, [2, 5, 6], {}),
     ],
     "centered": [({}, [2, 8], {})],
     "dense_relu": [({"units": 5}, [2, 8], {})],

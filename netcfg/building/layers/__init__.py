@@ -13,5 +13,6 @@ from netcfg.building.layers import (  # noqa: F401
     merges,
     norm,
     pooling,
+    recurrent,
     reshape,
 )

@@ -35,6 +35,20 @@ class Permute(nn.Module):
         return f"dims={list(self.dims)}"
 
 
+class Roll(nn.Module):
+    """torch.roll of the input by `shifts` along `dims`."""
+
+    def __init__(self, shifts: list[int], dims: list[int]):
+        super().__init__()
+        self.shifts, self.dims = tuple(shifts), tuple(dims)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.roll(x, self.shifts, self.dims)
+
+    def extra_repr(self) -> str:
+        return f"shifts={list(self.shifts)}, dims={list(self.dims)}"
+
+
 class Take(nn.Module):
     """x[..., key] along dimension `dim`: an index (select, the dimension goes) or a slice (it stays)."""
 
@@ -82,3 +96,8 @@ def slice_(a: d.Slice, xs: list, ctx) -> nn.Module:
 @builds("pixel_shuffle")
 def pixel_shuffle(a: d.PixelShuffle, xs: list, ctx) -> nn.Module:
     return nn.PixelShuffle(a.upscale_factor)
+
+
+@builds("roll")
+def roll(a: d.Roll, xs: list, ctx) -> nn.Module:
+    return Roll(*a.pairs(len(xs[0].shape)))
