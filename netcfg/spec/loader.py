@@ -15,11 +15,10 @@ from netcfg.catalogue.registry import REGISTRY, Registry
 from netcfg.errors import Diagnostic, InputError, Loc, SpecError
 from netcfg.io.files import open_regular
 from netcfg.spec import model as spec_mod
+from netcfg.spec.budget import MAX_DEPTH, MAX_DOCUMENT_VALUES, MAX_FILE_BYTES
 from netcfg.spec.expand import Expander, Scope
 from netcfg.spec.validate import NodeValidator, pydantic_problems, suggest, yaml_repr
-from netcfg.spec.yaml_source import MAX_DEPTH, MAX_NODES, Document, read_yaml
-
-MAX_FILE_BYTES = 10 * 1024 * 1024
+from netcfg.spec.yaml_source import Document, read_yaml
 
 
 def read_text(path: str | os.PathLike) -> str:
@@ -59,8 +58,8 @@ def _check_size(data: Any, file: str) -> None:
         count += 1
         if depth > MAX_DEPTH:
             raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", Loc(file))
-        if count > MAX_NODES:
-            raise SpecError(f"more than {MAX_NODES:,} values", Loc(file))
+        if count > MAX_DOCUMENT_VALUES:
+            raise SpecError(f"more than {MAX_DOCUMENT_VALUES:,} values", Loc(file))
         if isinstance(value, dict):
             stack.extend((v, depth + 1) for v in value.values())
         elif isinstance(value, list):
