@@ -41,37 +41,39 @@ def too_much_text(what: str, limit: int, counted: str) -> str:
 
 
 class Budget:
-    """Counts values and characters as they are produced; past a limit, raises one SpecError.
+    """Counts values and characters as they are produced; past a limit, raises one SpecError
+    located by `where(*args)` (called only then)."""
 
-    `where` is called only when a limit is passed (the location of the value being produced)."""
-
-    def __init__(self, values: int = MAX_VALUES, text: int = MAX_TEXT, what: str = "the spec",
-                 counted: str = EXPANSION_COUNTED):  # fmt: skip
+    def __init__(self, values: int = MAX_VALUES, text: int = MAX_TEXT):
         self.values_left = values
         self.text_left = text
         self.limits = (values, text)
-        self.what = what
-        self.counted = counted
 
-    def spend(self, values: int, text: int, where: Callable[[], Loc]) -> None:
+    def spend(self, values: int, text: int, where: Callable[..., Loc], *args: Any) -> None:
         self.values_left -= values
         self.text_left -= text
-        if self.values_left < 0:
-            raise SpecError(too_many_values(self.what, self.limits[0], self.counted), where())
-        if self.text_left < 0:
-            raise SpecError(too_much_text(self.what, self.limits[1], self.counted), where())
+        if self.values_left < 0 or self.text_left < 0:
+            raise SpecError(self.exceeded(), where(*args))
 
-    def spend_on(self, value: Any, where: Callable[[], Loc]) -> None:
-        """One value and everything inside it, counted as it is walked: a list or mapping too
-        large for what is left is refused before its items are looked at."""
-        stack = [value]
+    def exceeded(self) -> str:
+        if self.values_left < 0:
+            return too_many_values("the spec", self.limits[0], EXPANSION_COUNTED)
+        return too_much_text("the spec", self.limits[1], EXPANSION_COUNTED)
+
+    def spend_on(self, value: Any, where: Callable[..., Loc], *args: Any) -> None:
+        """One value and everything inside it, counted as it is walked, a list or mapping at a
+        time: one too large for what is left is refused before its items are looked at."""
+        self.spend(1, len(value) if isinstance(value, str) else 0, where, *args)
+        stack = [value] if isinstance(value, (dict, list)) else []
         while stack:
             item = stack.pop()
-            if isinstance(item, (dict, list)):
-                if len(item) > self.values_left:
-                    self.spend(1 + len(item), 0, where)  # past the limit: raises
-                keys = sum(len(k) for k in item if isinstance(k, str)) if isinstance(item, dict) else 0
-                self.spend(1 + (len(item) if isinstance(item, dict) else 0), keys, where)
-                stack.extend(item.values() if isinstance(item, dict) else item)
-            else:
-                self.spend(1, len(item) if isinstance(item, str) else 0, where)
+            if len(item) > self.values_left:
+                self.spend(len(item), 0, where, *args)  # past the limit: raises
+            is_dict = isinstance(item, dict)
+            text = sum(len(k) for k in item if isinstance(k, str)) if is_dict else 0
+            for child in item.values() if is_dict else item:
+                if isinstance(child, str):
+                    text += len(child)
+                elif isinstance(child, (dict, list)):
+                    stack.append(child)
+            self.spend(2 * len(item) if is_dict else len(item), text, where, *args)

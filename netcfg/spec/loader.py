@@ -15,7 +15,7 @@ from netcfg.catalogue.registry import REGISTRY, Registry
 from netcfg.errors import Diagnostic, InputError, Loc, SpecError
 from netcfg.io.files import open_regular
 from netcfg.spec import model as spec_mod
-from netcfg.spec.budget import MAX_DEPTH, MAX_DOCUMENT_VALUES, MAX_FILE_BYTES
+from netcfg.spec.budget import MAX_DEPTH, MAX_DOCUMENT_VALUES, MAX_FILE_BYTES, Budget
 from netcfg.spec.expand import Expander, Scope
 from netcfg.spec.validate import NodeValidator, pydantic_problems, suggest, yaml_repr
 from netcfg.spec.yaml_source import Document, read_yaml
@@ -153,17 +153,21 @@ def resolve(doc: Document, registry: Registry) -> spec_mod.Spec:
     if not isinstance(data, dict):
         raise SpecError(f"a spec is a mapping with keys netcfg, input and model; got {yaml_repr(data)}", doc.loc(()))
     _check_version(doc)
-    subst_problems = _substitute_top(doc)
+    budget = Budget()  # one for the whole spec: top-level values, the model and the shared modules
+    subst_problems = _substitute_top(doc, budget)
     problems, head = pydantic_problems(spec_mod.SpecHead, data, lambda p: _loc(doc, p), owner="at the top level")
     problems = subst_problems + problems
     blocks, variables, shared_raw = _parts(head, data)
     if head is not None:
         problems += _check_init_layers(doc, head, registry)
     flags = _var_flags(doc, variables)
-    expander = Expander(doc, registry, blocks, variables, flags)
+    expander = Expander(doc, registry, blocks, variables, flags, budget)
     scope = Scope(variables, flags)
-    model_data = expander.root(data["model"], ("model",), scope) if "model" in data else None
-    shared_data = {name: expander.root(raw, ("shared", name), scope) for name, raw in shared_raw.items()}
+    try:
+        model_data = expander.root(data["model"], ("model",), scope) if "model" in data else None
+        shared_data = {name: expander.root(raw, ("shared", name), scope) for name, raw in shared_raw.items()}
+    except SpecError as exc:  # a budget passed: that, and what was found before it
+        raise SpecError(sorted(problems + expander.problems + exc.diagnostics, key=_place)) from None
     expander.check_unused_blocks()
     problems += expander.problems
     locs = _with_vias(expander.locs, expander.vias)
@@ -201,12 +205,12 @@ def _place(d: Diagnostic) -> tuple:
     return (0, loc.file, loc.line, loc.col)
 
 
-def _substitute_top(doc: Document) -> list[Diagnostic]:
+def _substitute_top(doc: Document, budget: Budget) -> list[Diagnostic]:
     """${...} in top-level values (init rules, input, ...) see the vars; module nodes and
     block bodies are substituted during expansion, where block arguments are known too."""
     variables = doc.data.get("vars") if isinstance(doc.data.get("vars"), dict) else {}
     flags = _var_flags(doc, variables)
-    expander = Expander(doc, REGISTRY, {}, variables, flags)
+    expander = Expander(doc, REGISTRY, {}, variables, flags, budget)
     for key in list(doc.data):
         if key not in ("model", "shared", "blocks", "vars"):
             doc.data[key] = expander.value(doc.data[key], (key,), Scope(variables, flags), (key,))
