@@ -138,3 +138,63 @@ def test_every_shipped_config_is_far_below_the_budgets(monkeypatch):
     values = max(b.limits[0] - b.values_left for b in used)
     text = max(b.limits[1] - b.text_left for b in used)
     assert values < 1_000_000 // 100 and text < 64 * 2**20 // 1000, (values, text)
+
+
+# ---------------------------------------------------------------- a spec given as data or JSON (a checkpoint's)
+
+
+def test_an_embedded_spec_gets_the_expansion_budgets_of_a_file():
+    from netcfg.spec.loader import load_spec_data
+
+    data = {"netcfg": 1, "input": {"shape": [2, 20]}}
+    data["model"] = {"type": "repeat", "times": 5000, "body": {"type": "identity", "junk": [1] * 2000}}
+    start = time.perf_counter()
+    with pytest.raises(SpecError) as err:
+        load_spec_data(data, "x.safetensors (embedded spec)")
+    assert time.perf_counter() - start < 5
+    assert (
+        str(err.value)
+        == f"x.safetensors (embedded spec):1:1: error: 5,000 copies of a body of about 2,005 values: {VALUES}"
+    )
+
+
+def test_a_10_mb_json_list_is_refused_before_it_is_parsed():
+    got = measure(
+        "from netcfg.spec.loader import read_json\ntext = '{\"x\": [' + '1,' * 4_900_000 + '1]}'",
+        "read_json(text, 'x (embedded spec)')",
+    )
+    assert got.error == "x (embedded spec): error: more than 200,000 values"
+    assert got.seconds < 5
+    assert got.growth_mib < 100
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"a": 1, "a": 2}', "duplicate key 'a' in the top level"),
+        ('{"model": {"layers": [{}, {"type": "relu", "type": "tanh"}]}}', "duplicate key 'type' in model.layers.1"),
+        ('[{"x": [{"y": 1, "y": 1}]}]', "duplicate key 'y' in 0.x.0"),
+    ],
+)
+def test_a_key_given_twice_in_json_is_refused_naming_it(text, message):
+    from netcfg.spec.loader import read_json
+
+    with pytest.raises(SpecError) as err:
+        read_json(text, "f")
+    assert str(err.value) == f"f: error: {message} (JSON would keep the last one)"
+
+
+def test_json_values_are_counted_without_the_punctuation_inside_strings():
+    from netcfg.spec.loader import read_json
+
+    assert read_json('{"a": ["' + ",:[{" * 100_000 + '"]}', "f") == {"a": [",:[{" * 100_000]}
+    with pytest.raises(SpecError, match="larger than 10 MiB, the limit of a spec file"):
+        read_json('"' + "a" * (10 * 2**20) + '"', "f")
+
+
+def test_data_gets_the_text_limit_of_a_file():
+    """Data that did not come from text can repeat one string object, as an alias does."""
+    from netcfg.spec.loader import load_spec_data
+
+    with pytest.raises(SpecError, match="more than 64 MiB of text"):
+        load_spec_data({"netcfg": 1, "x": ["a" * 2**20] * 100}, "f")
