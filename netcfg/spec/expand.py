@@ -52,6 +52,8 @@ class Expander:
         """Var name -> the `--set` flag that gave its value."""
         self.vias: dict[Path, str] = {}
         """Expanded path -> the flags its value was computed from."""
+        self.vias_below: dict[Path, set[str]] = {}
+        """Expanded path -> the flags of the values at or below it (an index of `vias`)."""
         self.locs: dict[Path, Loc] = {}
         self.key_locs: dict[Path, Loc] = {}
         self.problems: list[Diagnostic] = []
@@ -91,6 +93,8 @@ class Expander:
             via = _via(raw, scope)
             if via and dst is not None:
                 self.vias[dst] = via
+                for end in range(len(dst) + 1):
+                    self.vias_below.setdefault(dst[:end], set()).add(via)
             try:
                 result = substitute(raw, scope)
             except ExprError as exc:
@@ -103,7 +107,7 @@ class Expander:
 
     def vias_under(self, dst: Path) -> str:
         """The flags any value at or below `dst` was computed from."""
-        found = {via for path, via in self.vias.items() if path[: len(dst)] == dst}
+        found = self.vias_below.get(dst, ())
         return ", ".join(sorted(found))
 
     def copy_locs(self, raw: Any, src: Path, dst: Path) -> None:

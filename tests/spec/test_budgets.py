@@ -75,6 +75,14 @@ def test_a_repeat_whose_times_is_an_argument_is_counted_with_it(write_spec):
     )
 
 
+def test_a_repeat_of_a_long_string_is_refused_by_its_text(write_spec):
+    text = HEAD + f"model:\n  type: repeat\n  times: 100\n  body: {{type: identity, description: {'a' * 2**20}}}\n"
+    assert refused(write_spec, text) == (
+        "spec.yaml:5:10: error: 100 copies of a body of about 1.0 MiB of text: "
+        f"the spec would expand to more than 64 MiB of text {COUNTED}"
+    )
+
+
 def test_interpolated_names_are_refused_past_the_cap_of_a_string(write_spec):
     """1.3 KB: a name of 100 pieces of 9,999 characters, in 1,000 copies (it took 10 s and 2 GB)."""
     name = "${'a' * 9999}" * 100
@@ -198,3 +206,15 @@ def test_data_gets_the_text_limit_of_a_file():
 
     with pytest.raises(SpecError, match="more than 64 MiB of text"):
         load_spec_data({"netcfg": 1, "x": ["a" * 2**20] * 100}, "f")
+
+
+# ---------------------------------------------------------------- checks linear in what they check
+
+
+def test_5_000_unknown_keys_list_20_with_a_did_you_mean_and_count_the_rest(write_spec):
+    keys = ", ".join(f"k{i}: 1" for i in range(5_000))
+    message = refused(write_spec, HEAD + f"model: {{type: identity, outfeatures: 1, {keys}}}\n")
+    lines = message.splitlines()
+    assert lines[0] == "spec.yaml:3:25: error: unknown key 'outfeatures' for identity"
+    assert len(lines) == 21
+    assert lines[-1].endswith("error: ... and 4,981 more unknown keys")
