@@ -58,9 +58,9 @@ def read_json(text: str, file: str) -> Any:
     in one object (which JSON would keep silently, the last one winning) is an error naming it.
     Text that is not JSON raises ValueError (RecursionError: nested too deeply to parse)."""
     if len(text) > MAX_FILE_BYTES or len(text.encode()) > MAX_FILE_BYTES:
-        raise SpecError(f"larger than {MAX_FILE_BYTES // 2**20} MiB, the limit of a spec file", Loc(file))
+        raise SpecError(f"the spec is larger than {MAX_FILE_BYTES // 2**20} MiB, the limit of a spec file", Loc(file))
     if _json_values_at_most(text) > MAX_DOCUMENT_VALUES:
-        raise SpecError(f"more than {MAX_DOCUMENT_VALUES:,} values", Loc(file))
+        raise SpecError(f"the spec holds more than {MAX_DOCUMENT_VALUES:,} values, the limit of a spec file", Loc(file))
     return _unique_keys(json.loads(text, object_pairs_hook=_Pairs), file)
 
 
@@ -113,7 +113,9 @@ def _check_size(data: Any, file: str) -> None:
         if depth > MAX_DEPTH:
             raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", Loc(file))
         if count > MAX_DOCUMENT_VALUES:
-            raise SpecError(f"more than {MAX_DOCUMENT_VALUES:,} values", Loc(file))
+            raise SpecError(
+                f"the spec holds more than {MAX_DOCUMENT_VALUES:,} values, the limit of a spec file", Loc(file)
+            )
         if isinstance(value, dict):
             count += len(value)  # its keys
             text += sum(len(k) for k in value if isinstance(k, str))
@@ -123,7 +125,9 @@ def _check_size(data: Any, file: str) -> None:
         elif isinstance(value, str):
             text += len(value)
         if text > MAX_TEXT:
-            raise SpecError(f"more than {MAX_TEXT // 2**20} MiB of text", Loc(file))
+            raise SpecError(
+                f"the spec holds more than {MAX_TEXT // 2**20} MiB of text, the limit of a spec file", Loc(file)
+            )
 
 
 # ---------------------------------------------------------------- overrides

@@ -118,7 +118,7 @@ EXPECTED: dict[str, tuple[str | None, object]] = {
         None,
     ),
     "spec_interpolation_bomb": ("an interpolated string longer than 10,000 characters", None),
-    "spec_many_values": ("more than 200,000 values", None),
+    "spec_many_values": ("the spec holds more than 200,000 values, the limit of a spec file", None),
 }
 
 PLACE = {

@@ -171,7 +171,7 @@ def test_a_10_mb_json_list_is_refused_before_it_is_parsed():
         "from netcfg.spec.loader import read_json\ntext = '{\"x\": [' + '1,' * 4_900_000 + '1]}'",
         "read_json(text, 'x (embedded spec)')",
     )
-    assert got.error == "x (embedded spec): error: more than 200,000 values"
+    assert got.error == "x (embedded spec): error: the spec holds more than 200,000 values, the limit of a spec file"
     assert got.seconds < 5
     assert got.growth_mib < 100
 
@@ -196,7 +196,7 @@ def test_json_values_are_counted_without_the_punctuation_inside_strings():
     from netcfg.spec.loader import read_json
 
     assert read_json('{"a": ["' + ",:[{" * 100_000 + '"]}', "f") == {"a": [",:[{" * 100_000]}
-    with pytest.raises(SpecError, match="larger than 10 MiB, the limit of a spec file"):
+    with pytest.raises(SpecError, match="the spec is larger than 10 MiB, the limit of a spec file"):
         read_json('"' + "a" * (10 * 2**20) + '"', "f")
 
 
@@ -204,7 +204,7 @@ def test_data_gets_the_text_limit_of_a_file():
     """Data that did not come from text can repeat one string object, as an alias does."""
     from netcfg.spec.loader import load_spec_data
 
-    with pytest.raises(SpecError, match="more than 64 MiB of text"):
+    with pytest.raises(SpecError, match="the spec holds more than 64 MiB of text, the limit of a spec file"):
         load_spec_data({"netcfg": 1, "x": ["a" * 2**20] * 100}, "f")
 
 
