@@ -32,7 +32,7 @@ def test_a_tie_of_110_000_missing_paths_lists_20_and_counts_the_rest():
 
 
 def test_a_path_listed_many_times_is_found_with_a_set():
-    spec = tied(["0.weight"] * 50_000)
+    spec = tied(["0.weight"] * 20_000)
     start = time.perf_counter()
     with pytest.raises(BuildError) as err:
         build_spec(spec, device="meta")

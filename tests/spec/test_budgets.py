@@ -10,7 +10,7 @@ import pytest
 from netcfg.errors import SpecError
 from netcfg.spec.budget import Budget
 from netcfg.spec.loader import load_spec
-from tests.limits import measure
+from tests.limits import traced
 
 HEAD = "netcfg: 1\ninput: {shape: [2, 20]}\n"
 COUNTED = "(aliases, repeats and interpolation counted)"
@@ -98,16 +98,13 @@ def test_the_text_interpolation_produces_is_counted_as_it_is(write_spec):
     )
 
 
-def test_a_repeat_of_lists_stays_within_memory():
-    text = HEAD + f"model:\n  type: repeat\n  times: 10000\n  body: {{type: identity, junk: {ones(2000)}}}\n"
-    setup = (
-        "from netcfg.spec.loader import load_spec\nimport tempfile, pathlib\n"
-        f"path = pathlib.Path(tempfile.mkdtemp()) / 'spec.yaml'\npath.write_text({text!r})"
+def test_a_repeat_of_lists_stays_within_memory(write_spec):
+    path = write_spec(
+        HEAD + f"model:\n  type: repeat\n  times: 10000\n  body: {{type: identity, junk: {ones(2000)}}}\n"
     )
-    got = measure(setup, "load_spec(path)")
-    assert "10,000 copies of a body of about 2,005 values" in got.error
-    assert got.seconds < 5
-    assert got.growth_mib < 100
+    with traced() as got, pytest.raises(SpecError, match="10,000 copies of a body of about 2,005 values"):
+        load_spec(path)
+    assert got.seconds < 5 and got.peak_mib < 50
 
 
 def test_an_expression_failing_in_every_copy_is_one_error(write_spec):
@@ -156,10 +153,9 @@ def test_an_embedded_spec_gets_the_expansion_budgets_of_a_file():
 
     data = {"netcfg": 1, "input": {"shape": [2, 20]}}
     data["model"] = {"type": "repeat", "times": 5000, "body": {"type": "identity", "junk": [1] * 2000}}
-    start = time.perf_counter()
-    with pytest.raises(SpecError) as err:
+    with traced() as got, pytest.raises(SpecError) as err:
         load_spec_data(data, "x.safetensors (embedded spec)")
-    assert time.perf_counter() - start < 5
+    assert got.seconds < 5 and got.peak_mib < 50
     assert (
         str(err.value)
         == f"x.safetensors (embedded spec):1:1: error: 5,000 copies of a body of about 2,005 values: {VALUES}"
@@ -167,13 +163,15 @@ def test_an_embedded_spec_gets_the_expansion_budgets_of_a_file():
 
 
 def test_a_10_mb_json_list_is_refused_before_it_is_parsed():
-    got = measure(
-        "from netcfg.spec.loader import read_json\ntext = '{\"x\": [' + '1,' * 4_900_000 + '1]}'",
-        "read_json(text, 'x (embedded spec)')",
+    from netcfg.spec.loader import read_json
+
+    text = '{"x": [' + "1," * 4_900_000 + "1]}"
+    with traced() as got, pytest.raises(SpecError) as err:
+        read_json(text, "x (embedded spec)")
+    assert (
+        str(err.value) == "x (embedded spec): error: the spec holds more than 200,000 values, the limit of a spec file"
     )
-    assert got.error == "x (embedded spec): error: the spec holds more than 200,000 values, the limit of a spec file"
-    assert got.seconds < 5
-    assert got.growth_mib < 100
+    assert got.seconds < 5 and got.peak_mib < 50
 
 
 @pytest.mark.parametrize(
