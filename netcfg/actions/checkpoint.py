@@ -25,7 +25,7 @@ from netcfg.errors import CheckpointError, Diagnostic, InputError, Loc
 from netcfg.io.reading import SAFETENSORS_NAMES, TORCH_DTYPES, mapped, read_tensors
 from netcfg.io.safetensors_header import Header, read_header
 from netcfg.io.tensor_files import write_tensors
-from netcfg.spec.loader import load_spec_data
+from netcfg.spec.loader import load_spec_data, read_json
 from netcfg.spec.model import Spec
 
 CHECKPOINT_FORMAT = 1
@@ -144,12 +144,14 @@ def embedded_spec(header: Header) -> Spec:
         )
     if KEY_SPEC not in meta:
         raise CheckpointError("holds no netcfg spec (not saved by netcfg): pass --config SPEC", Loc(header.path))
-    data = _json_field(header, meta[KEY_SPEC], dict, "its embedded spec")
+    where = f"{header.path} (embedded spec)"
+    # The limits of a spec file: its size and number of values before it is parsed, no repeated key.
+    data = _json_field(header, meta[KEY_SPEC], dict, "its embedded spec", lambda text: read_json(text, where))
     text = meta[KEY_SPEC].encode()
     if KEY_HASH in meta and hashlib.sha256(text).hexdigest() != meta[KEY_HASH]:
         raise CheckpointError("its embedded spec does not match its recorded sha256 (edited or corrupt)",
                               Loc(header.path))  # fmt: skip
-    return load_spec_data(data, f"{header.path} (embedded spec)")
+    return load_spec_data(data, where)
 
 
 def load(
@@ -345,11 +347,11 @@ def describe(path: str | os.PathLike) -> CheckpointInfo:
     )  # fmt: skip
 
 
-def _json_field(header: Header, text: str | None, kind: type, what: str):
+def _json_field(header: Header, text: str | None, kind: type, what: str, parse=json.loads):
     if text is None:
         return None
     try:
-        value = json.loads(text)
+        value = parse(text)
     except ValueError:
         raise CheckpointError(f"{what} is not valid JSON", Loc(header.path)) from None
     except RecursionError:

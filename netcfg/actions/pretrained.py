@@ -8,6 +8,7 @@ with the same shape and dtype; problems are reported together, naming both keys.
 
 from __future__ import annotations
 
+import bisect
 from pathlib import Path
 
 import torch
@@ -16,7 +17,7 @@ from netcfg.building.builder import Built
 from netcfg.errors import CheckpointError, Diagnostic, Loc
 from netcfg.io.reading import SAFETENSORS_NAMES
 from netcfg.io.safetensors_header import Header, read_header
-from netcfg.spec.validate import suggest
+from netcfg.suggest import MAX_LISTED, Suggestions
 
 
 def apply(built: Built) -> dict[str, str]:
@@ -54,30 +55,50 @@ def _resolve(spec_file: str, file: str) -> Path:
 
 
 def _plan(built: Built, header: Header, source, where: Loc, index: int) -> dict[str, str]:
-    """File key -> model key, checked; raises one CheckpointError listing every problem."""
+    """File key -> model key, checked; raises one CheckpointError listing the problems.
+
+    Linear in the tensors and the model's keys: the file's names are sorted once and each prefix
+    finds its range by bisection; each kind of problem is listed up to MAX_LISTED, then counted,
+    and at most that many did-you-means are computed."""
     state = built.model.state_dict(keep_vars=True)
+    names = sorted(header.tensors)
+    prefixes = Suggestions(sorted({k.split(".")[0] + "." for k in names}))
+    targets = Suggestions(list(state))
     plan: dict[str, str] = {}
-    problems = []
+    unmatched, misfits = [], []
     for src, dst in source.map.items():
-        keys = [k for k in header.tensors if k.startswith(src)]
+        keys = _starting_with(names, src)
         if not keys:
-            problems.append(f"pretrained {index}: '{src}' matches no tensor of {header.path}"
-                            f"{suggest(src, sorted({k.split('.')[0] + '.' for k in header.tensors}))}")  # fmt: skip
+            unmatched.append(f"pretrained {index}: '{src}' matches no tensor of {header.path}{prefixes(src)}")
         for key in keys:
             target = dst + key[len(src) :]
-            problems += _fits(header, key, target, state, index)
+            misfits += _fits(header, key, target, state, index, targets)
             plan[key] = target
+    problems = _listed(unmatched, f"pretrained {index}: ... and {{}} more mappings that match no tensor")
+    problems += _listed(misfits, f"pretrained {index}: ... and {{}} more tensors that do not fit")
     if problems:
         raise CheckpointError([Diagnostic(where, p) for p in problems])
     return plan
 
 
-def _fits(header: Header, key: str, target: str, state: dict, index: int) -> list[str]:
+def _listed(problems: list[str], more: str) -> list[str]:
+    """The first MAX_LISTED problems, and a line counting the others."""
+    rest = len(problems) - MAX_LISTED
+    return problems[:MAX_LISTED] + ([more.format(f"{rest:,}")] if rest > 0 else [])
+
+
+def _starting_with(names: list[str], prefix: str) -> list[str]:
+    """The sorted names that start with `prefix`: they follow one another from its place."""
+    start = end = bisect.bisect_left(names, prefix)
+    while end < len(names) and names[end].startswith(prefix):
+        end += 1
+    return names[start:end]
+
+
+def _fits(header: Header, key: str, target: str, state: dict, index: int, targets: Suggestions) -> list[str]:
     info = header.tensors[key]
     if target not in state:
-        return [
-            f"pretrained {index}: '{key}' maps to '{target}', which is not in the model{suggest(target, list(state))}"
-        ]
+        return [f"pretrained {index}: '{key}' maps to '{target}', which is not in the model{targets(target)}"]
     want = state[target]
     if tuple(want.shape) != info.shape or SAFETENSORS_NAMES.get(want.dtype) != info.dtype:
         return [f"pretrained {index}: '{key}' is {info.dtype} {list(info.shape)} in the file, "

@@ -16,6 +16,8 @@ from netcfg.catalogue import composite
 from netcfg.catalogue.base import Node
 from netcfg.catalogue.registry import Registry
 from netcfg.errors import Diagnostic, Loc
+from netcfg.spec.budget import EXPANSION_COUNTED, Budget
+from netcfg.spec.estimate import Estimator, Size
 from netcfg.spec.expr import ExprError, has_expr, names, substitute
 from netcfg.spec.validate import FAILED, pydantic_problems
 from netcfg.spec.yaml_source import Document, Path
@@ -39,7 +41,9 @@ class Scope(dict):
 
 
 class Expander:
-    def __init__(self, doc: Document, registry: Registry, blocks: dict, variables: dict, flags=None):
+    def __init__(
+        self, doc: Document, registry: Registry, blocks: dict, variables: dict, flags=None, budget: Budget | None = None
+    ):
         self.doc = doc
         self.registry = registry
         self.blocks = blocks
@@ -48,6 +52,8 @@ class Expander:
         """Var name -> the `--set` flag that gave its value."""
         self.vias: dict[Path, str] = {}
         """Expanded path -> the flags its value was computed from."""
+        self.vias_below: dict[Path, set[str]] = {}
+        """Expanded path -> the flags of the values at or below it (an index of `vias`)."""
         self.locs: dict[Path, Loc] = {}
         self.key_locs: dict[Path, Loc] = {}
         self.problems: list[Diagnostic] = []
@@ -55,6 +61,11 @@ class Expander:
         """Graph nodes removed by a false `if`, by expanded path: where their `if` is."""
         self.used_blocks: set[str] = set()
         self.count = 0
+        self.budget = budget or Budget()
+        """The values and text the expansion may produce: estimated from the text before a model
+        or a repeat is expanded, and counted exactly as each value is produced."""
+        self.refused = False
+        self.estimator = Estimator(blocks, variables, Size(MAX_EXPANDED_NODES, *self.budget.limits))
 
     # -- bookkeeping
 
@@ -67,26 +78,36 @@ class Expander:
         loc = self.doc.key_loc(src) if key else self.doc.loc(src)
         self.problems.append(Diagnostic(dataclasses.replace(loc, via=via) if via else loc, message))
 
+    def spend(self, values: int, text: int, src: Path) -> None:
+        self.budget.spend(values, text, self.doc.loc, src)
+
     def value(self, raw: Any, src: Path, scope: dict, dst: Path | None = None) -> Any:
         """Substitute ${...} in plain (non-module) data; `dst`: where the result goes."""
         if isinstance(raw, dict):
+            self.spend(1 + len(raw), _key_text(raw), src)
             return {k: self.value(v, src + (k,), scope, _sub(dst, k)) for k, v in raw.items()}
         if isinstance(raw, list):
+            self.spend(1, 0, src)
             return [self.value(v, src + (i,), scope, _sub(dst, i)) for i, v in enumerate(raw)]
         if has_expr(raw):
             via = _via(raw, scope)
             if via and dst is not None:
                 self.vias[dst] = via
+                for end in range(len(dst) + 1):
+                    self.vias_below.setdefault(dst[:end], set()).add(via)
             try:
-                return substitute(raw, scope)
+                result = substitute(raw, scope)
             except ExprError as exc:
                 self.fail(src, str(exc), via=via)
                 return FAILED
+            self.budget.spend_on(result, self.doc.loc, src)  # a block argument can be a list
+            return result
+        self.spend(1, len(raw) if isinstance(raw, str) else 0, src)
         return raw
 
     def vias_under(self, dst: Path) -> str:
         """The flags any value at or below `dst` was computed from."""
-        found = {via for path, via in self.vias.items() if path[: len(dst)] == dst}
+        found = self.vias_below.get(dst, ())
         return ", ".join(sorted(found))
 
     def copy_locs(self, raw: Any, src: Path, dst: Path) -> None:
@@ -149,6 +170,17 @@ class Expander:
 
     def root(self, raw: Any, path: Path, scope: dict) -> Any:
         """The model or a shared module: expanded like any node, but it cannot be removed."""
+        self.estimator.copies = None
+        size = self.estimator.size(raw, path, scope)
+        copies = self.estimator.copies
+        if copies is not None and self.over(copies.body * copies.times):
+            return self.refuse(
+                copies.src, self.copies_message(copies.times, copies.body, self.over(copies.body * copies.times))
+            )
+        over = self.over(size)
+        if over:
+            what = "the model" if path == ("model",) else f"shared module '{path[-1]}'"
+            return self.refuse(path, f"{what} would expand to about {self.about(size, over)}: {self.limit(over)}")
         result = self.node(raw, path, path, scope)
         if result is _DROP:
             what = "the model" if path == ("model",) else f"shared module '{path[-1]}'"
@@ -158,6 +190,7 @@ class Expander:
 
     def plain(self, raw: dict, kind: Any, src: Path, dst: Path, scope: dict, stack: tuple) -> dict:
         self.mark(dst, src)
+        self.spend(1 + len(raw), _key_text(raw), src)
         children = composite.CHILD_FIELDS.get(kind, {}) if isinstance(kind, str) else {}
         out: dict = {}
         for key, val in raw.items():
@@ -199,12 +232,10 @@ class Expander:
         args = self.validated(composite.Repeat, {**fields, "body": None}, src, dst)
         if args is None:
             return FAILED
-        size = args.times * _static_size(raw.get("body"), scope)
-        if self.count + size > MAX_EXPANDED_NODES:  # found before expanding anything
-            body = size // args.times
-            self.fail(src + ("times",), f"{args.times:,} copies of a body of about {body:,} module nodes: "
-                                        f"the model would expand to more than {MAX_EXPANDED_NODES:,}")  # fmt: skip
-            return FAILED
+        body = self.estimator.size(raw.get("body"), src + ("body",), scope)
+        over = self.over(body * args.times)
+        if over:  # found before expanding anything
+            return self.refuse(src + ("times",), self.copies_message(args.times, body, over))
         self.mark(dst, src)
         key = "layers" if args.merge is None else "branches"
         layers = []
@@ -245,6 +276,13 @@ class Expander:
         raw_args = raw.get("args") if isinstance(raw.get("args"), dict) else {}
         via = {name: ", ".join([site, *filter(None, [_via_deep(raw_args.get(name), scope)])]) for name in call.args}
         inner = Scope(self.variables, self.flags).child(bound, via)
+        size = self.estimator.size(template.body, body_src, inner)  # its arguments known: before expanding it
+        over = self.over(size)
+        if over:
+            about = self.about(size, over)
+            return self.refuse(
+                src + ("block",), f"block '{call.block}' would expand to about {about}: {self.limit(over)}"
+            )
         result = self.node(template.body, body_src, dst, inner, stack + (call.block,))
         if not isinstance(result, dict):
             return result
@@ -274,6 +312,42 @@ class Expander:
                 ok = False
         return bound if ok else None
 
+    def refuse(self, src: Path, message: str) -> Any:
+        """A node that would pass a budget is not expanded: said for the first one only (the
+        others past the same budget would repeat it)."""
+        if not self.refused:
+            self.fail(src, message)
+            self.refused = True
+        return FAILED
+
+    def over(self, size: Size) -> str:
+        """Which budget `size` would pass from here ('' when none): nodes, values or text."""
+        if self.count + size.nodes > MAX_EXPANDED_NODES:
+            return "nodes"
+        if size.values > self.budget.values_left:
+            return "values"
+        return "text" if size.text > self.budget.text_left else ""
+
+    def copies_message(self, times: int, body: Size, over: str) -> str:
+        if over == "nodes":  # (the model's nodes: module nodes, not values)
+            return (f"{times:,} copies of a body of about {body.nodes:,} module nodes: "
+                    f"the model would expand to more than {MAX_EXPANDED_NODES:,}")  # fmt: skip
+        return f"{times:,} copies of a body of about {self.about(body, over)}: {self.limit(over)}"
+
+    @staticmethod
+    def about(size: Size, over: str) -> str:
+        if over == "nodes":
+            return f"{size.nodes:,} module nodes"
+        return f"{size.values:,} values" if over == "values" else f"{_mib(size.text)} of text"
+
+    def limit(self, over: str) -> str:
+        if over == "nodes":
+            return f"the model would expand to more than {MAX_EXPANDED_NODES:,} module nodes"
+        values, text = self.budget.limits
+        if over == "values":
+            return f"the spec would expand to more than {values:,} values ({EXPANSION_COUNTED})"
+        return f"the spec would expand to more than {text // 2**20} MiB of text ({EXPANSION_COUNTED})"
+
     def validated(self, model: type[Node], data: dict, src: Path, dst: Path) -> Any:
         def loc(path: Path) -> Loc:
             via = self.vias_under(dst + path)
@@ -285,25 +359,12 @@ class Expander:
         return result
 
 
-def _static_size(raw: Any, scope: dict, depth: int = 0) -> int:
-    """About how many module nodes `raw` expands to, nested repeats multiplied (an estimate from
-    the text: a block counts as one node; a `times` that is an expression is evaluated if it can be)."""
-    if depth > 100:
-        return 1
-    if isinstance(raw, list):
-        return sum(_static_size(v, scope, depth + 1) for v in raw)
-    if not isinstance(raw, dict):
-        return 0
-    inner = sum(_static_size(v, scope, depth + 1) for v in raw.values() if isinstance(v, (dict, list)))
-    if raw.get("type") != "repeat":
-        return 1 + inner
-    times = raw.get("times")
-    if has_expr(times):
-        try:
-            times = substitute(times, scope)
-        except ExprError:
-            times = 1
-    return 1 + (times if isinstance(times, int) and not isinstance(times, bool) and times > 0 else 1) * inner
+def _mib(chars: int) -> str:
+    return f"{chars / 2**20:,.1f} MiB" if chars >= 2**20 else f"{chars:,} characters"
+
+
+def _key_text(raw: dict) -> int:
+    return sum(len(k) for k in raw if isinstance(k, str))
 
 
 def _sub(path: Path | None, key: Any) -> Path | None:

@@ -55,10 +55,28 @@ def substitute(value: str, scope: dict[str, Any]) -> Any:
     """Evaluate ``${...}`` in a string: a whole-string expression keeps its type."""
     whole = WHOLE.match(value.strip())
     if whole:
-        return evaluate(whole.group(1), scope)
+        return _checked(evaluate(whole.group(1), scope))
     if "${" in PART.sub("", value):
         raise ExprError(f"malformed expression in {value[:80]!r}: '${{' without its '}}', or braces inside ${{...}}")
-    return PART.sub(lambda m: str(evaluate(m.group(1), scope)), value)
+    return _interpolate(value, scope)
+
+
+def _interpolate(value: str, scope: dict[str, Any]) -> str:
+    """Each ${...} replaced by its value's text. The joined string has the cap of one piece,
+    checked as the pieces are computed: "${s}${s}${s}..." stops at the piece that passes it."""
+    parts: list[str] = []
+    size = end = 0
+    for match in PART.finditer(value):
+        parts.append(value[end : match.start()])
+        parts.append(str(evaluate(match.group(1), scope)))
+        size += len(parts[-2]) + len(parts[-1])
+        if size > MAX_STRING:
+            raise ExprError(f"an interpolated string longer than {MAX_STRING:,} characters")
+        end = match.end()
+    parts.append(value[end:])
+    if size + len(parts[-1]) > MAX_STRING:
+        raise ExprError(f"an interpolated string longer than {MAX_STRING:,} characters")
+    return "".join(parts)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -8,18 +8,19 @@ read the file -> safe YAML with locations -> apply overrides -> validate the top
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import re
 from typing import Any
 
 from netcfg.catalogue.registry import REGISTRY, Registry
 from netcfg.errors import Diagnostic, InputError, Loc, SpecError
 from netcfg.io.files import open_regular
 from netcfg.spec import model as spec_mod
+from netcfg.spec.budget import MAX_DEPTH, MAX_DOCUMENT_VALUES, MAX_FILE_BYTES, MAX_TEXT, Budget
 from netcfg.spec.expand import Expander, Scope
 from netcfg.spec.validate import NodeValidator, pydantic_problems, suggest, yaml_repr
-from netcfg.spec.yaml_source import MAX_DEPTH, MAX_NODES, Document, read_yaml
-
-MAX_FILE_BYTES = 10 * 1024 * 1024
+from netcfg.spec.yaml_source import Document, read_yaml
 
 
 def read_text(path: str | os.PathLike) -> str:
@@ -51,20 +52,82 @@ def load_spec_data(data: Any, file: str, registry: Registry = REGISTRY) -> spec_
     return resolve(Document(data=data, file=file), registry)
 
 
+def read_json(text: str, file: str) -> Any:
+    """JSON text of a spec (the one a checkpoint embeds), with the limits of a spec file: its size,
+    and its number of values counted from its punctuation before it is parsed; a key given twice
+    in one object (which JSON would keep silently, the last one winning) is an error naming it.
+    Text that is not JSON raises ValueError (RecursionError: nested too deeply to parse)."""
+    if len(text) > MAX_FILE_BYTES or len(text.encode()) > MAX_FILE_BYTES:
+        raise SpecError(f"the spec is larger than {MAX_FILE_BYTES // 2**20} MiB, the limit of a spec file", Loc(file))
+    if _json_values_at_most(text) > MAX_DOCUMENT_VALUES:
+        raise SpecError(f"the spec holds more than {MAX_DOCUMENT_VALUES:,} values, the limit of a spec file", Loc(file))
+    return _unique_keys(json.loads(text, object_pairs_hook=_Pairs), file)
+
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_JSON_EMPTY = re.compile(r"\[\s*\]|\{\s*\}")
+
+
+def _json_values_at_most(text: str) -> int:
+    """Every JSON value but the first follows a '[', '{', ',' or ':'. Counted on the text, strings
+    left out (only when the quick count, strings included, is past the limit), and empty lists and
+    objects, which open a value that is not there."""
+    quick = 1 + sum(text.count(c) for c in "[{,:")
+    if quick <= MAX_DOCUMENT_VALUES:
+        return quick
+    bare = _JSON_STRING.sub("", text)
+    return 1 + sum(bare.count(c) for c in "[{,:") - len(_JSON_EMPTY.findall(bare))
+
+
+class _Pairs(list):
+    """A JSON object kept as its (key, value) pairs, so a repeated key can be named."""
+
+
+def _unique_keys(value: Any, file: str) -> Any:
+    """The data with every object a dict; iterative (any depth the JSON parser reached)."""
+    root: list = [value]
+    stack: list[tuple[Any, Any, tuple]] = [(root, 0, ())]  # (container, index or key, path of the value)
+    while stack:
+        parent, key, path = stack.pop()
+        item = parent[key]
+        if isinstance(item, _Pairs):
+            out: dict = {}
+            for name, child in item:
+                if name in out:
+                    where = ".".join(str(p) for p in path) or "the top level"
+                    raise SpecError(f"duplicate key '{name}' in {where} (JSON would keep the last one)", Loc(file))
+                out[name] = child
+            parent[key] = out
+            stack.extend((out, name, path + (name,)) for name in out)
+        elif isinstance(item, list):
+            stack.extend((item, i, path + (i,)) for i in range(len(item)))
+    return root[0]
+
+
 def _check_size(data: Any, file: str) -> None:
-    """The limits a YAML file gets (nesting, number of values) for data that came another way."""
-    stack, count = [(data, 1)], 0
+    """The limits a YAML file gets (nesting, number of values, text) for data that came another way."""
+    stack, count, text = [(data, 1)], 0, 0
     while stack:
         value, depth = stack.pop()
         count += 1
         if depth > MAX_DEPTH:
             raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", Loc(file))
-        if count > MAX_NODES:
-            raise SpecError(f"more than {MAX_NODES:,} values", Loc(file))
+        if count > MAX_DOCUMENT_VALUES:
+            raise SpecError(
+                f"the spec holds more than {MAX_DOCUMENT_VALUES:,} values, the limit of a spec file", Loc(file)
+            )
         if isinstance(value, dict):
+            count += len(value)  # its keys
+            text += sum(len(k) for k in value if isinstance(k, str))
             stack.extend((v, depth + 1) for v in value.values())
         elif isinstance(value, list):
             stack.extend((v, depth + 1) for v in value)
+        elif isinstance(value, str):
+            text += len(value)
+        if text > MAX_TEXT:
+            raise SpecError(
+                f"the spec holds more than {MAX_TEXT // 2**20} MiB of text, the limit of a spec file", Loc(file)
+            )
 
 
 # ---------------------------------------------------------------- overrides
@@ -154,17 +217,21 @@ def resolve(doc: Document, registry: Registry) -> spec_mod.Spec:
     if not isinstance(data, dict):
         raise SpecError(f"a spec is a mapping with keys netcfg, input and model; got {yaml_repr(data)}", doc.loc(()))
     _check_version(doc)
-    subst_problems = _substitute_top(doc)
+    budget = Budget()  # one for the whole spec: top-level values, the model and the shared modules
+    subst_problems = _substitute_top(doc, budget)
     problems, head = pydantic_problems(spec_mod.SpecHead, data, lambda p: _loc(doc, p), owner="at the top level")
     problems = subst_problems + problems
     blocks, variables, shared_raw = _parts(head, data)
     if head is not None:
         problems += _check_init_layers(doc, head, registry)
     flags = _var_flags(doc, variables)
-    expander = Expander(doc, registry, blocks, variables, flags)
+    expander = Expander(doc, registry, blocks, variables, flags, budget)
     scope = Scope(variables, flags)
-    model_data = expander.root(data["model"], ("model",), scope) if "model" in data else None
-    shared_data = {name: expander.root(raw, ("shared", name), scope) for name, raw in shared_raw.items()}
+    try:
+        model_data = expander.root(data["model"], ("model",), scope) if "model" in data else None
+        shared_data = {name: expander.root(raw, ("shared", name), scope) for name, raw in shared_raw.items()}
+    except SpecError as exc:  # a budget passed: that, and what was found before it
+        raise SpecError(sorted(problems + expander.problems + exc.diagnostics, key=_place)) from None
     expander.check_unused_blocks()
     problems += expander.problems
     locs = _with_vias(expander.locs, expander.vias)
@@ -202,12 +269,12 @@ def _place(d: Diagnostic) -> tuple:
     return (0, loc.file, loc.line, loc.col)
 
 
-def _substitute_top(doc: Document) -> list[Diagnostic]:
+def _substitute_top(doc: Document, budget: Budget) -> list[Diagnostic]:
     """${...} in top-level values (init rules, input, ...) see the vars; module nodes and
     block bodies are substituted during expansion, where block arguments are known too."""
     variables = doc.data.get("vars") if isinstance(doc.data.get("vars"), dict) else {}
     flags = _var_flags(doc, variables)
-    expander = Expander(doc, REGISTRY, {}, variables, flags)
+    expander = Expander(doc, REGISTRY, {}, variables, flags, budget)
     for key in list(doc.data):
         if key not in ("model", "shared", "blocks", "vars"):
             doc.data[key] = expander.value(doc.data[key], (key,), Scope(variables, flags), (key,))

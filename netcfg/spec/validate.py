@@ -22,7 +22,7 @@ from netcfg.catalogue import composite
 from netcfg.catalogue.base import Node
 from netcfg.catalogue.registry import Registry
 from netcfg.errors import Diagnostic, Loc
-from netcfg.suggest import suggest
+from netcfg.suggest import MAX_LISTED, suggest
 
 FAILED = object()
 """What expanding a node that had an error gives (the error is already reported)."""
@@ -79,9 +79,12 @@ def explain(exc: ValidationError, data: Any, loc_of: LocOf, owner: str, model: A
             continue  # already reported where the expression failed
         path, rest = _data_path(data, err["loc"])
         groups.setdefault(path, []).append((err, rest))
-    groups = _deepest(groups)
+    groups, unlisted = _few_unknown_keys(_deepest(groups))
     out = [_one(path, errs, data, loc_of, owner, model) for path, errs in groups.items()]
-    return _drop_missing_explained_by_typos(out, groups, data, model)
+    out = _drop_missing_explained_by_typos(out, groups, data, model)
+    if unlisted:
+        out.append(Diagnostic(loc_of(unlisted[0] + ("<key>",)), f"... and {len(unlisted):,} more unknown keys"))
+    return out
 
 
 def _deepest(groups: dict) -> dict:
@@ -89,13 +92,16 @@ def _deepest(groups: dict) -> dict:
 
     (For `inputs: [0]` against `str | list[str]`: keep 'inputs.0 must be a string', drop
     'inputs must be a string'.)"""
+    prefixes = {path[:i] for path in groups for i in range(len(path))}  # every path's proper prefixes
+    return {p: e for p, e in groups.items() if not (p in prefixes and all(rest for _, rest in e))}
 
-    def explained_deeper(path: tuple, errs: list) -> bool:
-        if not all(rest for _, rest in errs):
-            return False
-        return any(len(other) > len(path) and other[: len(path)] == path for other in groups)
 
-    return {p: e for p, e in groups.items() if not explained_deeper(p, e)}
+def _few_unknown_keys(groups: dict) -> tuple[dict, list[tuple]]:
+    """The first MAX_LISTED unknown keys (each gets a did-you-mean), and the paths of the others."""
+    extra = [p for p, errs in groups.items() if errs[0][0]["type"] == "extra_forbidden"]
+    for path in extra[MAX_LISTED:]:
+        del groups[path]
+    return groups, extra[MAX_LISTED:]
 
 
 def _drop_missing_explained_by_typos(out: list, groups: dict, data: Any, model: Any) -> list:
@@ -364,6 +370,8 @@ class NodeValidator:
         seen: dict[str, int] = {}
         for i, item in enumerate(items):
             name = item.get("name") if isinstance(item, dict) else None
+            if name is FAILED:
+                continue  # its expression's error was reported
             name = str(i) if name is None else name
             if name in seen:
                 self.fail(path + (i, "name"), f"two modules named '{name}' here (the other is item {seen[name]})")

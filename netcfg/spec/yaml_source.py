@@ -9,8 +9,9 @@ itself, so it alone decides what is accepted:
 * only the standard tags (str, int, float, bool, null, map, seq); a python/* tag or
   any other tag is an error, so no file can name code;
 * duplicate keys are an error that quotes both lines;
-* aliases are expanded with a cap on the total node count (alias bombs) and nesting
-  has a depth cap (no RecursionError reaches the user).
+* the document's values and text, aliases expanded, are counted from the parser's events
+  before anything is composed, with caps (alias bombs, huge lists), and nesting has a depth
+  cap (no RecursionError reaches the user).
 """
 
 from __future__ import annotations
@@ -23,11 +24,17 @@ from typing import Any
 import yaml
 
 from netcfg.errors import Diagnostic, Loc, SpecError
+from netcfg.spec.budget import (
+    DOCUMENT_COUNTED,
+    MAX_DEPTH,
+    MAX_DOCUMENT_VALUES,
+    MAX_TEXT,
+    too_many_values,
+    too_much_text,
+)
 
 Path = tuple[str | int, ...]
 
-MAX_DEPTH = 100
-MAX_NODES = 200_000
 MAX_INT_DIGITS = 100  # far past any size a spec holds; Python refuses to parse more than 4,300
 
 _TAG = "tag:yaml.org,2002:"
@@ -63,19 +70,54 @@ _OPEN = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
 _CLOSE = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
 
 
-def _compose(text: str, file: str) -> yaml.Node | None:
-    """Compose the node graph, refusing deep nesting before any recursive code sees it."""
-    depth = 0
-    # libyaml's event parser is a state machine (no recursion), so this pass is safe at
-    # any depth; the composer that follows recurses, so it only sees shallow documents.
-    for event in yaml.parse(text, Loader=_FastLoader):
-        if isinstance(event, _OPEN):
-            depth += 1
-            if depth > MAX_DEPTH:
+def _compose(text: str, file: str, loader: type) -> yaml.Node | None:
+    """Compose the node graph once the events have shown the document is within its budgets."""
+    _scan(text, file, loader)
+    return yaml.compose(text, Loader=loader)
+
+
+def _scan(text: str, file: str, loader: type) -> None:
+    """Refuse deep nesting and a document too large, aliases expanded, from the parser's events.
+
+    libyaml's event parser is a state machine (no recursion) and builds nothing for the
+    document, so this pass is safe at any depth and stops at the first value past a limit: a
+    10 MB flat list is refused after 200,000 events, an alias of a 1 MB string by the bytes it
+    repeats. The composer that follows recurses, so it only sees shallow, bounded documents.
+    The place of a budget error is the innermost collection being read."""
+    values, chars = MAX_DOCUMENT_VALUES, MAX_TEXT  # left
+    sizes: dict[str, tuple[int, int] | None] = {}
+    """Anchor -> the values and text of its node (None while the node is still open)."""
+    opened: list[tuple[Any, str | None, int, int]] = []
+    """For each open collection: its start, its anchor, and the budget left when it opened."""
+    for event in yaml.parse(text, Loader=loader):
+        kind = type(event)
+        if kind is yaml.ScalarEvent:
+            values -= 1
+            chars -= len(event.value)
+            if event.anchor is not None:
+                sizes[event.anchor] = (1, len(event.value))
+        elif kind in _OPEN:
+            if len(opened) >= MAX_DEPTH:
                 raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", _mark_loc(file, event.start_mark))
-        elif isinstance(event, _CLOSE):
-            depth -= 1
-    return yaml.compose(text, Loader=_FastLoader)
+            values -= 1
+            opened.append((event.start_mark, event.anchor, values + 1, chars))
+            if event.anchor is not None:
+                sizes[event.anchor] = None
+        elif kind in _CLOSE:
+            _, anchor, before, chars_before = opened.pop()
+            if anchor is not None:
+                sizes[anchor] = (before - values, chars_before - chars)
+        elif kind is yaml.AliasEvent:
+            size = sizes.get(event.anchor, (0, 0))  # an undefined alias: the composer says so
+            if size is None:
+                raise SpecError("an alias refers to a node that contains it", _mark_loc(file, event.start_mark))
+            values -= size[0]
+            chars -= size[1]
+        if values < 0 or chars < 0:
+            where = _mark_loc(file, opened[-1][0] if opened else event.start_mark)
+            if values < 0:
+                raise SpecError(too_many_values("the document", MAX_DOCUMENT_VALUES, DOCUMENT_COUNTED), where)
+            raise SpecError(too_much_text("the document", MAX_TEXT, DOCUMENT_COUNTED), where)
 
 
 @dataclass
@@ -105,7 +147,6 @@ def read_yaml(text: str, file: str) -> Document:
     doc = Document(data=None, file=file)
     if root is None:
         return doc
-    _check_expansion(root, file)
     reader = _Reader(doc)
     doc.data = reader.value(root, ())
     if reader.problems:
@@ -113,43 +154,15 @@ def read_yaml(text: str, file: str) -> Document:
     return doc
 
 
-def _check_expansion(root: yaml.Node, file: str) -> None:
-    """Refuse alias bombs before expanding anything: the expanded size of every node is
-    computed once per distinct node (aliases share nodes), so this costs the document's
-    size, not the expansion's."""
-    sizes: dict[int, int] = {}
-    active: set[int] = set()
-
-    def size(node: yaml.Node) -> int:
-        key = id(node)
-        if key in sizes:
-            return sizes[key]
-        if key in active:
-            raise SpecError("an alias refers to a node that contains it", _mark_loc(file, node.start_mark))
-        active.add(key)
-        children = node.value if isinstance(node, yaml.SequenceNode) else (
-            [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else []
-        )  # fmt: skip
-        total = 1 + sum(size(child) for child in children)
-        active.discard(key)
-        if total > MAX_NODES:
-            raise SpecError(f"document expands to more than {MAX_NODES:,} values (alias bomb?)",
-                            _mark_loc(file, node.start_mark))  # fmt: skip
-        sizes[key] = total
-        return total
-
-    size(root)
-
-
 def _root(text: str, file: str) -> yaml.Node | None:
     try:
-        return _compose(text, file)
+        return _compose(text, file, _FastLoader)
     except yaml.YAMLError:
         pass
     # libyaml's messages drop details (which character, which alias): parse again with
     # PyYAML's own parser (slower, but only on this path) for its message.
     try:
-        return yaml.compose(text, Loader=_Loader)
+        return _compose(text, file, _Loader)
     except RecursionError:
         raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", Loc(file, 1, 1)) from None
     except yaml.MarkedYAMLError as exc:
@@ -191,7 +204,6 @@ class _Reader:
     def __init__(self, doc: Document):
         self.doc = doc
         self.problems: list[Diagnostic] = []
-        self.count = 0
 
     def where(self, node: yaml.Node) -> Loc:
         return _mark_loc(self.doc.file, node.start_mark)
@@ -200,13 +212,7 @@ class _Reader:
         self.problems.append(Diagnostic(self.where(node), message))
 
     def value(self, node: yaml.Node, path: Path) -> Any:
-        self.count += 1
-        if self.count > MAX_NODES:
-            raise SpecError(
-                f"document expands to more than {MAX_NODES:,} values (alias bomb?)",
-                self.where(node),
-            )
-        if len(path) > MAX_DEPTH:
+        if len(path) > MAX_DEPTH:  # an alias of a deep node, deep in the document
             raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", self.where(node))
         self.doc.locs[path] = self.where(node)
         if isinstance(node, yaml.MappingNode):

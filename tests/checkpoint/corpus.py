@@ -166,6 +166,23 @@ def _nest_model(spec: dict) -> None:
     spec["model"] = node
 
 
+def _duplicate_spec_key(p: Parts) -> bytes:
+    """The embedded spec's JSON with 'out_features' given twice in its first layer (JSON keeps the last)."""
+    text = p.header["__metadata__"]["netcfg.spec"]
+    assert '"out_features":256' in text
+    return with_spec_text(p, text.replace('"out_features":256', '"out_features":256,"out_features":512', 1))
+
+
+def _repeat_bomb(spec: dict) -> None:
+    """4 KB of JSON: 5,000 copies of a body holding 2,000 values (10 million values once expanded)."""
+    spec["model"] = {"type": "repeat", "times": 5000, "body": {"type": "identity", "junk": [1] * 2000}}
+
+
+def _interpolation_bomb(spec: dict) -> None:
+    """1.5 KB of JSON: 1,000 names of 100 pieces of 9,999 characters (1 GB once expanded)."""
+    spec["model"] = {"type": "repeat", "times": 1000, "body": {"type": "identity", "name": "${'a' * 9999}" * 100}}
+
+
 def _escape_name(p: Parts) -> bytes:
     """The tensor 0.bias renamed with a newline and a terminal escape in it (an unexpected tensor)."""
     text = p.raw_header.decode().replace('"0.bias":', '"0.bias\\n\\u001b[31mred":', 1)
@@ -261,6 +278,11 @@ CASES: dict[str, tuple[str, Callable[[Parts], bytes] | None]] = {
     "spec_seed_2p70": ("spec_seed_2p70.safetensors", lambda p: with_spec(p, lambda s: s.update(seed=2**70))),
     "name_with_escapes": ("name_with_escapes.safetensors", _escape_name),
     "tie_stored_twice_differing": ("tie_stored_twice_differing.safetensors", None),
+    # An embedded spec gets the budgets of a spec file (issue 11).
+    "spec_duplicate_key": ("spec_duplicate_key.safetensors", _duplicate_spec_key),
+    "spec_repeat_bomb": ("spec_repeat_bomb.safetensors", lambda p: with_spec(p, _repeat_bomb)),
+    "spec_interpolation_bomb": ("spec_interpolation_bomb.safetensors", lambda p: with_spec(p, _interpolation_bomb)),
+    "spec_many_values": ("spec_many_values.safetensors", lambda p: with_spec(p, lambda s: s.update(x=[0] * 200_001))),
 }
 
 

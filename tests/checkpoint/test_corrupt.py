@@ -110,12 +110,25 @@ EXPECTED: dict[str, tuple[str | None, object]] = {
         "tensors 'embed.weight' and 'head.weight' are one tied tensor in the model, but differ in the file",
         None,
     ),
+    # inspect shows an embedded spec as it is: only loading it expands it.
+    "spec_duplicate_key": ("duplicate key 'out_features' in model.layers.0 (JSON would keep the last one)", None),
+    "spec_repeat_bomb": (
+        "5,000 copies of a body of about 2,005 values: the spec would expand to more than 1,000,000 values "
+        "(aliases, repeats and interpolation counted)",
+        None,
+    ),
+    "spec_interpolation_bomb": ("an interpolated string longer than 10,000 characters", None),
+    "spec_many_values": ("the spec holds more than 200,000 values, the limit of a spec file", None),
 }
 
 PLACE = {
     "spec_netcfg_2": "{file} (embedded spec):1:1",
     "spec_nested_200": "{file} (embedded spec)",
     "spec_seed_2p70": "{file} (embedded spec):1:1",
+    "spec_duplicate_key": "{file} (embedded spec)",
+    "spec_repeat_bomb": "{file} (embedded spec):1:1",
+    "spec_interpolation_bomb": "{file} (embedded spec):1:1",
+    "spec_many_values": "{file} (embedded spec)",
 }
 """Where the line says the problem is, when not the file itself."""
 

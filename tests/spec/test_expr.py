@@ -124,3 +124,22 @@ def test_boolean_trees_match_python(tree, p, q, r):
     scope = {"p": p, "q": q, "r": r}
     # Python itself is the oracle, on text generated here from booleans and and/or/not only.
     assert evaluate(tree, scope) is eval(tree, {"__builtins__": {}}, scope)
+
+
+@pytest.mark.parametrize(
+    "text, scope",
+    [
+        ("${s}${s}", {"s": "a" * 6000}),  # each piece is under the cap, the joined string is not
+        ("${'a' * 9999}" * 100, {}),  # 1 MB from 1.3 KB
+        ("x" * 9990 + "${s}", {"s": "a" * 20}),  # the text around the pieces counts
+    ],
+)
+def test_an_interpolated_string_has_the_cap_of_a_piece(text, scope):
+    with pytest.raises(ExprError, match="an interpolated string longer than 10,000 characters"):
+        substitute(text, scope)
+
+
+def test_a_whole_expression_naming_a_long_string_is_capped():
+    assert substitute("${s}", {"s": "a" * 10_000}) == "a" * 10_000
+    with pytest.raises(ExprError, match="a string longer than 10,000 characters"):
+        substitute("${s}", {"s": "a" * 10_001})

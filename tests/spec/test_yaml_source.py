@@ -1,9 +1,11 @@
 import math
+import time
 
 import pytest
 
 from netcfg.errors import SpecError
 from netcfg.spec.yaml_source import read_yaml
+from tests.limits import measure
 
 
 def data(text):
@@ -51,8 +53,9 @@ def test_python_tags_are_rejected_and_never_constructed(tmp_path):
 def test_alias_bomb_is_capped():
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
-    with pytest.raises(SpecError, match="alias bomb"):
+    with pytest.raises(SpecError) as err:
         read_yaml("\n".join(lines), "f.yaml")
+    assert str(err.value) == "f.yaml:6:5: error: the document expands to more than 200,000 values (aliases counted)"
 
 
 def test_deep_nesting_is_an_error_not_a_recursion_error():
@@ -74,5 +77,52 @@ def test_deep_block_nesting_is_refused_where_it_happens():
 
 
 def test_self_referencing_alias_is_an_error():
-    with pytest.raises(SpecError):
+    with pytest.raises(SpecError) as err:
         read_yaml("a: &x [*x]\n", "f.yaml")
+    assert str(err.value) == "f.yaml:1:8: error: an alias refers to a node that contains it"
+
+
+# ---------------------------------------------------------------- budgets, counted from the parser's events
+
+
+def test_a_10_mb_flat_list_is_refused_while_it_is_parsed():
+    """Counted from the events: refused after 200,000 of them, never composed (it took 27 s and 2 GB)."""
+    got = measure(
+        "from netcfg.spec.yaml_source import read_yaml\ntext = 'x: [' + '1,' * 4_900_000 + '1]'",
+        "read_yaml(text, 'f.yaml')",
+    )
+    assert got.error == "f.yaml:1:4: error: the document expands to more than 200,000 values (aliases counted)"
+    assert got.seconds < 5
+    assert got.growth_mib < 100
+
+
+def test_aliases_of_a_large_string_count_its_bytes():
+    """1,000 aliases of a 1 MB string are 1,001 values but 1 GB of text once expanded."""
+    text = "s: &s " + "a" * 2**20 + "\nx:\n" + "  - *s\n" * 1000
+    start = time.perf_counter()
+    with pytest.raises(SpecError) as err:
+        read_yaml(text, "f.yaml")
+    assert time.perf_counter() - start < 5
+    assert str(err.value) == "f.yaml:3:3: error: the document expands to more than 64 MiB of text (aliases counted)"
+
+
+def test_text_under_the_limit_is_read():
+    text = "s: &s " + "a" * 2**20 + "\nx: [" + ", ".join(["*s"] * 60) + "]\n"
+    assert len(read_yaml(text, "f.yaml").data["x"]) == 60
+
+
+def test_the_limits_hold_with_pythons_parser_too(monkeypatch):
+    """The pure-Python parser (used when libyaml is absent or fails) is counted the same way."""
+    from netcfg.spec import yaml_source
+
+    monkeypatch.setattr(yaml_source, "_FastLoader", yaml_source._Loader)
+    text = "s: &s " + "a" * 2**16 + "\nx: [" + ", ".join(["*s"] * 1100) + "]\n"
+    with pytest.raises(SpecError) as err:
+        read_yaml(text, "f.yaml")
+    assert str(err.value) == "f.yaml:2:4: error: the document expands to more than 64 MiB of text (aliases counted)"
+
+
+def test_an_alias_of_a_deep_node_deep_in_the_document_is_refused():
+    deep = "[" * 60 + "]" * 60
+    with pytest.raises(SpecError, match="nesting deeper than 100 levels"):
+        read_yaml(f"a: &a {deep}\nb: " + "[" * 60 + "*a" + "]" * 60, "f.yaml")

@@ -182,26 +182,35 @@ def graph(a: c.Graph, xs: list, ctx):
 
 
 def _ref_problems(ctx, graph: c.Graph) -> list[Diagnostic]:
-    """Every input a graph node reads that is not an earlier node: all of them, before building."""
-    from netcfg.spec.validate import suggest
+    """Every input a graph node reads that is not an earlier node, before building: the first
+    MAX_LISTED said one by one (with a did-you-mean among the earlier nodes), the others counted."""
+    from netcfg.suggest import MAX_LISTED, suggest
 
-    known, previous, problems = ["input"], "input", []
+    known, previous, problems, more, first_unlisted = {"input": None}, "input", [], 0, None
     for name, node in graph.nodes.items():
         refs = [node.inputs] if isinstance(node.inputs, str) else (node.inputs or [previous])
-        for ref in refs:
+        for position, ref in enumerate(refs):
             if ref in known:
                 continue
-            key = ("inputs", node.inputs.index(ref)) if isinstance(node.inputs, list) else ("inputs",)
+            key = ("inputs", position) if isinstance(node.inputs, list) else ("inputs",)
+            if len(problems) == MAX_LISTED:
+                more += 1
+                first_unlisted = first_unlisted or node._path + key
+                continue
             removed = ctx.spec.dropped.get(graph._path + ("nodes", ref))
             if removed is not None:
                 message = f"input '{ref}' was removed by its `if` (line {removed.line}); read another node"
             elif ref in graph.nodes:
                 message = f"input '{ref}' is a later node: a graph runs in order, so it cannot read it (cycle?)"
             else:
-                message = f"unknown input '{ref}'{suggest(ref, known)}"
+                message = f"unknown input '{ref}'{suggest(ref, list(known))}"
             problems.append(Diagnostic(ctx.spec.loc(node._path + key), message))
-        known.append(name)
+        known[name] = None
         previous = name
+    if more:
+        problems.append(
+            Diagnostic(ctx.spec.loc(first_unlisted), f"... and {more:,} more inputs that are not earlier nodes")
+        )
     return problems
 
 
