@@ -9,6 +9,7 @@ import os
 import torch
 
 from netcfg.errors import CheckpointError, Loc
+from netcfg.io.memory import check_fits
 from netcfg.io.safetensors_header import Header, read_header
 
 TORCH_DTYPES = {
@@ -20,17 +21,26 @@ TORCH_DTYPES = {
 SAFETENSORS_NAMES = {v: k for k, v in TORCH_DTYPES.items()}
 
 
+CHUNK = 256 << 20
+"""Bytes per read: Linux reads at most ~2 GiB per call, so a larger tensor takes several (tests lower it)."""
+
+
 def read_tensors(header: Header, device: torch.device, names: list[str] | None = None) -> dict[str, torch.Tensor]:
     """Every tensor (or those named), read from the file straight into new memory of its own.
 
-    One read() per tensor into its final buffer (faster into fresh memory than copying
-    from a map), and nothing stays backed by the file: a model whose weights are the
-    file's pages dies of SIGBUS when another program rewrites that file in place."""
+    Their sizes are checked against the free memory first (netcfg.io.memory), from the header,
+    before anything is allocated. Each tensor is read into its final buffer (faster into fresh
+    memory than copying from a map), CHUNK bytes per call, and nothing stays backed by the
+    file: a model whose weights are the file's pages dies of SIGBUS when another program
+    rewrites that file in place."""
     where = torch.device("cpu") if device.type == "meta" else device
+    infos = list(header.tensors.values()) if names is None else [header.tensors[n] for n in names]
+    check_fits(infos, where, Loc(header.path))
     out = {}
     try:
         with open(header.path, "rb", buffering=0) as f:
-            infos = header.tensors.values() if names is None else [header.tensors[n] for n in names]
+            if os.fstat(f.fileno()).st_size != header.size:
+                raise CheckpointError("the file changed while it was read", Loc(header.path))
             for info in sorted(infos, key=lambda t: t.start):
                 out[info.name] = read_one(f, header, info).to(where)
     except OSError as exc:
@@ -39,12 +49,21 @@ def read_tensors(header: Header, device: torch.device, names: list[str] | None =
 
 
 def read_one(f, header: Header, info) -> torch.Tensor:
+    """One tensor into new CPU memory, CHUNK bytes per read."""
     tensor = torch.empty(info.shape, dtype=torch_dtype(header, info))
     if info.nbytes:
         f.seek(header.header_size + info.start)
-        if f.readinto(memoryview(tensor.reshape(-1).view(torch.uint8).numpy())) != info.nbytes:
-            raise CheckpointError(f"tensor '{info.name}': the file ends inside its data", Loc(header.path))
+        _read_exactly(f, memoryview(tensor.reshape(-1).view(torch.uint8).numpy()), header, info)
     return tensor
+
+
+def _read_exactly(f, buffer: memoryview, header: Header, info) -> None:
+    done = 0
+    while done < len(buffer):
+        n = f.readinto(buffer[done : done + CHUNK])
+        if not n:
+            raise CheckpointError(f"tensor '{info.name}': the file ends inside its data", Loc(header.path))
+        done += n
 
 
 def torch_dtype(header: Header, info) -> torch.dtype:
