@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+from dataclasses import dataclass
 
 import torch
 
@@ -111,10 +112,59 @@ def _viewer(memory, header: Header, info):
 def load_tensors(path: str | os.PathLike, device: str = "cpu"):
     """The tensor, list or dict that save_tensors wrote (any safetensors file: a dict)."""
     header = read_header(path)
-    tensors = read_tensors(header, torch.device(device))
-    kind = header.metadata.get("netcfg.tensors", "dict")
-    if kind == "tensor" and set(tensors) == {"tensor"}:
+    kind, names = structure(header)
+    tensors = read_tensors(header, torch.device(device), names)
+    if kind == "tensor":
         return tensors["tensor"]
-    if kind == "list" and set(tensors) == {str(i) for i in range(len(tensors))}:
-        return [tensors[str(i)] for i in range(len(tensors))]
-    return tensors
+    if kind == "list":
+        return [tensors[n] for n in names]
+    return {n: tensors[n] for n in names}
+
+
+def structure(header: Header) -> tuple[str, list[str]]:
+    """What save_tensors recorded: ("tensor", ["tensor"]), ("list", ["0", "1", ...]), or ("dict",
+    names in file order), the last for any other safetensors file."""
+    kind = header.metadata.get("netcfg.tensors", "dict")
+    names = [t.name for t in sorted(header.tensors.values(), key=lambda t: t.start)]
+    if kind == "tensor" and names == ["tensor"]:
+        return "tensor", names
+    if kind == "list" and set(names) == {str(i) for i in range(len(names))}:
+        return "list", [str(i) for i in range(len(names))]
+    return "dict", names
+
+
+@dataclass(frozen=True)
+class Peek:
+    """A tensor of a file as `netcfg tensors` shows it: its first values, read alone."""
+
+    name: str
+    shape: tuple[int, ...]
+    count: int
+    """Its number of elements."""
+    first: torch.Tensor
+    """Its first values (at most the number asked for), in its dtype."""
+
+
+def peek_tensors(path: str | os.PathLike, count: int = 6) -> tuple[str, list[Peek]]:
+    """The structure of a tensor file (see `structure`) and the first `count` values of each
+    tensor, reading only those bytes: a 100 GB file's summary allocates nothing large."""
+    header = read_header(path)
+    kind, names = structure(header)
+    peeks = []
+    try:
+        with open(header.path, "rb", buffering=0) as f:
+            for name in names:
+                info = header.tensors[name]
+                first = _first(f, header, info, torch_dtype(header, info), min(count, info.count))
+                peeks.append(Peek(name, info.shape, info.count, first))
+    except OSError as exc:
+        raise CheckpointError(f"cannot read tensors: {exc.strerror or exc}", Loc(header.path)) from None
+    return kind, peeks
+
+
+def _first(f, header: Header, info, dtype: torch.dtype, count: int) -> torch.Tensor:
+    tensor = torch.empty(count, dtype=dtype)
+    if count:
+        f.seek(header.header_size + info.start)
+        _read_exactly(f, memoryview(tensor.view(torch.uint8).numpy()), header, info)
+    return tensor

@@ -1,5 +1,5 @@
 """Reading tensors: in chunks (Linux reads at most ~2 GiB per call), sizes checked against free
-memory before anything is allocated."""
+memory before anything is allocated, and only the values `netcfg tensors` prints."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 from netcfg.errors import CheckpointError
 from netcfg.io import memory, reading
-from netcfg.io.reading import load_tensors, read_one, read_tensors
+from netcfg.io.reading import load_tensors, peek_tensors, read_one, read_tensors
 from netcfg.io.safetensors_header import read_header
 
 GiB = 1 << 30
@@ -122,6 +122,37 @@ def test_many_tensors_that_do_not_fit_together_are_refused_together(tmp_path, mo
         "free on cpu"
     )
     assert set(read_tensors(read_header(path), torch.device("cpu"), ["a"])) == {"a"}  # one alone fits
+
+
+def test_peek_reads_only_the_values_shown(tmp_path, monkeypatch):
+    path = tmp_path / "big.safetensors"
+    sparse_file(path, "w", "F32", [GiB * 10 // 4], GiB * 10)  # 10 GiB of zeros
+    reads, real = [], reading._read_exactly
+
+    def counted(f, buffer, *rest):
+        reads.append(len(buffer))
+        real(f, buffer, *rest)
+
+    monkeypatch.setattr(reading, "_read_exactly", counted)
+    kind, peeks = peek_tensors(path)
+    assert kind == "dict" and reads == [24]  # six float32 values
+    (peek,) = peeks
+    assert (peek.name, peek.shape, peek.count) == ("w", (GiB * 10 // 4,), GiB * 10 // 4)
+    assert torch.equal(peek.first, torch.zeros(6))
+
+
+def test_peek_knows_the_structure_save_tensors_recorded(tmp_path):
+    from netcfg.io.tensor_files import save_tensors
+
+    for obj, kind, names in [
+        (torch.arange(3), "tensor", ["tensor"]),
+        ([torch.ones(2)] * 12, "list", [str(i) for i in range(12)]),  # 0..11 in order, not "0", "1", "10", ...
+        ({"b": torch.ones(1), "a": torch.zeros(2, dtype=torch.uint16)}, "dict", ["b", "a"]),
+    ]:
+        save_tensors(obj, tmp_path / "t.safetensors")
+        got_kind, peeks = peek_tensors(tmp_path / "t.safetensors")
+        assert got_kind == kind and [p.name for p in peeks] == names
+    assert peeks[1].first.dtype == torch.uint16 and peeks[1].count == 2
 
 
 @pytest.mark.skipif(not os.environ.get("NETCFG_LARGE_TESTS"), reason="a real 2.5 GiB tensor: NETCFG_LARGE_TESTS=1")

@@ -1,0 +1,87 @@
+"""Tensor files at the command line: `tensors` reading only what it prints, every tensor read
+after a size check: one line each, never a traceback, never a hang."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from netcfg.cli.app import app
+from netcfg.io import memory
+from tests.conftest import ROOT
+from tests.io.test_reading import sparse_file
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_tensors_lists_a_list_file(tmp_path):
+    from netcfg.io.tensor_files import save_tensors
+
+    save_tensors([torch.zeros(3), torch.arange(8)], tmp_path / "l.safetensors")
+    result = invoke("tensors", tmp_path / "l.safetensors")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1:] == ["  0: [3] float32 [0, 0, 0]", "  1: [8] int64 [0, 1, 2, 3, 4, 5, ...]"]
+
+
+# Peak RSS from VmHWM: ru_maxrss would include the parent's (Linux keeps it across fork and exec).
+MEASURE = r"""
+import json, sys, time
+from netcfg.cli.app import main
+
+def peak_mib():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) // 1024
+
+for args in json.loads(sys.argv[1]):
+    sys.argv = ["netcfg", *args]
+    start = time.perf_counter()
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code
+    print("MEASURED", json.dumps([code, peak_mib(), time.perf_counter() - start]), file=sys.stderr, flush=True)
+"""
+
+
+def measured(*commands: list) -> tuple[list, str]:
+    """Each command run in turn in one fresh process: [exit code, peak RSS (MiB) so far, seconds]."""
+    args = json.dumps([[str(a) for a in c] for c in commands])
+    done = subprocess.run([sys.executable, "-c", MEASURE, args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    rows = [json.loads(line.split(" ", 1)[1]) for line in done.stderr.splitlines() if line.startswith("MEASURED")]
+    assert len(rows) == len(commands), done.stderr[-3000:]
+    return rows, done.stdout + done.stderr
+
+
+LINEAR_180_GB = "netcfg: 1\ninput: {shape: [1, 300000]}\nmodel: {type: linear, out_features: 150000, bias: false}\n"
+PEAK_MIB = 700  # torch imported and a model built: ~250 MiB here; reading whole, the old `tensors` peaked at 2.3 GB
+
+
+def test_huge_tensors_are_refused_or_peeked_without_allocating_them(tmp_path, write_spec):
+    """A 10 GiB tensor's summary reads 24 bytes; a 180 GB tensor is refused by `load`, `run --input`
+    and load_tensors before anything is allocated, with its size and the free memory."""
+    free = memory.available(torch.device("cpu"))
+    if free is None or free >= 180_000_000_000 or not os.path.exists("/proc/self/status"):
+        pytest.skip("this machine has 180 GB free, or no /proc to read a peak from")
+    ten = tmp_path / "ten.safetensors"
+    sparse_file(ten, "w", "F32", [10 << 28], 10 << 30)
+    huge = tmp_path / "huge.safetensors"
+    sparse_file(huge, "weight", "F32", [150_000, 300_000], 180_000_000_000)
+    spec = write_spec(
+        "netcfg: 1\ninput: {shape: [1, 300000]}\nmodel: {type: linear, out_features: 150000, bias: false}\n"
+    )
+    rows, text = measured(["tensors", ten], ["load", huge, "--config", spec], ["run", spec, "--input", huge])
+    assert [r[0] for r in rows] == [0, 2, 2], text
+    assert all(peak < PEAK_MIB for _, peak, _ in rows), rows
+    assert all(seconds < 30 for *_, seconds in rows), rows  # reading 10 GiB whole took 17 s here, then failed
+    assert "w: [2684354560] float32 [0, 0, 0, 0, 0, 0, ...]" in text
+    needs = "tensor 'weight' F32 [150000, 300000] needs 180,000,000,000 bytes (167.6 GiB), more than the "
+    assert f"{huge}: error: {needs}" in text and f"--input {huge}: error: {needs}" in text
+    assert text.count(" free on cpu\n") == 2 and "Traceback" not in text
