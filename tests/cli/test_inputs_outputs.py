@@ -1,5 +1,5 @@
 """Tensor files at the command line: `tensors` reading only what it prints, every tensor read
-after a size check: one line each, never a traceback, never a hang."""
+after a size check, unsigned inputs: one line each, never a traceback, never a hang."""
 
 from __future__ import annotations
 
@@ -10,16 +10,70 @@ import sys
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from netcfg.cli.app import app
 from netcfg.io import memory
-from tests.conftest import ROOT
+from tests.conftest import CONFIGS, ROOT
 from tests.io.test_reading import sparse_file
+
+MLP = str(CONFIGS / "mlp.yaml")
+IDS = """netcfg: 1
+input: {shape: [2, 5], dtype: int64, high: 100}
+model: {type: embedding, num_embeddings: 100, embedding_dim: 4}
+"""
 
 
 def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def unsigned_ids(tmp_path, dtype: torch.dtype, values=None):
+    path = tmp_path / f"{dtype}.safetensors"
+    x = torch.tensor(values or [[1, 2, 3, 4, 5], [6, 7, 8, 9, 99]])
+    save_file({"input": x.to(dtype) if dtype != torch.uint64 else x.view(torch.uint64)}, path)
+    return path
+
+
+def checksum(output: str) -> str:
+    return next(line for line in output.splitlines() if line.startswith("checksum"))
+
+
+def test_unsigned_token_ids_are_read_as_int64_or_refused_in_one_line(tmp_path, write_spec):
+    spec = write_spec(IDS)
+    expected = checksum(invoke("run", spec, "--input", unsigned_ids(tmp_path, torch.int64)).stdout)
+    for dtype in (torch.uint16, torch.uint32, torch.uint64):  # torch computes little with these: read as int64
+        result = invoke("run", spec, "--input", unsigned_ids(tmp_path, dtype))
+        assert result.exit_code == 0, result.output
+        assert checksum(result.stdout) == expected and "input  [2, 5] int64" in result.stdout
+    path = unsigned_ids(tmp_path, torch.uint8)  # a dtype torch has in full: given as is, refused by the embedding
+    result = invoke("run", spec, "--input", path)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"--input {path}: error: the model cannot take an input [2, 5] uint8")
+    path = tmp_path / "past.safetensors"
+    save_file({"input": torch.tensor([[-1, 1]]).view(torch.uint64)}, path)  # 2**64 - 1
+    result = invoke("run", spec, "--input", path)
+    assert result.exit_code == 2
+    assert result.stderr == (f"--input {path}: error: holds uint64 values past 2**63-1: torch computes with uint64 "
+                             "only as int64, which cannot hold them\n")  # fmt: skip
+
+
+def test_unsigned_inputs_to_a_float_model_are_one_line(tmp_path):
+    for dtype in (torch.uint8, torch.uint16, torch.uint32, torch.uint64):
+        path = tmp_path / "x.safetensors"
+        save_file({"input": torch.arange(40).reshape(2, 20).to(dtype)}, path)
+        result = invoke("run", MLP, "--input", path)
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+        assert "the model cannot take an input [2, 20]" in result.stderr
+
+
+def test_run_input_reads_only_the_input_tensor(tmp_path):
+    path = tmp_path / "x.safetensors"
+    save_file({"input": torch.rand(2, 20), "other": torch.zeros(1000, 1000)}, path)
+    from netcfg.actions import model
+
+    assert model.read_input(str(path)).shape == (2, 20)
 
 
 def test_tensors_lists_a_list_file(tmp_path):
