@@ -1,5 +1,6 @@
 """Tensor files at the command line: `tensors` reading only what it prints, every tensor read
-after a size check, unsigned inputs: one line each, never a traceback, never a hang."""
+after a size check, unsigned inputs and outputs safetensors cannot hold: one line each, never a
+traceback, never a hang."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from netcfg.cli.app import app
@@ -74,6 +75,19 @@ def test_run_input_reads_only_the_input_tensor(tmp_path):
     from netcfg.actions import model
 
     assert model.read_input(str(path)).shape == (2, 20)
+
+
+def test_a_complex128_output_is_refused_in_one_line_a_complex64_one_written(tmp_path, write_spec):
+    fourier = "netcfg: 1\ninput: {{shape: [2, 8], dtype: {0}}}\ndtype: {0}\nmodel: {{type: fourier}}\n"
+    out = tmp_path / "out.safetensors"
+    result = invoke("run", write_spec(fourier.format("float64")), "-o", out)
+    assert result.exit_code == 2
+    assert result.stderr == (f"--output {out}: error: tensor 'output' is complex128, which safetensors cannot store "
+                             "(complex64 is its only complex dtype)\n")  # fmt: skip
+    assert list(tmp_path.iterdir()) == [tmp_path / "spec.yaml"]  # nothing written, no temporary
+    result = invoke("run", write_spec(fourier.format("float32")), "-o", out)
+    assert result.exit_code == 0, result.output
+    assert load_file(out)["output"].dtype == torch.complex64
 
 
 def test_tensors_lists_a_list_file(tmp_path):
