@@ -12,6 +12,7 @@ one, never a part, whatever happens meanwhile (a kill, a full disk).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import stat
 from collections.abc import Callable, Iterator
@@ -37,7 +38,23 @@ def _safetensors(fd: int) -> bool:
     return looks_like_safetensors(os.pread(fd, 9, 0))
 
 
+SCHEMA_LIMIT = 64 << 20
+"""netcfg's schema is well under a megabyte: a larger file is not one."""
+
+
+def _netcfg_schema(fd: int) -> bool:
+    size = os.fstat(fd).st_size
+    if size > SCHEMA_LIMIT:
+        return False
+    try:
+        value = json.loads(_read_all(fd, size))
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(value, dict) and "$schema" in value and str(value.get("title", "")).startswith("netcfg spec")
+
+
 SAFETENSORS = Kind("a safetensors file", _safetensors)
+JSON_SCHEMA = Kind("a JSON schema written by netcfg", _netcfg_schema)
 
 
 def check_output(path: str | os.PathLike, flag: str = "", kind: Kind | None = None) -> Path:
@@ -139,6 +156,14 @@ def replacing(
     temporaries.release(temporary)
 
 
+def write_file(path: str | os.PathLike, data: bytes, flag: str = "", kind: Kind | None = None) -> Path:
+    """Check `path` as an output of `kind` and write `data` to it atomically."""
+    target = check_output(path, flag, kind)
+    with replacing(target, _where(path, flag), kind) as out:
+        out.write(data)
+    return target
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write `text` to `path` atomically (netcfg's own files, such as its cache). OSError goes to the caller."""
     with replacing(Path(os.path.realpath(path))) as out:
@@ -153,6 +178,17 @@ def _cannot_write(exc: OSError, where: Loc | None) -> Exception:
     if where is None:
         return exc
     return InputError(f"cannot write: {exc.strerror or exc}", where)
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    chunks, offset = [], 0
+    while offset < size:
+        chunk = os.pread(fd, min(size - offset, 1 << 24), offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
 
 
 def _mode_to_keep(target: Path) -> int:

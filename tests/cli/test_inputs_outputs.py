@@ -1,11 +1,12 @@
-"""Tensor files at the command line: `tensors` reading only what it prints, every tensor read
-after a size check, unsigned inputs and outputs safetensors cannot hold: one line each, never a
-traceback, never a hang."""
+"""Files in and out of the commands: every -o checked and atomic (schema too), every tensor
+read in chunks after a size check, `tensors` reading only what it prints, unsigned inputs and
+outputs safetensors cannot hold: one line each, never a traceback, never a hang."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -28,6 +29,42 @@ model: {type: embedding, num_embeddings: 100, embedding_dim: 4}
 
 def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def no_hang():
+    def fail(*_):
+        raise TimeoutError("blocked (on a pipe?)")
+
+    previous = signal.signal(signal.SIGALRM, fail)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_schema_output_is_checked_like_every_other_output(tmp_path, no_hang):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    result = invoke("schema", "-o", fifo)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"--output {fifo}: error: not a regular file (a pipe, device or socket): netcfg writes files only\n"
+    )
+    spec = tmp_path / "mlp.yaml"
+    spec.write_text((CONFIGS / "mlp.yaml").read_text())
+    result = invoke("schema", "-o", spec)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"--output {spec}: error: exists and is not a JSON schema written by netcfg (the spec itself?): netcfg "
+        "replaces only its own kind of file; remove it or pick another name\n"
+    )
+    assert spec.read_text() == (CONFIGS / "mlp.yaml").read_text()
+    out = tmp_path / "netcfg.schema.json"
+    for _ in range(2):  # a new file, then its own earlier output replaced
+        assert invoke("schema", "-o", out).exit_code == 0
+    assert json.loads(out.read_text())["title"].startswith("netcfg spec")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlp.yaml", "netcfg.schema.json", "pipe"]
 
 
 def unsigned_ids(tmp_path, dtype: torch.dtype, values=None):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import time
 
@@ -13,7 +14,7 @@ import torch
 
 from netcfg.errors import InputError
 from netcfg.io import output, temporaries
-from netcfg.io.output import SAFETENSORS, check_output
+from netcfg.io.output import JSON_SCHEMA, SAFETENSORS, check_output, write_file
 from netcfg.io.tensor_files import write_tensors
 
 OLD = time.time() - 30 * 86_400
@@ -119,3 +120,44 @@ def test_a_file_that_becomes_something_else_during_a_write_is_not_replaced(tmp_p
         path.write_text("netcfg: 1\n")  # the spec saved there meanwhile
         out.write(b"data")
     assert path.read_text() == "netcfg: 1\n" and os.listdir(tmp_path) == [path.name]
+
+
+def schema_text() -> bytes:
+    from netcfg.actions.catalogue import json_schema
+
+    return (json.dumps(json_schema(), indent=2) + "\n").encode()
+
+
+def test_a_schema_replaces_only_a_schema_netcfg_wrote_or_an_empty_file(tmp_path):
+    path = tmp_path / "netcfg.schema.json"
+    write_file(path, schema_text(), "-o", JSON_SCHEMA)
+    write_file(path, schema_text(), "-o", JSON_SCHEMA)  # its own earlier output
+    (tmp_path / "empty.json").touch()
+    write_file(tmp_path / "empty.json", schema_text(), "-o", JSON_SCHEMA)
+    for name, data in [
+        ("mlp.yaml", b"netcfg: 1\nmodel: {type: relu}\n"),
+        ("other.json", b'{"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "another tool"}'),
+        ("model.safetensors", b"\x08" + b"\0" * 7 + b"{}      "),
+        ("deep.json", b"[" * 100_000),
+    ]:
+        old_file(tmp_path / name, data)
+        with pytest.raises(InputError) as err:
+            write_file(tmp_path / name, schema_text(), "-o", JSON_SCHEMA)
+        assert str(err.value).startswith(f"-o {tmp_path / name}: error: exists and is not a JSON schema written by "
+                                         "netcfg (the spec itself?)")  # fmt: skip
+        assert (tmp_path / name).read_bytes() == data
+
+
+def test_a_schema_written_on_a_full_disk_leaves_the_old_one_whole(tmp_path, monkeypatch):
+    path = tmp_path / "netcfg.schema.json"
+    write_file(path, schema_text(), "-o", JSON_SCHEMA)
+    real = output.Writer.write
+
+    def half_then_full(self, data):
+        real(self, bytes(data)[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(output.Writer, "write", half_then_full)
+    with pytest.raises(InputError, match="cannot write: No space left on device"):
+        write_file(path, schema_text().replace(b"netcfg spec", b"netcfg spec!"), "--output", JSON_SCHEMA)
+    assert path.read_bytes() == schema_text() and os.listdir(tmp_path) == [path.name]
