@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
 
-from netcfg.io.files import write_text_atomic
+from netcfg.io.output import write_text_atomic
+from netcfg.io.temporaries import cache_dir
 from netcfg.version import __version__
 
 _PACKAGE = Path(__file__).resolve().parent.parent
@@ -73,11 +73,7 @@ def stamp() -> str:
 
 
 def cache_path() -> Path:
-    base = os.environ.get("NETCFG_CACHE_DIR")
-    if not base:
-        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        base = str(Path(xdg) / "netcfg")
-    return Path(base) / f"catalogue-{stamp()}.json"
+    return cache_dir() / f"catalogue-{stamp()}.json"
 
 
 def _cached() -> dict:

@@ -112,9 +112,12 @@ def forward(
         ) from exc
 
 
+_IDS = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)  # those torch takes min and max of
+
+
 def _ids_out_of_range(model: nn.Module, x: torch.Tensor) -> str | None:
     """PyTorch says 'index out of range in self' for a token id past an embedding's rows: say which."""
-    if x.is_floating_point() or x.is_complex() or not x.numel():
+    if x.dtype not in _IDS or not x.numel():
         return None
     rows = [m.num_embeddings for m in model.modules() if type(m) is nn.Embedding]  # not positions
     low, high = int(x.min()), int(x.max())
@@ -132,20 +135,43 @@ def checksum(t: torch.Tensor) -> str:
 
 
 def read_input(path: str) -> torch.Tensor:
-    """The input tensor of `run --input FILE.safetensors`: its only tensor, or the one named 'input'."""
-    from netcfg.io.reading import load_tensors
+    """The input tensor of `run --input FILE.safetensors`: its only tensor, or the one named 'input'.
+
+    Only that tensor is read, after its size is checked against the free memory. uint16, uint32
+    and uint64, which torch computes little with (no min, no matmul, no embedding lookup), are
+    read as int64, which holds their values (a uint64 value past 2**63-1 is refused)."""
+    from netcfg.io.reading import read_tensors
+    from netcfg.io.safetensors_header import read_header
 
     where = Loc(f"--input {path}")
     try:
-        tensors = load_tensors(path)  # netcfg's own checked reader: never a pickle, never a blocking pipe
+        header = read_header(path)  # netcfg's own checked reader: never a pickle, never a blocking pipe
+        names = list(header.tensors)
+        if len(names) != 1 and "input" not in header.tensors:
+            raise InputError(f"{len(names)} tensors and none named 'input' ({', '.join(sorted(names))})", where)
+        name = names[0] if len(names) == 1 else "input"
+        tensor = read_tensors(header, torch.device("cpu"), [name])[name]
     except CheckpointError as exc:
         raise InputError(exc.diagnostics[0].message, where) from None
-    if isinstance(tensors, torch.Tensor):
-        return tensors
-    if isinstance(tensors, list):
-        tensors = {str(i): t for i, t in enumerate(tensors)}
-    if len(tensors) == 1:
-        return next(iter(tensors.values()))
-    if "input" in tensors:
-        return tensors["input"]
-    raise InputError(f"{len(tensors)} tensors and none named 'input' ({', '.join(sorted(tensors))})", where)
+    return _widened(tensor, where)
+
+
+_UNSIGNED = (torch.uint16, torch.uint32, torch.uint64)
+
+
+def _widened(x: torch.Tensor, where: Loc) -> torch.Tensor:
+    if x.dtype not in _UNSIGNED:
+        return x
+    if x.dtype == torch.uint64:
+        signed = x.view(torch.int64)  # the same bits: values past 2**63-1 turn negative
+        if x.numel() and bool((signed < 0).any()):
+            raise InputError("holds uint64 values past 2**63-1: torch computes with uint64 only as int64, "
+                             "which cannot hold them", where)  # fmt: skip
+        return signed
+    from netcfg.io.memory import amount, available
+
+    need, free = x.numel() * 8, available(torch.device("cpu"))
+    if free is not None and need > free:
+        raise InputError(f"a {str(x.dtype).replace('torch.', '')} input is read as int64, which needs "
+                         f"{amount(need)}, more than the {amount(free)} free", where)  # fmt: skip
+    return x.to(torch.int64)

@@ -8,27 +8,8 @@ milliseconds instead of swapping the machine to death. The count is of float32 e
 
 from __future__ import annotations
 
-import torch
+from netcfg.io.memory import available
+
+__all__ = ["BYTES_PER_ELEMENT", "available"]
 
 BYTES_PER_ELEMENT = 4
-
-
-def available(device: torch.device) -> int | None:
-    """Bytes free on the device now, or None when it cannot be known (then nothing is refused)."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    if device.type == "cpu":
-        return _mem_available()
-    return None
-
-
-def _mem_available() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None

@@ -116,16 +116,13 @@ def tensors(file: NameArg, debug: DebugOpt = False) -> None:
     Example: netcfg tensors out.safetensors
     """
     from netcfg.cli.run import preview
-    from netcfg.io.reading import load_tensors
+    from netcfg.io.reading import peek_tensors
 
-    obj = load_tensors(file)
-    items = [("tensor", obj)] if not isinstance(obj, (list, dict)) else (
-        list(enumerate(obj)) if isinstance(obj, list) else list(obj.items())
-    )  # fmt: skip
-    kind = "one tensor" if not isinstance(obj, (list, dict)) else f"a {type(obj).__name__} of {len(items)} tensors"
-    out(f"{file}: {kind}")
-    for name, t in items:
-        out(f"  {printable(name, lines=False)}: {list(t.shape)} {str(t.dtype).replace('torch.', '')} {preview(t)}")
+    kind, items = peek_tensors(file)  # only the values printed are read
+    out(f"{file}: {'one tensor' if kind == 'tensor' else f'a {kind} of {len(items)} tensors'}")
+    for t in items:
+        dtype = str(t.first.dtype).replace("torch.", "")
+        out(f"  {printable(t.name, lines=False)}: {list(t.shape)} {dtype} {preview(t.first, total=t.count)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -57,13 +57,13 @@ def run(
         out(f"wrote {output}")
 
 
-def preview(t, count: int = 6) -> str:
+def preview(t, count: int = 6, total: int | None = None) -> str:
     flat = t.detach().reshape(-1)[:count].to("cpu")
     if flat.is_complex():
         items = [f"{v.real:.4g}{v.imag:+.4g}j" for v in flat.tolist()]
     else:
         items = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in flat.tolist()]
-    more = ", ..." if t.numel() > count else ""
+    more = ", ..." if (t.numel() if total is None else total) > count else ""
     return "[" + ", ".join(items) + more + "]"
 
 

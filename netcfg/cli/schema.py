@@ -20,8 +20,6 @@ def schema(output: OutOpt = None, plugin: PluginOpt = None, debug: DebugOpt = Fa
 
     Example: netcfg schema -o netcfg.schema.json
     """
-    from netcfg.errors import InputError, Loc
-
     if plugin:
         from netcfg.building import plugins
         from netcfg.spec.schema import json_schema
@@ -33,10 +31,9 @@ def schema(output: OutOpt = None, plugin: PluginOpt = None, debug: DebugOpt = Fa
     if output is None:
         out(text)
         return
-    try:
-        output.write_text(text + "\n")
-    except OSError as exc:
-        raise InputError(f"cannot write: {exc.strerror}", Loc(f"--output {output}")) from None
+    from netcfg.io.output import JSON_SCHEMA, write_file
+
+    write_file(output, (text + "\n").encode(), "--output", JSON_SCHEMA)  # checked, atomic: never the spec itself
     out(f"wrote {output}")
 
 

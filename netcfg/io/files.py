@@ -7,10 +7,8 @@ anything but a regular file is refused before a byte is read.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
-import tempfile
 from typing import BinaryIO
 
 from netcfg.errors import Loc, NetcfgError
@@ -43,23 +41,3 @@ def _kind(mode: int) -> str:
     if stat.S_ISSOCK(mode):
         return "socket"
     return "device"
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to `path` so that readers see the old file or the whole new one, never a part.
-
-    A temporary file beside the target (so the rename stays on one file system), fsynced,
-    then renamed over it; removed again if anything fails. OSError goes to the caller."""
-    target = os.fspath(path)
-    folder = os.path.dirname(target) or "."
-    fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".netcfg-tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise

@@ -1,136 +1,118 @@
-"""Writing tensor files atomically: temp file in the same directory, fsync, rename."""
+"""Writing tensor files: netcfg writes the safetensors format itself, in chunks, atomically.
+
+The format: 8 bytes little-endian header length N, N bytes of JSON header padded with spaces to
+a multiple of 8, then the tensors' bytes. Tensors go in the order the safetensors library writes
+them (by dtype, widest first, then by name), so each starts at a multiple of its element size,
+and the header is the library's compact JSON: the file is the one safetensors.torch.save_file
+writes for the same tensors and metadata (except the metadata's order, random in the library,
+kept as given here), and safetensors.torch.load_file reads it.
+
+Written here rather than by save_file so that the one temporary file is netcfg's own (save_file
+writes a `.tmpXXXXXX` of its own, which a kill leaves behind and nothing can prove is a leftover)
+and each tensor goes from its own memory to the file CHUNK bytes at a time (a GPU tensor is
+copied to the CPU a chunk at a time, never whole; Linux writes at most ~2 GiB per call anyway).
+"""
 
 from __future__ import annotations
 
-import contextlib
-import glob
+import json
 import os
-import secrets
-import stat
-import time
+import struct
 from pathlib import Path
 
-from netcfg.errors import CheckpointError, InputError, Loc
-from netcfg.io.safetensors_header import METADATA
+from netcfg.errors import CheckpointError, Loc
+from netcfg.io import output
+from netcfg.io.safetensors_header import MAX_HEADER, METADATA
+
+CHUNK = 256 << 20
+"""Bytes per write (and per read, netcfg.io.reading.CHUNK): tests lower it to exercise many chunks."""
+
+# The safetensors library's order of dtypes (its Dtype enum), widest last: written widest first.
+_RANK = {
+    "BOOL": 0, "U8": 1, "I8": 2, "F8_E5M2": 3, "F8_E4M3": 4, "I16": 7, "U16": 8, "F16": 9, "BF16": 10,
+    "I32": 11, "U32": 12, "F32": 13, "C64": 14, "F64": 15, "I64": 16, "U64": 17,
+}  # fmt: skip
 
 
 def write_tensors(
     tensors: dict, path: str | os.PathLike, metadata: dict | None = None, flag: str = "", durable: bool = True
 ) -> None:
-    """Save a dict of tensors as safetensors without ever leaving a half-written file.
+    """Save a dict of name -> tensor as safetensors without ever leaving a half-written file.
 
-    A temporary file in the target's directory is written, flushed and fsynced, then
-    renamed over the target, and the directory is fsynced: a crash at any moment leaves
-    the old file or the new one. `durable=False` skips the two fsyncs (benchmarks only)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import save_file
-
+    Everything is checked before anything is written (names, dtypes, devices); then a
+    temporary file beside the target is written, fsynced and renamed over it (netcfg.io.output).
+    `durable=False` skips the fsyncs (benchmarks only)."""
     target = check_output(path, flag)
     where = Loc(f"{flag} {path}".strip())
-    mode = _mode_to_keep(target)
-    _remove_stale(target)
-    # A name, not a file: leaving an empty placeholder there would make the writer's own
-    # rename replace a file, which on ext4 starts writeback of the whole file at once.
-    tmp = str(target.parent / _temp_name(target))
+    header, order = _layout(tensors, metadata, where)
+    with output.replacing(target, where, output.SAFETENSORS, durable) as out:
+        out.write(header)
+        for tensor in order:
+            _write_data(out, tensor)
+
+
+def _layout(tensors: dict, metadata: dict | None, where: Loc) -> tuple[bytes, list]:
+    """The header bytes (length prefix included) and the tensors in file order."""
+    from netcfg.io.reading import SAFETENSORS_NAMES
+
+    entries = []
+    for name, tensor in tensors.items():
+        if not isinstance(name, str) or name == METADATA:
+            raise CheckpointError(f"a tensor may not be named {name!r} (safetensors names are text, "
+                                  f"'{METADATA}' is reserved)", where)  # fmt: skip
+        dtype = SAFETENSORS_NAMES.get(tensor.dtype)
+        if dtype is None:
+            spelled = str(tensor.dtype).replace("torch.", "")
+            why = "complex64 is its only complex dtype" if tensor.dtype.is_complex else "it has no such dtype"
+            raise CheckpointError(f"tensor '{name}' is {spelled}, which safetensors cannot store ({why})", where)
+        if tensor.device.type == "meta":
+            raise CheckpointError(f"tensor '{name}' is on the meta device: it holds no values to write", where)
+        entries.append((_utf8(name, where), dtype, name, tensor))
+    entries.sort(key=lambda e: (-_RANK[e[1]], e[0]))
+    header: dict = {}
+    if metadata is not None:
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+            raise CheckpointError("safetensors metadata maps strings to strings", where)
+        header[METADATA] = metadata
+    offset = 0
+    for _, dtype, name, tensor in entries:
+        size = tensor.numel() * tensor.element_size()
+        header[name] = {"dtype": dtype, "shape": list(tensor.shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    text = _utf8(json.dumps(header, separators=(",", ":"), ensure_ascii=False), where)
+    text += b" " * (-len(text) % 8)
+    if len(text) > MAX_HEADER:
+        raise CheckpointError(f"the header would take {len(text):,} bytes, past the {MAX_HEADER:,}-byte limit "
+                              "of safetensors readers (too many tensors or too much metadata)", where)  # fmt: skip
+    return struct.pack("<Q", len(text)) + text, [e[3] for e in entries]
+
+
+def _utf8(text: str, where: Loc) -> bytes:
     try:
-        save_file({k: v.detach().contiguous().to("cpu") for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.chmod(tmp, mode)
-        if durable:
-            _fsync(tmp)
-        os.replace(tmp, target)
-        if durable:
-            _fsync_dir(target.parent)
-    except (OSError, SafetensorError) as exc:
-        with contextlib.suppress(OSError):
-            Path(tmp).unlink(missing_ok=True)
-        raise InputError(f"cannot write: {getattr(exc, 'strerror', None) or exc}", where) from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            Path(tmp).unlink(missing_ok=True)
-        raise
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CheckpointError(f"{ascii(text)[:80]} is not valid Unicode text (a lone surrogate): safetensors "
+                              "stores UTF-8", where) from None  # fmt: skip
 
 
-def _temp_name(target: Path) -> str:
-    # Short enough for a 255-byte file name whatever the target's (stale-file cleanup matches it).
-    return f".{target.name[:200]}.{secrets.token_hex(8)}.tmp"
+def _write_data(out: output.Writer, tensor) -> None:
+    """The tensor's bytes, CHUNK at a time, from its own memory (a copy only if not contiguous)."""
+    import torch
 
-
-def _mode_to_keep(target: Path) -> int:
-    """A file replaced keeps its permissions (a private checkpoint stays private); a new one
-    gets the usual 0666 less the umask."""
-    try:
-        return stat.S_IMODE(target.stat().st_mode)
-    except OSError:
-        return 0o666 & ~_umask()
+    if not tensor.numel():
+        return
+    flat = tensor.detach().resolve_conj().resolve_neg().contiguous().reshape(-1).view(torch.uint8)
+    for start in range(0, flat.numel(), CHUNK):
+        piece = flat[start : start + CHUNK]
+        if piece.device.type != "cpu":
+            piece = piece.to("cpu")
+        out.write(piece.numpy())
 
 
 def check_output(path: str | os.PathLike, flag: str = "") -> Path:
-    """Refuse an output path that cannot be written, before any work is done for it. A
-    symbolic link is followed: the file it points to is replaced, the link stays."""
-    where = Loc(f"{flag} {path}".strip())
-    target = Path(os.path.realpath(path))
-    if target.is_dir():
-        raise InputError("is a directory", where)
-    if target.exists() and not target.is_file():
-        raise InputError("not a regular file (a pipe, device or socket): netcfg writes files only", where)
-    if target.is_file() and not _replaceable(target):
-        raise InputError("exists and is not a safetensors file (the spec itself?): netcfg replaces only its own "
-                         "kind of file; remove it or pick another name", where)  # fmt: skip
-    if not target.parent.is_dir():
-        raise InputError(f"directory '{target.parent}' does not exist", where)
-    if not os.access(target.parent, os.W_OK):
-        raise InputError(f"cannot write there: directory '{target.parent}' is not writable", where)
-    return target
-
-
-def _replaceable(target: Path) -> bool:
-    """An existing file a save may replace: empty, or a safetensors file (by its first bytes)."""
-    try:
-        with open(target, "rb") as f:
-            head = f.read(9)
-    except OSError:
-        return True  # unreadable: the write itself will say what is wrong
-    from netcfg.io.safetensors_header import looks_like_safetensors
-
-    return not head or looks_like_safetensors(head)
-
-
-STALE_SECONDS = 600
-
-
-def _remove_stale(target: Path) -> None:
-    """Temporary files of earlier saves to this target that were killed mid-write (a save
-    that is still running rewrites its file continuously, so it is never this old)."""
-    now = time.time()
-    for leftover in target.parent.glob(f".{glob.escape(target.name[:200])}.*.tmp"):
-        with contextlib.suppress(OSError):
-            if now - leftover.stat().st_mtime > STALE_SECONDS:
-                leftover.unlink()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Refuse an output path that cannot take a safetensors file, before any work is done for it
+    (netcfg.io.output.check_output). A symbolic link is followed: its target is replaced."""
+    return output.check_output(path, flag, output.SAFETENSORS)
 
 
 def save_tensors(obj, path: str | os.PathLike) -> None:
@@ -138,7 +120,7 @@ def save_tensors(obj, path: str | os.PathLike) -> None:
 
     The file is plain safetensors (readable by safetensors.torch.load_file); its metadata
     records which of the three it was, so load_tensors returns the same structure."""
-    import torch  # here: the writer itself needs only safetensors
+    import torch  # here: importing this module needs no torch
 
     if isinstance(obj, torch.Tensor):
         tensors, kind = {"tensor": obj}, "tensor"
@@ -151,16 +133,4 @@ def save_tensors(obj, path: str | os.PathLike) -> None:
     else:
         raise CheckpointError("save_tensors takes a tensor, a list of tensors, or a dict of str -> tensor",
                               Loc(str(path)))  # fmt: skip
-    write_tensors(_unshare(tensors), path, metadata={"netcfg.tensors": kind})
-
-
-def _unshare(tensors: dict) -> dict:
-    """safetensors refuses tensors that share memory; copies make each one its own."""
-    seen: set = set()
-    out = {}
-    for name, t in tensors.items():
-        # safetensors refuses any two tensors on one storage, overlapping or not.
-        key = t.untyped_storage().data_ptr() if t.device.type != "meta" else id(t)
-        out[name] = t.clone() if key in seen else t
-        seen.add(key)
-    return out
+    write_tensors(tensors, path, metadata={"netcfg.tensors": kind})

@@ -144,3 +144,25 @@ def test_save_and_run_never_replace_a_file_that_is_not_safetensors(tmp_path):
             "its own kind of file; remove it or pick another name\n"
         )
     assert spec.read_text() == (CONFIGS / "mlp.yaml").read_text()
+
+
+def test_a_checkpoint_written_and_read_in_many_chunks_is_exact(tmp_path, monkeypatch):
+    """Each read() and write() stops near 2 GiB on Linux: tensors go in chunks (here of 1000 bytes)."""
+    from safetensors.torch import load_file
+
+    from netcfg.building.builder import build_spec
+    from netcfg.io import reading, tensor_files
+    from netcfg.spec.loader import load_spec
+
+    built = build_spec(load_spec(MLP), device="cpu", seed=4)
+    path = tmp_path / "m.safetensors"
+    ck.save(built, path)
+    whole = path.read_bytes()
+    monkeypatch.setattr(tensor_files, "CHUNK", 1000)
+    monkeypatch.setattr(reading, "CHUNK", 1000)
+    ck.save(built, path)
+    assert path.read_bytes() == whole  # the same file, deterministic
+    state = built.model.state_dict()
+    loaded = ck.load(path).built.model.state_dict()
+    plain = load_file(path)  # the reference reader agrees
+    assert all(torch.equal(loaded[k], v) and torch.equal(plain[k], v) for k, v in state.items())

@@ -3,8 +3,10 @@
 A `python -c` server imports netcfg and builds two models once (A: 16 MB, B: 10 MB),
 then, on each `start`, forks a writer that saves A, B, A, B... over the same file without
 pause. The test kills the writer after a random delay (seeded), has the server reap it,
-and checks that the file loads as exactly A or B, and what temporary files are left.
-Forking per round instead of starting a Python per round keeps 20+ kills under 10 s.
+and checks that the file loads as exactly A or B, and that what is left is at most one
+temporary file marked as netcfg's (netcfg.io.temporaries), which the next save removes.
+Forking per round instead of starting a Python per round keeps 20+ kills under 10 s. A second
+server kills a save just before each of its system calls in turn, so every step is covered.
 """
 
 from __future__ import annotations
@@ -81,23 +83,49 @@ def build(width: int, seed: int):
     )
 
 
-SAFETENSORS_TMP = re.compile(r"\.tmp[A-Za-z0-9]{6}")
-"""safetensors (>= 0.7, Rust's tempfile crate) writes `.tmpXXXXXX` and renames it to netcfg's temporary name."""
+TEMPORARY = re.compile(r"\.model\.safetensors\.netcfg-([0-9a-f]{32})\.tmp")
+DECOYS = (".model.safetensors.0123456789abcdef.tmp", f".model.safetensors.netcfg-{'0' * 32}.tmp")
+"""A user's files that look like temporary files (the second has exactly netcfg's pattern), made long ago."""
 
 
-def temporaries(directory, name: str) -> set[str]:
-    """netcfg's `.NAME.<hex>.tmp` and safetensors' own `.tmpXXXXXX`."""
-    return {
-        p.name
-        for p in directory.iterdir()
-        if (p.name.startswith(f".{name}.") and p.name.endswith(".tmp")) or SAFETENSORS_TMP.fullmatch(p.name)
-    }
+def leftovers(directory, target) -> set[str]:
+    """Every file in `directory` but the target and the decoys."""
+    return {p.name for p in directory.iterdir()} - {target.name, *DECOYS}
+
+
+def registered(directory) -> set[str]:
+    """The tokens of the registry's entries (netcfg.io.temporaries) for writes into `directory`."""
+    from netcfg.io.temporaries import REGISTRY, _key, cache_dir
+
+    prefix = _key(os.path.realpath(directory)) + "-"
+    return {e.name[len(prefix) :] for e in (cache_dir() / REGISTRY).iterdir() if e.name.startswith(prefix)}
+
+
+def marked(names: set[str], directory) -> bool:
+    """Each is named as netcfg's temporary files are, with a token the registry records."""
+    tokens = registered(directory)
+    return all((m := TEMPORARY.fullmatch(n)) and m.group(1) in tokens for n in names)
+
+
+def make_decoys(directory) -> None:
+    old = time.time() - 86_400
+    for name in DECOYS:
+        (directory / name).write_bytes(b"the user's own")
+        os.utime(directory / name, (old, old))
+
+
+def decoys_intact(directory) -> bool:
+    return all((directory / name).read_bytes() == b"the user's own" for name in DECOYS)
 
 
 def test_sigkill_during_save_leaves_the_old_or_the_new_file(tmp_path):
+    """Killed at random moments: the file is whole (A or B); what a kill leaves is one netcfg-marked
+    temporary file (its name and its registry entry), which the next save removes; a user's files
+    that look like temporary files are never touched."""
     a, b = (build(w, s) for w, s in MODELS)
     expected = {digest(a.model): "A", digest(b.model): "B"}
     target = tmp_path / "model.safetensors"
+    make_decoys(tmp_path)
     ck.save(a, target)
     complete_size = {"A": target.stat().st_size}
 
@@ -107,7 +135,7 @@ def test_sigkill_during_save_leaves_the_old_or_the_new_file(tmp_path):
         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     writer = None
-    seen, left, complete_leftovers, kinds = [], [], 0, {"netcfg": 0, "safetensors": 0}
+    seen, left, complete_leftovers = [], [], 0
     try:
         assert server.stdout.readline().strip() == "ready"
         before = set()
@@ -130,20 +158,19 @@ def test_sigkill_during_save_leaves_the_old_or_the_new_file(tmp_path):
             complete_size.setdefault(seen[-1], target.stat().st_size)
             assert target.stat().st_size == complete_size[seen[-1]]
 
-            now = temporaries(tmp_path, target.name)
-            new = now - before
-            assert before <= now  # nothing cleans a dead writer's temporary file: they accumulate
-            assert len(new) <= 1, new  # at most the one the killed writer was writing
-            for name in new:
-                kinds["safetensors" if SAFETENSORS_TMP.fullmatch(name) else "netcfg"] += 1
+            now = leftovers(tmp_path, target)
+            # At most one: a writer's save removes the leftover of the one before (unless killed before it began).
+            assert len(now) <= 1, now
+            assert marked(now, tmp_path), now  # netcfg's name and record, never safetensors' .tmpXXXXXX
+            for name in now:
                 try:
                     read_header(tmp_path / name)
                     complete_leftovers += 1
                 except NetcfgError:
                     pass
-            left.append(len(new))
+            left.append(len(now - before))
             before = now
-            assert {p.name for p in tmp_path.iterdir()} == {target.name} | now
+            assert decoys_intact(tmp_path)
             round_ += 1
     finally:
         if writer is not None:
@@ -155,9 +182,87 @@ def test_sigkill_during_save_leaves_the_old_or_the_new_file(tmp_path):
     assert len(seen) >= KILLS
     assert set(seen) == {"A", "B"}, seen  # the writers did replace the file, both ways
     assert sum(left) >= MID_WRITE, left  # kills landed mid-write (a temporary file existed)
-    print(f"\n{len(seen)} kills: file was {''.join(seen)}; {sum(left)} temporary files left behind, never cleaned up "
-          f"({kinds['netcfg']} netcfg .NAME.<hex>.tmp, {kinds['safetensors']} safetensors .tmpXXXXXX; "
-          f"{complete_leftovers} of them complete safetensors files)")  # fmt: skip
+    ck.save(a, target)  # the next save removes what the last kill left, and its record
+    assert leftovers(tmp_path, target) == set() and registered(tmp_path) == set()
+    assert decoys_intact(tmp_path)
+    print(f"\n{len(seen)} kills: file was {''.join(seen)}; {sum(left)} kills left a temporary file "
+          f"({complete_leftovers} of them complete), each removed by the next save")  # fmt: skip
+
+
+PHASES = r"""
+import fcntl, os, signal, sys
+import torch
+torch.set_num_threads(1)
+from netcfg.actions import checkpoint as ck
+from netcfg.building.builder import build_spec
+from netcfg.io import tensor_files
+from netcfg.spec.loader import load_spec
+
+target, spec = sys.argv[1], sys.argv[2]
+built = build_spec(load_spec(spec, ["model.layers.0.out_features=300"]), device="cpu", seed=2)
+ck.save(built, target + ".warmup")  # lazy imports done here, not in each writer
+os.remove(target + ".warmup")
+tensor_files.CHUNK = 16384  # several writes per tensor
+CALLS = [(os, "open"), (os, "write"), (os, "pread"), (os, "fsync"), (os, "fchmod"), (os, "close"),
+         (os, "replace"), (os, "unlink"), (os, "listdir"), (fcntl, "flock")]
+print("ready", flush=True)
+for line in sys.stdin:
+    n = int(line)
+    pid = os.fork()
+    if pid == 0:  # save B, killed just before the n-th call to any of CALLS
+        count = [0]
+        def wrap(real):
+            def call(*args, **kwargs):
+                count[0] += 1
+                if count[0] == n:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return real(*args, **kwargs)
+            return call
+        for module, name in CALLS:
+            setattr(module, name, wrap(getattr(module, name)))
+        ck.save(built, target)
+        os._exit(0)
+    print(os.waitpid(pid, 0)[1], flush=True)
+"""
+
+
+def test_sigkill_at_every_step_of_a_save(tmp_path):
+    """Killed before each system call a save makes in turn (registering, creating, each chunk,
+    fsync, rename, unregistering): the file is A or B, the only leftovers are netcfg-marked, and
+    the next save removes them and their records."""
+    a, b = build(256, 1), build(300, 2)
+    names = {digest(a.model): "A", digest(b.model): "B"}
+    target = tmp_path / "model.safetensors"
+    make_decoys(tmp_path)
+    ck.save(a, target)
+    server = subprocess.Popen([sys.executable, "-c", PHASES, str(target), str(CONFIGS / "mlp.yaml")], cwd=ROOT,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    seen, left = [], 0
+    try:
+        assert server.stdout.readline().strip() == "ready"
+        for n in range(1, 500):
+            server.stdin.write(f"{n}\n")
+            server.stdin.flush()
+            status = int(server.stdout.readline())
+            seen.append(names[digest(ck.load(target, device="cpu").built.model)])
+            if os.WIFEXITED(status):  # the save finished before its n-th call
+                assert os.WEXITSTATUS(status) == 0 and seen[-1] == "B"
+                break
+            assert os.WTERMSIG(status) == signal.SIGKILL
+            now = leftovers(tmp_path, target)
+            assert len(now) <= 1 and marked(now, tmp_path), (n, now)
+            left += len(now)
+            ck.save(a, target)  # the next save: removes the leftover and every dead record
+            assert leftovers(tmp_path, target) == set() and registered(tmp_path) == set(), n
+            assert decoys_intact(tmp_path)
+    finally:
+        server.stdin.close()
+        server.kill()
+        server.wait()
+    assert seen[-1] == "B" and len(seen) > 20, seen  # every step was killed once, then a save completed
+    assert "B" in seen[:-1] and left >= 10, (seen, left)  # kills after the rename too; many left a file
+    print(f"\n{len(seen) - 1} steps killed: file was {''.join(seen)}; {left} left a temporary file, each removed "
+          "by the next save")  # fmt: skip
 
 
 REWRITE = r"""
@@ -187,21 +292,3 @@ def test_a_loaded_model_survives_its_file_being_rewritten_in_place(tmp_path):
     out = subprocess.run([sys.executable, "-c", REWRITE, str(path)], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, (out.returncode, out.stderr[-2000:])
     assert out.stdout.split() == ["True", "True"]
-
-
-def test_a_killed_save_leaves_a_temporary_file_that_a_later_save_removes(tmp_path):
-    import os
-    import time
-
-    from netcfg.io.tensor_files import STALE_SECONDS, write_tensors
-
-    target = tmp_path / "model.safetensors"
-    stale = tmp_path / ".model.safetensors.0123456789abcdef.tmp"
-    fresh = tmp_path / ".model.safetensors.fedcba9876543210.tmp"
-    for leftover in (stale, fresh):
-        leftover.write_bytes(b"partial")
-    old = time.time() - STALE_SECONDS - 60
-    os.utime(stale, (old, old))
-    write_tensors({"x": torch.zeros(2)}, target)
-    assert not stale.exists()  # left by a writer killed long ago
-    assert fresh.exists()  # could belong to a save still running
