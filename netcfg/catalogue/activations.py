@@ -151,3 +151,5 @@ class Dropout(Elementwise):
     type: Literal["dropout"]
     p: Prob = 0.5
     """Probability of an element to be zeroed."""
+
+    aliases = True  # in eval mode it returns its input

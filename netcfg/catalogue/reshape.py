@@ -14,6 +14,7 @@ class Flatten(Rearrange):
     """Flattens dimensions start_dim..end_dim into one."""
 
     type: Literal["flatten"]
+    aliases = True
     start_dim: Dim = 1
     """First dimension to flatten."""
     end_dim: Dim = -1
@@ -33,6 +34,7 @@ class Reshape(Rearrange):
     """Reshapes each sample, keeping the batch dimension: [N, ...] -> [N, *shape]."""
 
     type: Literal["reshape"]
+    aliases = True
     shape: list[Annotated[int, Field(ge=-1, le=2**31 - 1)]] = Field(min_length=1, max_length=8)
     """New per-sample shape; one entry may be -1."""
 
@@ -54,6 +56,7 @@ class Identity(Rearrange):
     """Returns its input unchanged."""
 
     type: Literal["identity"]
+    aliases = True
 
     def out_shape(self, shapes: list[Shape]) -> Shape:
         return shapes[0]
@@ -63,6 +66,7 @@ class Permute(Rearrange):
     """Reorders the dimensions, batch included: output dimension i is input dimension dims[i] (torch.permute)."""
 
     type: Literal["permute"]
+    aliases = True
     dims: list[Dim] = Field(min_length=2, max_length=8)
     """A permutation of the input's dimensions, e.g. [0, 2, 3, 1] for [N, C, H, W] -> [N, H, W, C]."""
 
@@ -94,6 +98,7 @@ class Select(Rearrange):
     """Keeps one index along `dim` and drops that dimension: x[:, 0] (a class token) for dim 1, index 0."""
 
     type: Literal["select"]
+    aliases = True
     index: Index
     """The index kept (negative counts from the end)."""
     dim: Dim = 1
@@ -113,6 +118,7 @@ class Slice(Rearrange):
     """Keeps start:stop:step along `dim` (the dimension stays): x[:, 1:] for dim 1, start 1."""
 
     type: Literal["slice"]
+    aliases = True
     start: Index | None = None
     """First index kept (default 0; negative counts from the end)."""
     stop: Index | None = None
