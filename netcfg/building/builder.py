@@ -49,6 +49,11 @@ class Visit:
     """Shape of its output for the sample input."""
     in_dtypes: list[torch.dtype]
     """Dtypes of its inputs for the sample input."""
+    out_dtype: torch.dtype | None = None
+    """Dtype of its output for the sample input."""
+    parts: dict[str, Visit] | None = None
+    """A later use of a shared module: the records of its parts for this use's inputs (the first
+    use's records are in the tree itself), for the memory plan."""
 
     @property
     def type(self) -> str:
@@ -105,6 +110,8 @@ class Builder:
         self.root_input: torch.Tensor | None = None
         """The sample input's meta tensor: a layer reading it directly knows its value range."""
         self.building_shared: set[str] = set()
+        self.probes: dict[str, dict[str, Visit]] = {}
+        """Records of the probe build of a later use of a shared module, by path."""
 
     def path(self, name: str | None = None) -> str:
         return ".".join(self.prefix + ([name] if name else []))
@@ -130,7 +137,10 @@ class Builder:
             module.requires_grad_(False)
         if path not in self.visits:
             shapes = [tuple(x.shape) for x in xs]
-            self.visits[path] = Visit(node, self.spec.loc(node._path), shapes, tuple(out.shape), [x.dtype for x in xs])
+            self.visits[path] = Visit(
+                node, self.spec.loc(node._path), shapes, tuple(out.shape), [x.dtype for x in xs], out.dtype,
+                self.probes.pop(path, None),
+            )  # fmt: skip
         return module, out
 
     def _construct(self, entry, node: Node, xs: list, path: str) -> tuple[nn.Module, torch.Tensor]:
@@ -241,9 +251,10 @@ class Builder:
         # Build a throw-away copy for these inputs (on meta: free): its output is this use's
         # output, and its parameter shapes must be the shared module's.
         try:
-            with _Detached(self), _Scratch(self):
+            with _Detached(self), _Scratch(self) as records:
                 self.probing = True
                 probe, out = self.build(node, xs)
+            self.probes[here] = records
         except BuildError as exc:
             raise BuildError(f"{problem}: {exc.diagnostics[0].message}", self.spec.loc(use._path)) from exc
         if _param_shapes(probe) != _param_shapes(module):
@@ -268,9 +279,10 @@ class _Scratch:
     def __init__(self, builder: Builder):
         self.builder = builder
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> dict[str, Visit]:
         self.saved = self.builder.visits
         self.builder.visits = {}
+        return self.builder.visits
 
     def __exit__(self, *exc) -> None:
         self.builder.visits = self.saved
