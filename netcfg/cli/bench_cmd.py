@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from netcfg.cli._common import DebugOpt, PluginOpt, SeedOpt, SetOpt, human_bytes, is_tty, load, out
+from netcfg.cli._common import DebugOpt, MemoryOpt, PluginOpt, SeedOpt, SetOpt, human_bytes, is_tty, load, out
 from netcfg.errors import InputError, Loc
 
 SpecOpt = Annotated[Optional[Path], typer.Argument(help="Spec file (YAML); not needed with --scenario.")]
@@ -45,6 +45,7 @@ def bench(
     seed: SeedOpt = None,
     set_: SetOpt = None,
     plugin: PluginOpt = None,
+    memory_check: MemoryOpt = True,
     debug: DebugOpt = False,
 ) -> None:
     """Time a spec's forward pass (or training step): median, p90, p99, IQR, samples/s, peak memory.
@@ -79,7 +80,7 @@ def bench(
     configs = [
         actions.BenchConfig(device=d, batch=b, dtype=dtype, amp=amp, compile=compile, mode=mode, warmup=warm,
                             warmup_is_seconds=in_seconds, min_time=min_time, max_time=max(10.0, 10 * min_time),
-                            threads=threads, seed=seed)
+                            threads=threads, seed=seed, memory_check=memory_check)
         for b in batches for d in names
     ]  # fmt: skip
     results = _run_all(actions, loaded, configs, show=format == "table")

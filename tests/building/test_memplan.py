@@ -14,8 +14,9 @@ import torch
 from benchmarks.bench_activation_memory import allocator_peak
 from netcfg.actions.inspection import inspect_spec
 from netcfg.actions.model import build_model
-from netcfg.building import memplan
+from netcfg.building import memory, memplan
 from netcfg.building.builder import build_spec, sample_input
+from netcfg.errors import BuildError
 from netcfg.spec.loader import load_spec, load_spec_data
 from tests.catalogue.test_declarations import CASES
 from tests.catalogue.test_declarations import _spec as example_spec
@@ -131,6 +132,37 @@ model:
     - {type: upsample, scale_factor: [8, 8]}
     - {type: upsample, scale_factor: [1, 64]}
 """
+
+
+def test_the_build_refuses_a_forward_pass_that_does_not_fit(write_spec):
+    with pytest.raises(BuildError) as err:
+        build_spec(load_spec(write_spec(HUGE)), device="cpu", forward_check=True)
+    message = str(err.value)
+    assert (
+        ": error: running this model needs about 16.3 TiB (weights 0 B, activations 16.3 TiB at batch 64, at "
+        in message
+    )
+    assert "their peak in layer '3' (upsample)), " in message and "--no-memory-check" in message
+    build_spec(load_spec(write_spec(HUGE)), device="cpu", forward_check=True, memory_check=False)  # not checked
+
+
+def test_large_weights_and_activations_are_refused_having_allocated_little(write_spec, monkeypatch):
+    # 30 linear layers of 4 MB each fit in 1 GB, their 30 x [100000, 1000] outputs do not: the
+    # look-ahead (after 5 MB) plans the forward pass on meta and refuses before the third layer
+    from netcfg.building import builder
+
+    monkeypatch.setattr(memory, "available", lambda device: 1_000_000_000)
+    monkeypatch.setattr(builder, "LOOK_AHEAD_BYTES", 5_000_000)
+    text = "model: {type: repeat, times: 30, body: {type: linear, out_features: 1000}}\n"
+    spec = load_spec(write_spec("netcfg: 1\ninput: {shape: [100000, 1000]}\n" + text))
+    with pytest.raises(BuildError) as err:
+        build_spec(spec, device="cpu", forward_check=True)
+    # weights 30 x (1000 x 1000 + 1000) x 4 B; activations: x, a layer's input and its output, 400 MB each
+    message = str(err.value)
+    assert "running this model needs about 1.2 GiB (weights 114.6 MiB, activations 1.1 GiB at batch 100000" in message
+    assert "953.7 MiB are available on cpu" in message
+    assert err.value.partial.allocated == 2 * 4_004_000  # the real build stopped before its third layer
+    assert build_spec(spec, device="meta", forward_check=True).model is not None  # nothing to check on meta
 
 
 # ---------------------------------------------------------------- against PyTorch's allocator
