@@ -32,6 +32,15 @@ class FixedHiddenArgs(netcfg.Node):
     limit: float = Field(1.0, gt=0)
     """The loop halves the activations until their L1 norm is at most this."""
 
+    def workspace(self, shapes: list[tuple], out: tuple, itemsize: int) -> int:
+        # For the memory plan of a forward pass (optional): x @ W, + 1 and relu(...) of [..., units]
+        # alive together, then the loop's |x| and x / 2; a layer without this rule is assumed to
+        # need twice its input and output.
+        rows = 1
+        for size in shapes[0][:-1]:
+            rows *= int(size)
+        return 4 * itemsize * rows * self.units
+
 
 class FixedHiddenMLP(nn.Module):
     def __init__(self, n_in: int, units: int, limit: float):

@@ -45,6 +45,9 @@ class BenchConfig:
     stable: float = 0.05
     threads: int | None = None
     seed: int | None = None
+    memory_check: bool = True
+    """Refuse, before allocating, a model whose weights and forward pass do not fit in the device's
+    free memory (in train mode the forward pass alone: a lower bound of what training needs)."""
 
 
 @dataclass
@@ -106,7 +109,10 @@ def bench(spec: Spec, config: BenchConfig, progress: Callable[[float], None] | N
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     spec = with_batch(spec, config.batch)
-    built = build_model(spec, device=config.device, seed=config.seed, dtype=config.dtype)
+    built = build_model(
+        spec, device=config.device, seed=config.seed, dtype=config.dtype, memory_check=config.memory_check,
+        forward_check=config.memory_check,
+    )  # fmt: skip
     device = built.device
     if device.type == "meta":
         raise InputError("cannot time the meta device: it computes nothing", Loc("--device meta"))

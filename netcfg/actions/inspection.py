@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from netcfg.actions import flops as flop_rules
-from netcfg.building import devices
+from netcfg.building import devices, memplan
 from netcfg.building.builder import Built
 from netcfg.building.init import param_groups
 from netcfg.catalogue.base import Node
@@ -62,7 +62,11 @@ class Memory(BaseModel):
     weights: int
     buffers: int
     activations: int = Field(
-        description="inference: the largest input+output of one layer; train: every layer's output and input."
+        description="inference: the planned peak of live activations of one forward pass of the sample input "
+        "(an upper bound, input included); train: every layer's output and input (what autograd keeps)."
+    )
+    activations_at: str = Field(
+        "", description="inference: the module running at that peak, as 'path (type)' ('model (type)' for the root)."
     )
     gradients: int
     optimizer: int = Field(description="Adam: two tensors the size of the trainable parameters.")
@@ -255,21 +259,31 @@ def _memory(built: Built, groups: list, train: bool) -> Memory:
     weights = sum(g.param.numel() * g.param.element_size() for g in groups)
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
     trainable = sum(g.param.numel() * g.param.element_size() for g in groups if g.param.requires_grad)
-    acts = []
-    for visit in built.visits.values():
-        if REGISTRY.get(visit.type).kind in ("layer", "merge") or visit.type == "shared":
-            ins, out = visit.in_shapes, visit.out_shape
-            in_bytes = sum(prod(s) * _itemsize(d, size) for s, d in zip(ins, visit.in_dtypes, strict=True))
-            acts.append((in_bytes, prod(out) * size))
+    at = ""
     if train:
-        activations = sum(i + o for i, o in acts)
+        activations = _saved_activations(built, size)
         gradients, optimizer = trainable, 2 * trainable
     else:
-        activations = max((i + o for i, o in acts), default=0)
+        peak = memplan.plan(built.visits, size, built.spec.shared)
+        activations, at = peak.bytes, memplan.running(peak)
         gradients = optimizer = 0
     total = weights + buffers + activations + gradients + optimizer
     return Memory(mode="train" if train else "inference", weights=weights, buffers=buffers,
-                  activations=activations, gradients=gradients, optimizer=optimizer, total=total)  # fmt: skip
+                  activations=activations, activations_at=at, gradients=gradients, optimizer=optimizer,
+                  total=total)  # fmt: skip
+
+
+def _saved_activations(built: Built, size: int) -> int:
+    """What autograd keeps for the backward pass, assuming every leaf layer saves its inputs and
+    its output, and nothing else (attention's probabilities, dropout masks, a layer's temporaries
+    are not counted; a tensor two layers save counts twice)."""
+    total = 0
+    for visit in built.visits.values():
+        if REGISTRY.get(visit.type).kind in ("layer", "merge") or visit.type == "shared":
+            ins, out = visit.in_shapes, visit.out_shape
+            total += sum(prod(s) * _itemsize(d, size) for s, d in zip(ins, visit.in_dtypes, strict=True))
+            total += prod(out) * size
+    return total
 
 
 def _itemsize(dtype: torch.dtype, float_size: int) -> int:

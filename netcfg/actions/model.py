@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from netcfg.building import devices
+from netcfg.building import devices, memory, memplan
 from netcfg.building.builder import Built, build_spec, sample_input
-from netcfg.errors import BuildError, CheckpointError, InputError, Loc
+from netcfg.errors import BuildError, CheckpointError, InputError, Loc, NetcfgError
 from netcfg.spec.model import Spec
 
 
@@ -56,12 +56,21 @@ class RunResult:
 
 
 def build_model(
-    spec: Spec, device: str | None = None, seed: int | None = None, dtype: str | None = None, memory_check: bool = True
+    spec: Spec,
+    device: str | None = None,
+    seed: int | None = None,
+    dtype: str | None = None,
+    memory_check: bool = True,
+    forward_check: bool = False,
 ) -> Built:
-    """Build and initialize, then load the spec's `pretrained:` checkpoints."""
+    """Build and initialize, then load the spec's `pretrained:` checkpoints. With `memory_check`,
+    the weights must fit in the device's free memory; with `forward_check` too, the weights and
+    the activations of a forward pass of the sample input together (before it runs)."""
     from netcfg.actions import pretrained
 
-    built = build_spec(spec, device=device, seed=seed, dtype=dtype, memory_check=memory_check)
+    built = build_spec(
+        spec, device=device, seed=seed, dtype=dtype, memory_check=memory_check, forward_check=forward_check
+    )
     if spec.head.pretrained:
         built.pretrained = pretrained.apply(built)
         built.warnings += pretrained.overridden_rule_warnings(built)
@@ -76,13 +85,45 @@ def run(
     memory_check: bool = True,
     input_where: Loc | None = None,
 ) -> RunResult:
-    built = build_model(spec, device=device, seed=seed, memory_check=memory_check)
+    planned = inputs is None or _same_input(spec, inputs)  # the sample input's plan is the build's
+    built = build_model(spec, device=device, seed=seed, memory_check=memory_check, forward_check=planned)
     if built.device.type == "meta":
         where = Loc(f"--device {device}") if device else spec.loc(("device",))
         raise InputError("cannot run on the meta device: it holds no values (use validate or inspect)", where)
+    if memory_check and not planned:
+        check_input_memory(built, inputs, input_where)
     x, out = forward(built, inputs, input_where)
     dtype = devices.dtype_name(x.dtype)
     return RunResult(summarize(built), tuple(x.shape), dtype, out, checksum(out), list(built.warnings))
+
+
+def _same_input(spec: Spec, x: torch.Tensor) -> bool:
+    declared = spec.head.input
+    return list(x.shape) == list(declared.shape) and (
+        x.is_floating_point() or devices.dtype_name(x.dtype) == declared.dtype
+    )
+
+
+def check_input_memory(built: Built, x: torch.Tensor, where: Loc | None) -> None:
+    """Refuse an input whose forward pass would not fit in the device's free memory with the
+    model (already built): its activations are planned on a meta build for its shape. An input the
+    model cannot take is left to the forward pass, which says why."""
+    from netcfg.spec.loader import load_spec_data
+
+    spec = built.spec
+    declared = dict(spec.data["input"], shape=list(x.shape))
+    if not x.is_floating_point():
+        declared["dtype"] = devices.dtype_name(x.dtype)
+    try:
+        planned = build_spec(load_spec_data({**spec.data, "input": declared}, spec.file), device="meta")
+    except NetcfgError:
+        return
+    free = memory.available(built.device)
+    if free is None:
+        return
+    weights = sum(t.numel() * t.element_size() for t in [*built.model.parameters(), *built.model.buffers()])
+    held = weights + (x.numel() * x.element_size() if x.device == built.device else 0)  # allocated already
+    memplan.check(planned.visits, built.dtype.itemsize, weights, free + held, built.device, spec, where)
 
 
 def forward(

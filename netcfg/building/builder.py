@@ -21,7 +21,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 import netcfg.building.layers  # noqa: F401  (attaches the torch build functions to the registry)
-from netcfg.building import devices, init, memory, ties
+from netcfg.building import devices, init, memory, memplan, ties
 from netcfg.catalogue.base import Node
 from netcfg.catalogue.registry import REGISTRY, Registry
 from netcfg.catalogue.shapes import ShapeError, fmt
@@ -49,6 +49,11 @@ class Visit:
     """Shape of its output for the sample input."""
     in_dtypes: list[torch.dtype]
     """Dtypes of its inputs for the sample input."""
+    out_dtype: torch.dtype | None = None
+    """Dtype of its output for the sample input."""
+    parts: dict[str, Visit] | None = None
+    """A later use of a shared module: the records of its parts for this use's inputs (the first
+    use's records are in the tree itself), for the memory plan."""
 
     @property
     def type(self) -> str:
@@ -87,7 +92,14 @@ def types_of(visits: dict[str, Visit]) -> dict[str, str]:
 class Builder:
     """Builds the module tree on the meta device; passed to build functions as `ctx`."""
 
-    def __init__(self, spec: Spec, registry: Registry, device: torch.device, budget: int | None = None):
+    def __init__(
+        self,
+        spec: Spec,
+        registry: Registry,
+        device: torch.device,
+        budget: int | None = None,
+        forward_dtype: torch.dtype | None = None,
+    ):
         self.spec = spec
         self.registry = registry
         self.device = device
@@ -99,12 +111,17 @@ class Builder:
         self.allocated = 0
         self.look_ahead_at = None if budget is None or self.on_meta else min(LOOK_AHEAD_BYTES, budget // 8)
         """Allocated bytes at which the whole model is first counted on meta (once)."""
+        self.forward_dtype = forward_dtype
+        """Set: the budget must hold the weights and a forward pass of the sample input in this dtype."""
+        self.forward_checked = False
         self.prefix: list[str] = []
         self.visits: dict[str, Visit] = {}
         self.shared: dict[str, tuple[nn.Module, str, list[tuple]]] = {}
         self.root_input: torch.Tensor | None = None
         """The sample input's meta tensor: a layer reading it directly knows its value range."""
         self.building_shared: set[str] = set()
+        self.probes: dict[str, dict[str, Visit]] = {}
+        """Records of the probe build of a later use of a shared module, by path."""
 
     def path(self, name: str | None = None) -> str:
         return ".".join(self.prefix + ([name] if name else []))
@@ -130,7 +147,10 @@ class Builder:
             module.requires_grad_(False)
         if path not in self.visits:
             shapes = [tuple(x.shape) for x in xs]
-            self.visits[path] = Visit(node, self.spec.loc(node._path), shapes, tuple(out.shape), [x.dtype for x in xs])
+            self.visits[path] = Visit(
+                node, self.spec.loc(node._path), shapes, tuple(out.shape), [x.dtype for x in xs], out.dtype,
+                self.probes.pop(path, None),
+            )  # fmt: skip
         return module, out
 
     def _construct(self, entry, node: Node, xs: list, path: str) -> tuple[nn.Module, torch.Tensor]:
@@ -193,6 +213,15 @@ class Builder:
         with torch.random.fork_rng(devices=[]):  # whatever a plugin does, the real build's draws stay the same
             ahead.root_input = sample_input(self.spec, "meta")
             ahead.build(self.spec.model, [ahead.root_input])
+        if self.forward_dtype is not None:
+            weights = ahead.allocated // memory.BYTES_PER_ELEMENT * self.forward_dtype.itemsize  # once cast
+            self.check_forward(ahead.visits, weights)
+
+    def check_forward(self, visits: dict[str, Visit], weights: int) -> None:
+        """The weights and a forward pass of the sample input must fit in the budget together."""
+        _check_input_fits(self.spec, devices.DTYPES[self.spec.head.input.dtype], self.device)  # its own message
+        memplan.check(visits, self.forward_dtype.itemsize, weights, self.budget, self.device, self.spec)
+        self.forward_checked = True
 
     def _placement(self):
         """Where constructors put their tensors: the target device, or meta (free) when probing."""
@@ -240,9 +269,10 @@ class Builder:
         # Build a throw-away copy for these inputs (on meta: free): its output is this use's
         # output, and its parameter shapes must be the shared module's.
         try:
-            with _Detached(self), _Scratch(self):
+            with _Detached(self), _Scratch(self) as records:
                 self.probing = True
                 probe, out = self.build(node, xs)
+            self.probes[here] = records
         except BuildError as exc:
             raise BuildError(f"{problem}: {exc.diagnostics[0].message}", self.spec.loc(use._path)) from exc
         if _param_shapes(probe) != _param_shapes(module):
@@ -267,9 +297,10 @@ class _Scratch:
     def __init__(self, builder: Builder):
         self.builder = builder
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> dict[str, Visit]:
         self.saved = self.builder.visits
         self.builder.visits = {}
+        return self.builder.visits
 
     def __exit__(self, *exc) -> None:
         self.builder.visits = self.saved
@@ -397,14 +428,19 @@ def build_spec(
     dtype: str | None = None,
     registry: Registry = REGISTRY,
     memory_check: bool = True,
+    forward_check: bool = False,
 ) -> Built:
+    """With `memory_check`, the weights must fit in the device's free memory (counted before
+    they are allocated); with `forward_check` too, the weights and the activations of one
+    forward pass of the sample input together (netcfg/building/memplan.py): refused before the
+    forward pass, and before any weight is allocated past LOOK_AHEAD_BYTES."""
     where = Loc(f"--device {device}") if device else spec.loc(("device",))
     target, note = devices.resolve(device or spec.head.device, where)
     seed = spec.head.seed if seed is None else seed
     float_type = devices.DTYPES[dtype or spec.head.dtype]
     _check_input_dtype(spec, float_type)
     budget = memory.available(target) if memory_check and target.type != "meta" else None
-    builder = Builder(spec, registry, target, budget)
+    builder = Builder(spec, registry, target, budget, float_type if forward_check else None)
     groups = [list(g) for g in spec.head.ties]
     tie_locs = [[spec.loc(("ties", i, j)) for j in range(len(g))] for i, g in enumerate(groups)]
     rule_locs = [spec.loc(("init", i)) for i in range(len(spec.head.init))]
@@ -417,6 +453,9 @@ def build_spec(
         except BuildError as exc:
             exc.partial = builder  # what was built before the failure, for reports
             raise
+        if builder.forward_dtype is not None and budget is not None and not builder.forward_checked:
+            weights = builder.allocated // memory.BYTES_PER_ELEMENT * float_type.itemsize  # once cast
+            builder.check_forward(builder.visits, weights)  # before the init rules spend time on them
         if groups:
             ties.check(model, groups, tie_locs)
             ties.tie(model, groups)

@@ -152,6 +152,8 @@ class Dropout(Elementwise):
     p: Prob = 0.5
     """Probability of an element to be zeroed."""
 
+    aliases = True  # in eval mode it returns its input
+
 
 class DropPath(Elementwise):
     """Stochastic depth: in training, drops each sample's whole input with probability p (timm's DropPath).
@@ -166,3 +168,5 @@ class DropPath(Elementwise):
     """Probability of dropping a sample in training; rising with depth: ${0.1 * index / max(depth - 1, 1)}"""
     scale_by_keep: bool = True
     """Divide the kept samples by 1 - p, so the expected output is the input."""
+
+    aliases = True  # in eval mode it returns its input

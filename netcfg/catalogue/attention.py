@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from netcfg.catalogue.base import Layer, Pos, Prob, Shape, last, matmul_flops
+from netcfg.catalogue.base import Layer, Pos, Prob, Shape, last, matmul_flops, widened
 from netcfg.catalogue.shapes import ShapeError, check_rank
 
 
@@ -61,3 +61,16 @@ class Attention(Layer):
         projections = matmul_flops(shapes[0], (heads + 2 * kv) * hd) + matmul_flops((n, t, heads * hd), dim)
         scores_and_mix = 2 * (2 * n * heads * t * t * hd)  # q @ k^T and weights @ v
         return projections + scores_and_mix
+
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int:
+        """The fused q/k/v projection, rotated queries and keys (with their temporaries), keys and
+        values repeated to every head (grouped-query), the T x T scores and their softmax as
+        PyTorch's reference (math) kernel makes them (the fused kernels need less), and the heads'
+        output with its [N, T, heads * head_dim] copy for the output projection."""
+        n, t, dim = (int(s) for s in shapes[0])
+        heads, kv, hd = self.sizes(dim)
+        q, k = n * t * heads * hd, n * t * kv * hd
+        rotary = 4 * (q + k) + 4 * t * hd if self.rotary else 0
+        grouped = 2 * q if kv != heads else 0
+        scores = 2 * n * heads * t * t
+        return itemsize * (q + 2 * k + rotary + grouped + 2 * q) + widened(itemsize) * scores

@@ -9,12 +9,17 @@ without torch:
 - ``elements(shapes)``: parameter and buffer elements, counted before anything is allocated;
 - ``flops(shapes, out)``: floating-point operations, with torch.utils.flop_counter's
   conventions (a multiply-add is 2 FLOPs; only matrix products, convolutions and attention
-  count).
+  count);
+- ``workspace(shapes, out, itemsize)``: bytes of the temporaries PyTorch allocates inside the
+  layer's forward pass besides its output (attention's scores, a convolution's reordered
+  copies), for the memory plan of a forward pass (netcfg/building/memplan.py); and the flag
+  ``aliases``: the output may be a view of the input (no new memory; the input's stays alive).
 
 The base class answers None to all of them: "unknown". That is what a plugin's model
-inherits, and the builder then falls back to running the layer on the meta device; every
-built-in declares all four (a test walks the registry). The torch build function of each
-type lives in the mirror module under netcfg/building/layers/.
+inherits, and the builder then falls back to running the layer on the meta device (the memory
+plan assumes a workspace of twice the input and output); every built-in declares the first
+four (a test walks the registry) and inherits a workspace of 0 from `Layer` unless it declares
+one. The torch build function of each type lives in the mirror module under netcfg/building/layers/.
 """
 
 from __future__ import annotations
@@ -64,6 +69,10 @@ class Node(BaseModel):
     passes_input: ClassVar[bool] = False
     """Its output is its input, element for element, or a function of each element alone (the
     builder then lets the sample input's identity through, for an embedding's id-range check)."""
+    aliases: ClassVar[bool] = False
+    """The output may be a view of the input (reshape, select, ...) or the input itself: it takes
+    no memory of its own (at most a copy of its size while the layer runs) and keeps the input's
+    memory alive as long as it lives."""
 
     def out_shape(self, shapes: list[Shape]) -> Shape | None:
         """Output shape for these input shapes; None: unknown (the builder runs the layer on meta)."""
@@ -86,9 +95,19 @@ class Node(BaseModel):
         """FLOPs for these shapes; None: unknown (inspect runs FlopCounterMode)."""
         return None
 
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int | None:
+        """Bytes of the temporaries the forward pass allocates besides the output, at most, for
+        inputs of these shapes whose floating-point values take `itemsize` bytes each (the model's
+        dtype); None: unknown (the memory plan assumes twice the size of the input and the output)."""
+        return None
+
 
 class Layer(Node):
-    """A built-in leaf layer: declares every rule (a test checks that each one overrides them)."""
+    """A built-in leaf layer: declares every rule (a test checks that each one overrides them);
+    its workspace is 0 unless it declares one."""
+
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int:
+        return 0
 
 
 class Elementwise(Layer):
@@ -116,6 +135,16 @@ class Rearrange(Layer):
 
     def flops(self, shapes: list[Shape], out: Shape) -> int:
         return 0
+
+
+# A PyTorch scalar made from a Python number, per-row statistics and other small temporaries.
+SMALL = 64
+
+
+def widened(itemsize: int) -> int:
+    """Bytes per element of a float computed as float32 when it is 16-bit (PyTorch's CPU kernels
+    widen bfloat16 and float16 for matrix products, convolutions and reductions)."""
+    return max(itemsize, 4)
 
 
 def prod(values) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from netcfg.catalogue.base import IntOrPair, Layer, NonNeg, Pos, Shape, channels, pair, prod
+from netcfg.catalogue.base import IntOrPair, Layer, NonNeg, Pos, Shape, channels, pair, prod, widened
 from netcfg.catalogue.shapes import ShapeError, check_rank, expect_size, transposed_out, window_out
 
 
@@ -41,6 +41,28 @@ class _ConvArgs(Layer):
     def elements(self, shapes: list[Shape]) -> int:
         weight = channels(shapes[0]) * self.out_channels // self.groups * self._kernel()
         return weight + (self.out_channels if self.bias else 0)
+
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int:
+        """oneDNN's copies of the input, output and weights in its blocked layout (channels padded
+        to 16) plus the unfolded input (im2col) of PyTorch's own kernel, which small, float64 and
+        16-bit convolutions use; 16-bit values are computed as float32."""
+        shape = shapes[0]
+        n, c_in, c_out, k = int(shape[0]), channels(shape), self.out_channels, self._kernel()
+        per_group_in, per_group_out = c_in // self.groups, c_out // self.groups
+        if per_group_in == per_group_out == 1:  # depthwise: the groups are the blocked dimension
+            weights = _padded(self.groups) * k
+        else:
+            weights = self.groups * _padded(per_group_out) * _padded(per_group_in) * k
+        blocked = n * (_padded(c_in) * prod(shape[2:]) + _padded(c_out) * prod(out[2:])) + weights
+        return widened(itemsize) * (blocked + self._columns(shape, out))
+
+    def _columns(self, shape: Shape, out: Shape) -> int:
+        """Elements of the unfolded input: each output position's receptive field."""
+        return int(shape[0]) * channels(shape) * self._kernel() * prod(out[2:])
+
+
+def _padded(count: int) -> int:
+    return -(-count // 16) * 16
 
 
 class _Conv(_ConvArgs):
@@ -93,6 +115,10 @@ class _ConvTranspose(_ConvArgs):
         shape = shapes[0]
         weight = channels(shape) * (self.out_channels // self.groups) * self._kernel()
         return 2 * int(shape[0]) * weight * prod(shape[2:])
+
+    def _columns(self, shape: Shape, out: Shape) -> int:
+        # each input position scatters a whole kernel of every output channel before they are summed
+        return int(shape[0]) * self.out_channels * self._kernel() * prod(shape[2:])
 
 
 class ConvTranspose1d(_ConvTranspose):

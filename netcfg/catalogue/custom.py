@@ -4,16 +4,36 @@ from __future__ import annotations
 
 from typing import Literal
 
-from netcfg.catalogue.base import BUILD_DTYPE, Elementwise, Layer, Pos, Shape, is_float, last, matmul_flops
+from netcfg.catalogue.base import (
+    BUILD_DTYPE,
+    SMALL,
+    Elementwise,
+    Layer,
+    Pos,
+    Shape,
+    is_float,
+    last,
+    matmul_flops,
+    prod,
+    widened,
+)
 from netcfg.catalogue.shapes import ShapeError, check_rank, expect_size, fmt
 
 _COMPLEX = {"float16": "complex32", "float32": "complex64", "float64": "complex128"}
+
+
+def _matmul_widening(shapes: list[Shape], out: Shape, itemsize: int) -> int:
+    """A 16-bit matrix product on the CPU computes on float32 copies of its operands and result."""
+    return 4 * (prod(shapes[0]) + prod(out)) if itemsize < 4 else 0
 
 
 class Centered(Elementwise):
     """Parameter-free centering: x - mean(x) over all elements."""
 
     type: Literal["centered"]
+
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int:
+        return SMALL + (4 * prod(shapes[0]) if itemsize < 4 else 0)  # the mean (of a float32 copy if 16-bit)
 
 
 class DenseReLU(Layer):
@@ -38,6 +58,10 @@ class DenseReLU(Layer):
     def flops(self, shapes: list[Shape], out: Shape) -> int:
         return matmul_flops(shapes[0], self.units)
 
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int:
+        # x @ weight, then + bias: one more tensor the size of the output
+        return itemsize * prod(out) + _matmul_widening(shapes, out, itemsize) + SMALL
+
 
 class TensorReduction(Layer):
     """y_k = sum_ij W_ijk x_i x_j over the last dimension; weight [in, in, out_features]."""
@@ -61,6 +85,10 @@ class TensorReduction(Layer):
     def flops(self, shapes: list[Shape], out: Shape) -> int:
         # The outer product x_i x_j is elementwise (not counted); then one [in * in, out] product.
         return matmul_flops((*shapes[0], last(shapes[0])), self.out_features)
+
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int:
+        outer = (*shapes[0], last(shapes[0]))  # x_i x_j for every row
+        return itemsize * prod(outer) + _matmul_widening([outer], out, itemsize) + SMALL
 
 
 class Fourier(Layer):
@@ -92,6 +120,11 @@ class Fourier(Layer):
     def flops(self, shapes: list[Shape], out: Shape) -> int:
         return 0  # FlopCounterMode counts no FFT
 
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int:
+        # all n complex coefficients (the output is a slice of them) and the FFT's own copy, complex
+        # numbers of two floats; an integer input is first converted to float32
+        return prod(shapes[0]) * (2 * 2 * widened(itemsize) + 4) + SMALL
+
 
 class FixedMatmul(Layer):
     """x @ W + bias with a constant random W [in, out_features] stored as a buffer (not trained)."""
@@ -120,6 +153,9 @@ class FixedMatmul(Layer):
     def flops(self, shapes: list[Shape], out: Shape) -> int:
         return matmul_flops(shapes[0], self.out_features)
 
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int:
+        return itemsize * prod(out) + _matmul_widening(shapes, out, itemsize) + SMALL  # x @ W, then + bias
+
 
 class Scale(Elementwise):
     """Multiplies by a constant."""
@@ -127,3 +163,6 @@ class Scale(Elementwise):
     type: Literal["scale"]
     value: float
     """The constant."""
+
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int:
+        return SMALL  # the constant as a tensor

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from netcfg.catalogue.base import Layer, Pos, Shape, last, matmul_flops
+from netcfg.catalogue.base import Layer, Pos, Shape, last, matmul_flops, prod
 from netcfg.catalogue.shapes import check_rank, expect_size
 
 
@@ -31,3 +31,7 @@ class Linear(Layer):
 
     def flops(self, shapes: list[Shape], out: Shape) -> int:
         return matmul_flops(shapes[0], self.out_features)
+
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int:
+        # the bias is added inside the product; a 16-bit product on the CPU works on float32 copies
+        return 4 * (prod(shapes[0]) + prod(out)) if itemsize < 4 else 0

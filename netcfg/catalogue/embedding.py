@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from netcfg.catalogue.base import BUILD_DTYPE, Layer, NonNeg, Pos, Shape, is_float
+from netcfg.catalogue.base import BUILD_DTYPE, SMALL, Layer, NonNeg, Pos, Shape, is_float
 from netcfg.catalogue.shapes import ShapeError, check_rank
 
 
@@ -65,3 +65,6 @@ class PosEmbedding(Layer):
 
     def flops(self, shapes: list[Shape], out: Shape) -> int:
         return 0
+
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int:
+        return 8 * int(shapes[0][1]) + SMALL  # the positions 0..T-1 (int64)

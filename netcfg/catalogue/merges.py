@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from netcfg.catalogue.base import Dim, Rearrange, Shape
+from netcfg.catalogue.base import Dim, Rearrange, Shape, prod
 from netcfg.catalogue.shapes import ShapeError, broadcast, fmt
 
 
@@ -49,13 +49,19 @@ class _Merge(Rearrange):
         return merge_shape(self.type, getattr(self, "dim", -1), shapes)
 
 
-class Add(_Merge):
+class _Pairwise(_Merge):
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int:
+        # ((a + b) + c) + ...: the running result and the next one live together
+        return itemsize * prod(out) if len(shapes) > 2 else 0
+
+
+class Add(_Pairwise):
     """Elementwise sum of all inputs (broadcasting)."""
 
     type: Literal["add"]
 
 
-class Mul(_Merge):
+class Mul(_Pairwise):
     """Elementwise product of all inputs (broadcasting)."""
 
     type: Literal["mul"]

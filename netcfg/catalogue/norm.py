@@ -6,7 +6,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from netcfg.catalogue.base import Elementwise, Pos, Shape, channels, prod
+from netcfg.catalogue.base import SMALL, Elementwise, Pos, Shape, channels, prod, widened
 from netcfg.catalogue.shapes import ShapeError, check_rank, expect_size
 
 
@@ -33,6 +33,9 @@ class _BatchNorm(Elementwise):
         c = channels(shapes[0])
         # weight and bias; running mean and variance plus the num_batches_tracked counter
         return (2 * c if self.affine else 0) + (2 * c + 1 if self.track_running_stats else 0)
+
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int:
+        return 8 * 8 * channels(shapes[0]) + SMALL  # per-channel statistics, scale and shift (in double)
 
 
 class BatchNorm1d(_BatchNorm):
@@ -63,6 +66,9 @@ class _TrailingNorm(Elementwise):
 
     def elements(self, shapes: list[Shape]) -> int:
         return self._per_element() * prod(shapes[0][-self.dims :])
+
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int:
+        return 2 * 8 * prod(shapes[0][: -self.dims]) + SMALL  # a mean and a reciprocal deviation per row
 
 
 class LayerNorm(_TrailingNorm):
@@ -99,6 +105,11 @@ class LayerNorm2d(Elementwise):
     def elements(self, shapes: list[Shape]) -> int:
         return (1 + self.bias) * channels(shapes[0]) if self.elementwise_affine else 0
 
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int:
+        # the channels-last copy layer_norm needs, its output, the copy back; a mean and a deviation per position
+        shape = shapes[0]
+        return 3 * widened(itemsize) * prod(shape) + 2 * 8 * prod(shape) // max(channels(shape), 1) + SMALL
+
 
 class RMSNorm(_TrailingNorm):
     """Root-mean-square normalization over the trailing `dims` dimensions (torch.nn.RMSNorm)."""
@@ -106,6 +117,10 @@ class RMSNorm(_TrailingNorm):
     type: Literal["rmsnorm"]
     eps: Annotated[float, Field(gt=0)] | None = None
     """Added inside the root; default: the dtype's machine epsilon."""
+
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int:
+        # x ** 2 and x * rsqrt(...) are whole tensors (float32 ones for a 16-bit input)
+        return 3 * widened(itemsize) * prod(shapes[0]) + super().workspace(shapes, out, itemsize)
 
 
 class GroupNorm(Elementwise):
@@ -127,3 +142,6 @@ class GroupNorm(Elementwise):
 
     def elements(self, shapes: list[Shape]) -> int:
         return 2 * channels(shapes[0]) if self.affine else 0
+
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int:
+        return 4 * 8 * int(shapes[0][0]) * self.groups + SMALL  # statistics per sample and group

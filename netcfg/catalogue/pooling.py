@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from netcfg.catalogue.base import IntOrPair, NonNeg, Pos, Rearrange, Shape, pair
+from netcfg.catalogue.base import SMALL, IntOrPair, NonNeg, Pos, Rearrange, Shape, pair, prod
 from netcfg.catalogue.shapes import ShapeError, check_rank, fmt, window_out
 
 
@@ -32,6 +32,14 @@ class _Pool(Rearrange):
         sizes = window_out(shape, rank, self.kernel_size, stride, self.padding, ceil_mode=self.ceil_mode)
         return (*shape[:-rank], *sizes)
 
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int:
+        return SMALL
+
+
+def _indices(out: Shape) -> int:
+    """A max pooling computes the position of each maximum (int64) along with it."""
+    return 8 * prod(out) + SMALL
+
 
 class _AvgPool(_Pool):
     count_include_pad: bool = True
@@ -45,11 +53,17 @@ class MaxPool1d(_Pool):
     rank = 1
     float_only = True  # PyTorch has no integer max_pool1d kernel
 
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int:
+        return _indices(out)
+
 
 class MaxPool2d(_Pool):
     """Max over windows of [N, C, H, W]."""
 
     type: Literal["maxpool2d"]
+
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int:
+        return _indices(out)
 
 
 class AvgPool1d(_AvgPool):
@@ -77,6 +91,10 @@ class _Adaptive(Rearrange):
             raise ShapeError(f"output_size needs {rank} values", key="output_size")
         return (*shape[:-rank], *size)
 
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int:
+        widening = 4 * (prod(shapes[0]) + prod(out)) if itemsize < 4 else 0  # 16-bit: averaged as float32
+        return widening + SMALL
+
 
 class AdaptiveAvgPool1d(_Adaptive):
     """Mean pooling to a fixed output length."""
@@ -101,6 +119,9 @@ class AdaptiveMaxPool2d(_Adaptive):
     type: Literal["adaptive_maxpool2d"]
     output_size: IntOrPair = 1
     """Output height and width."""
+
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int:
+        return _indices(out)
 
 
 Factor = Annotated[float, Field(gt=0, le=1024)]
@@ -149,3 +170,7 @@ class Upsample(Rearrange):
             raise ShapeError("give one of scale_factor and size", key="scale_factor")
         if self.align_corners is not None and self.mode == "nearest":
             raise ShapeError("align_corners only applies to linear, bilinear and bicubic", key="align_corners")
+
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int:
+        # the input and the output in another memory layout (channels last), then the output back
+        return itemsize * (prod(shapes[0]) + prod(out)) + SMALL

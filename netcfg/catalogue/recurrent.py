@@ -84,6 +84,19 @@ class _Recurrent(Layer):
         steps_and_samples = int(shapes[0][0]) * int(shapes[0][1])
         return 2 * steps_and_samples * self._weights(last(shapes[0]))
 
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int:
+        """An upper bound of what PyTorch's CPU kernels hold at once: per layer and direction, the
+        input projections of every step (G * H each) twice (oneDNN's copy in its own layout),
+        the layer's whole output sequence twice (the next layer reads it while its own is
+        written), the hidden and cell states of every step, and a reordered copy of the weights;
+        and three copies of the input (time-major, oneDNN's layout, its reorder)."""
+        samples_steps = int(shapes[0][0]) * int(shapes[0][1])
+        inputs = 3 * samples_steps * last(shapes[0])
+        per_step = self.directions() * (2 * self.gates * self.hidden_size + 2 * self.out_size() + 2 * self.hidden_size)
+        states = self.directions() * 2 * (self.hidden_size + self.out_size())
+        elements = inputs + self.num_layers * (samples_steps * per_step + int(shapes[0][0]) * states)
+        return (elements + 2 * self.elements(shapes)) * max(itemsize, 4)
+
 
 class LSTM(_Recurrent):
     """Long short-term memory over [N, T, F] (torch.nn.LSTM): gates i, f, g, o; returns one tensor (`output`)."""

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from netcfg.catalogue.base import Dim, Index, Pos, Rearrange, Shape, prod
+from netcfg.catalogue.base import SMALL, Dim, Index, Pos, Rearrange, Shape, prod
 from netcfg.catalogue.shapes import ShapeError, fmt
 
 
@@ -14,6 +14,7 @@ class Flatten(Rearrange):
     """Flattens dimensions start_dim..end_dim into one."""
 
     type: Literal["flatten"]
+    aliases = True
     start_dim: Dim = 1
     """First dimension to flatten."""
     end_dim: Dim = -1
@@ -33,6 +34,7 @@ class Reshape(Rearrange):
     """Reshapes each sample, keeping the batch dimension: [N, ...] -> [N, *shape]."""
 
     type: Literal["reshape"]
+    aliases = True
     shape: list[Annotated[int, Field(ge=-1, le=2**31 - 1)]] = Field(min_length=1, max_length=8)
     """New per-sample shape; one entry may be -1."""
 
@@ -54,6 +56,7 @@ class Identity(Rearrange):
     """Returns its input unchanged."""
 
     type: Literal["identity"]
+    aliases = True
 
     passes_input = True
 
@@ -65,6 +68,7 @@ class Permute(Rearrange):
     """Reorders the dimensions, batch included: output dimension i is input dimension dims[i] (torch.permute)."""
 
     type: Literal["permute"]
+    aliases = True
     dims: list[Dim] = Field(min_length=2, max_length=8)
     """A permutation of the input's dimensions, e.g. [0, 2, 3, 1] for [N, C, H, W] -> [N, H, W, C]."""
 
@@ -118,6 +122,7 @@ class Select(Rearrange):
     """Keeps one index along `dim` and drops that dimension: x[:, 0] (a class token) for dim 1, index 0."""
 
     type: Literal["select"]
+    aliases = True
     index: Index
     """The index kept (negative counts from the end)."""
     dim: Dim = 1
@@ -137,6 +142,7 @@ class Slice(Rearrange):
     """Keeps start:stop:step along `dim` (the dimension stays): x[:, 1:] for dim 1, start 1."""
 
     type: Literal["slice"]
+    aliases = True
     start: Index | None = None
     """First index kept (default 0; negative counts from the end)."""
     stop: Index | None = None
@@ -182,6 +188,10 @@ class Roll(Rearrange):
         for dim in dims:
             along(dim, shapes[0], "roll")
         return shapes[0]
+
+    def workspace(self, shapes: list[Shape], out: Shape, itemsize: int) -> int:
+        # torch.roll over several dimensions rolls one at a time: a whole copy per dimension (ids: 8 bytes)
+        return len(_listed(self.dims)) * max(itemsize, 8) * prod(shapes[0]) + SMALL
 
 
 def _listed(value: int | list[int]) -> list[int]:

@@ -13,6 +13,7 @@ from netcfg.cli._common import (
     DTypeOpt,
     Format,
     FormatOpt,
+    MemoryOpt,
     Mode,
     ModeOpt,
     PluginOpt,
@@ -72,6 +73,7 @@ def bench(
     seed: SeedOpt = None,
     set_: SetOpt = None,
     plugin: PluginOpt = None,
+    memory_check: MemoryOpt = True,
     debug: DebugOpt = False,
 ) -> None:
     """Time a spec's forward pass (or training step): median, p90, p99, IQR, samples/s, peak memory.
@@ -102,7 +104,8 @@ def bench(
     configs = [
         actions.BenchConfig(device=d, batch=b, dtype=dtype.value if dtype else None, amp=amp, compile=compile,
                             mode=mode.value, warmup=warm, warmup_is_seconds=in_seconds, min_time=min_time,
-                            max_time=max(10.0, 10 * min_time), threads=threads, seed=seed)
+                            max_time=max(10.0, 10 * min_time), threads=threads, seed=seed,
+                            memory_check=memory_check)
         for b in batches for d in names
     ]  # fmt: skip
     results = _run_all(actions, loaded, configs, show=format is Format.table)

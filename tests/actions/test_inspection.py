@@ -112,7 +112,9 @@ def test_memory_estimate():
     inference = inspect_spec(spec)
     weights = (3 * 8 + 8) * 4
     assert inference.memory.weights == weights
-    assert inference.memory.activations == (4 * 8 + 4 * 8) * 4  # the largest input + output of one layer (relu)
+    # the planned peak: while the relu runs, the input [4, 3], the linear's output and the relu's [4, 8]
+    assert inference.memory.activations == (4 * 3 + 4 * 8 + 4 * 8) * 4
+    assert inference.memory.activations_at == "1 (relu)"
     train = inspect_spec(spec, train=True)
     assert train.memory.gradients == weights and train.memory.optimizer == 2 * weights
     assert train.memory.activations == (4 * 3 + 4 * 8 + 4 * 8 + 4 * 8) * 4

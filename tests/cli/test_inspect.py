@@ -13,7 +13,8 @@ from tests.conftest import ROOT
 # Every number below follows from the spec 20 -> 256 -> ReLU -> 10 with input [2, 20]:
 # params 20*256+256 = 5,376 and 256*10+10 = 2,570 (total 7,946; shares 67.7% / 32.3%),
 # FLOPs 2*2*20*256 = 20,480 and 2*2*256*10 = 10,240; 31,784 bytes of float32 weights;
-# activations: the largest input+output of one layer, the ReLU's 2*(2*256)*4 B = 4.0 KiB.
+# activations: the planned peak, while the ReLU runs: the input 2*20*4 B, the first linear's output
+# and the ReLU's, 2*(2*256)*4 B: 4,256 B = 4.2 KiB.
 MLP = """\
 mlp  configs/mlp.yaml
 input [2, 20] float32, parameters in float32
@@ -25,7 +26,7 @@ buffers      0
 state_dict   4 tensors
 size         31.0 KiB (float32 31.0 KiB)
 FLOPs        30.72 kFLOPs = 15.36 kMACs per forward pass of the sample input
-memory       inference: weights 31.0 KiB + buffers 0 B + activations 4.0 KiB = 35.0 KiB
+memory       inference: weights 31.0 KiB + buffers 0 B + activations 4.2 KiB = 35.2 KiB
 
 layers
 layer    type        input     output    params   share   FLOPs

@@ -57,14 +57,17 @@ class Graph(nn.Module):
     fusion or quantization tools do) is the one that runs. A two-input add or mul is
     computed inline: it is most of a residual network's nodes, and a module call costs
     twice the addition itself. A node with forward hooks (its own or global ones) is
-    called as a module, so the hooks fire."""
+    called as a module, so the hooks fire. Each value is let go once its last reader
+    has run (the memory plan of netcfg/building/memplan.py counts on it)."""
 
     def __init__(self, nodes: OrderedDict, steps: list[list[int]], output: int):
         super().__init__()
         for name, module in nodes.items():
             self.add_module(name, module)
+        released = releases(steps, output)
         self._plan = [
-            (name, _inline(module, idx), idx) for (name, module), idx in zip(nodes.items(), steps, strict=True)
+            (name, _inline(module, idx), idx, free)
+            for (name, module), idx, free in zip(nodes.items(), steps, released, strict=True)
         ]
         self._output = output
 
@@ -72,20 +75,37 @@ class Graph(nn.Module):
         modules = self._modules
         values = [x]
         hooked = _GLOBAL_HOOKS[0] or _GLOBAL_HOOKS[1]
-        for name, inline, idx in self._plan:
+        for name, inline, idx, free in self._plan:
             module = modules[name]
             if (
                 inline is not None
                 and type(module) is inline
                 and not (hooked or module._forward_hooks or module._forward_pre_hooks)
             ):
-                a, b = values[idx[0]], values[idx[1]]
-                values.append(a + b if inline is Add else a * b)
+                first, second = idx  # no local names: a value goes when the plan lets go of it
+                values.append(values[first] + values[second] if inline is Add else values[first] * values[second])
             elif len(idx) == 1:
                 values.append(module(values[idx[0]]))
             else:
                 values.append(module(*[values[i] for i in idx]))
+            for i in free:
+                values[i] = None
         return values[self._output]
+
+
+def releases(steps: list[list[int]], output: int) -> list[tuple[int, ...]]:
+    """For each step of a graph, the values (0: the input, i + 1: step i's) that no later step
+    reads, to let go of after it: each value lives until its last reader has run; a value no
+    step reads goes right after the step that made it; the output stays."""
+    last = {i + 1: i for i in range(len(steps))}  # unread: gone after its own step
+    for i, idx in enumerate(steps):
+        for j in idx:
+            last[j] = i
+    after: list[list[int]] = [[] for _ in steps]
+    for value, step in last.items():
+        if value != output:
+            after[step].append(value)
+    return [tuple(sorted(values)) for values in after]
 
 
 # torch's registries of hooks for every module (register_module_forward_hook and friends).
