@@ -6,7 +6,6 @@ typer's internal types (`<list[str]>`, `<int range>`).
 
 from __future__ import annotations
 
-import re
 import sys
 from enum import Enum
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from netcfg.errors import Diagnostic, InputError, Loc
+from netcfg.text import elide_words, escape, one_line
 
 # ---------------------------------------------------------------- choices
 # Enums rather than hand-written checks: typer then lists them in --help, refuses other values
@@ -123,24 +123,19 @@ def load(spec: Path, overrides: list[str] | None, plugins: list[str] | None):
     return load_spec(spec, overrides or [])
 
 
-def out(text: str = "") -> None:
-    typer.echo(printable(text))
+def out(text: str = "", data: bool = False) -> None:
+    """Print to stdout, escaped; human text (not `data`: JSON, CSV) with huge words elided."""
+    typer.echo(printable(text) if data else printable(elide_words(text)))
 
 
 def note(text: str) -> None:
-    typer.echo(printable(text, lines=False), err=True)
-
-
-# Control characters (terminal escapes among them) and lone surrogates, which names in a
-# hostile file can hold: printed escaped, so output stays what it says and one line stays one.
-_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
-_UNPRINTABLE_OR_NEWLINE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff]")
+    typer.echo(one_line(text), err=True)
 
 
 def printable(text: str, lines: bool = True) -> str:
-    """`text` with unprintable characters as Python escapes (newlines kept when `lines`)."""
-    pattern = _UNPRINTABLE if lines else _UNPRINTABLE_OR_NEWLINE
-    return pattern.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    """`text` with control, bidi and zero-width characters as Python escapes (newlines kept
+    when `lines`): names in a hostile file cannot drive the terminal or disguise themselves."""
+    return escape(text, lines=lines)
 
 
 def human_bytes(n: int) -> str:

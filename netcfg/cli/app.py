@@ -9,6 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from netcfg.errors import NetcfgError
+from netcfg.text import one_line
 
 
 class NetcfgGroup(TyperGroup):
@@ -44,7 +45,7 @@ def _click_exit(exc: Exception) -> int:
         command = f"netcfg {ctx.info_name}" if ctx is not None and ctx.parent is not None else "netcfg"
         # typer words a bad choice "Value error, 'xml' is not one of ...": pydantic's prefix, noise here.
         message = exc.format_message().replace(": Value error, ", ": ").rstrip(".")
-        typer.echo(f"error: {message} (see '{command} --help')", err=True)
+        typer.echo(one_line(f"error: {message} (see '{command} --help')"), err=True)  # it quotes the user's text
         return 2
     if "Abort" in names:
         typer.echo("error: interrupted", err=True)
@@ -57,10 +58,8 @@ def _click_exit(exc: Exception) -> int:
 def report(exc: NetcfgError, debug: bool) -> None:
     if debug:
         traceback.print_exception(exc)
-    from netcfg.cli._common import printable
-
     for diagnostic in exc.diagnostics:
-        typer.echo(printable(str(diagnostic), lines=False), err=True)
+        typer.echo(str(diagnostic), err=True)  # one line, escaped and elided (Diagnostic.__str__)
 
 
 app = typer.Typer(

@@ -107,7 +107,7 @@ def bench(
     ]  # fmt: skip
     results = _run_all(actions, loaded, configs, show=format is Format.table)
     if format is Format.json:
-        out(json.dumps([r.as_dict() for r in results], indent=2))
+        out(json.dumps([r.as_dict() for r in results], indent=2), data=True)
     else:
         out(table(results))
 
@@ -180,7 +180,7 @@ def _scenarios(name: str, devices: list[str], format: Format, min_time: float, t
         run = scenarios.transfers if name == "transfers" else scenarios.logging
         results = [run(device_lookup.resolve(d)[0], min_time) for d in devices]
     if format is Format.json:
-        out(json.dumps([{**vars(r), "ratio": r.ratio} for r in results], indent=2))
+        out(json.dumps([{**vars(r), "ratio": r.ratio} for r in results], indent=2), data=True)
         return
     for r in results:
         out(f"{r.scenario} on {r.device}: {r.slow_label}: {r.slow_s * 1000:.2f} ms; "
@@ -211,7 +211,7 @@ def devices_cmd(format: FormatOpt = Format.table, debug: DebugOpt = False) -> No
     if backend is not None and backend.is_available():
         rows.append({"device": "mps", "name": "Apple GPU"})
     if format is Format.json:
-        out(json.dumps(rows, indent=2))
+        out(json.dumps(rows, indent=2), data=True)
         return
     for row in rows:
         details = ", ".join(

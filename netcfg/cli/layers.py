@@ -32,7 +32,7 @@ def layers(
     elif format is Format.json:
         infos = infos + inits
     if format is Format.json:
-        out(json.dumps([_plain(i) for i in infos], indent=2))
+        out(json.dumps([_plain(i) for i in infos], indent=2), data=True)
     elif name is not None:
         out(detail(infos[0]))
     else:

@@ -31,7 +31,7 @@ def schema(output: OutOpt = None, plugin: PluginOpt = None, debug: DebugOpt = Fa
         from netcfg.actions.catalogue import json_schema
     text = json.dumps(json_schema(), indent=2)
     if output is None:
-        out(text)
+        out(text, data=True)
         return
     try:
         output.write_text(text + "\n")
