@@ -24,9 +24,20 @@ from netcfg.actions.model import build_model
 from netcfg.building import devices
 from netcfg.building.builder import sample_input
 from netcfg.errors import InputError, Loc
+from netcfg.numbers import (
+    BATCH_MAX,
+    MAX_SECONDS,
+    THREADS_PER_CORE,
+    max_threads,
+    parse_int,
+    parse_int_list,
+    parse_real,
+)
 from netcfg.spec.model import Spec
+from netcfg.text import quote
 
 MIN_BLOCK_S = 0.002  # each sample covers at least this long
+MAX_WARMUP_ITERATIONS = 3600
 
 
 @dataclass(frozen=True)
@@ -103,6 +114,7 @@ def _cpu_model() -> str | None:
 
 def bench(spec: Spec, config: BenchConfig, progress: Callable[[float], None] | None = None) -> BenchResult:
     """Time one configuration (one device, one batch size)."""
+    check_config(config)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     spec = with_batch(spec, config.batch)
@@ -219,7 +231,7 @@ def _sample(step: Callable, device: torch.device, config: BenchConfig, progress)
         times.append(_time_block(step, device, calls))
         elapsed = time.perf_counter() - start
         if progress is not None:
-            progress(min(elapsed / config.min_time, 1.0))
+            progress(min(elapsed / config.min_time, 1.0) if config.min_time > 0 else 1.0)
         if elapsed >= config.max_time or (elapsed >= config.min_time and len(times) >= 10 and _stable(times, config)):
             return times, len(times) * calls
 
@@ -259,24 +271,31 @@ def _result(built, config, times, iterations, rss_before, compile_time, warmup_s
     )  # fmt: skip
 
 
+MAX_DEVICES = 16
+
+
 def parse_devices(text: str) -> list[str]:
+    """'cpu,cuda' -> ['cpu', 'cuda']; each must be present here."""
+    where = Loc(f"--device {text}")
     names = [d.strip() for d in text.split(",") if d.strip()]
+    if not names:
+        raise InputError("no device named: give one or several, e.g. cpu or cpu,cuda", where)
+    if len(names) > MAX_DEVICES:
+        raise InputError(f"at most {MAX_DEVICES} devices, got {len(names):,}", where)
     for name in names:
-        devices.resolve(name, Loc(f"--device {text}"))  # absent devices are errors up front
+        devices.resolve(name, where)  # absent devices are errors up front
     return names
 
 
 def parse_warmup(text: str) -> tuple[float, bool]:
-    """'10' -> 10 iterations; '2s' or '0.5s' -> seconds."""
+    """'10' -> 10 iterations; '2s' or '0.5s' -> seconds (netcfg.numbers' rules: ASCII, finite)."""
     value = text.strip()
     where = Loc(f"--warmup {text}")
-    try:
-        amount, seconds = (float(value[:-1]), True) if value.endswith("s") else (float(int(value)), False)
-    except ValueError:
-        raise InputError(f"expected a number of iterations (10) or seconds (2s), got '{text}'", where) from None
-    if not (0 <= amount <= 3600):  # NaN fails this too
-        raise InputError(f"the warm-up must be between 0 and 3600 {'seconds' if seconds else 'iterations'}", where)
-    return amount, seconds
+    if value.endswith("s"):
+        return parse_real(value[:-1], where, 0.0, MAX_SECONDS, " seconds"), True
+    if not value or not (value[0].isascii() and (value[0].isdigit() or value[0] in "+-")):
+        raise InputError(f"expected a number of iterations (10) or seconds (2s), got {quote(text)}", where)
+    return float(parse_int(value, where, 0, MAX_WARMUP_ITERATIONS, " iterations")), False
 
 
 def parse_sweep(text: str) -> list[int]:
@@ -284,10 +303,21 @@ def parse_sweep(text: str) -> list[int]:
     where = Loc(f"--sweep {text}")
     if key.strip() != "batch" or not sep:
         raise InputError("only batch sizes can be swept: --sweep batch=1,8,64", where)
-    try:
-        sizes = [int(v) for v in values.split(",") if v.strip()]
-    except ValueError:
-        raise InputError(f"batch sizes must be integers, got '{values}'", where) from None
-    if not sizes or any(s < 1 for s in sizes):
-        raise InputError("batch sizes must be positive integers", where)
-    return sizes
+    return parse_int_list(values, where, 1, BATCH_MAX)
+
+
+def check_config(config: BenchConfig) -> None:
+    """The numbers of a configuration, checked before any of them reaches torch (the CLI's
+    parsers check them too; this guards the Python API): torch.set_num_threads(100000)
+    crashes the process, an infinite --min-time never ends."""
+    if config.threads is not None and not 1 <= config.threads <= max_threads():
+        raise InputError(f"must be between 1 and {max_threads()} ({THREADS_PER_CORE} per CPU core here), "
+                         f"got {config.threads}", Loc(f"--threads {config.threads}"))  # fmt: skip
+    limits = (
+        ("--min-time", config.min_time, MAX_SECONDS),
+        ("max_time", config.max_time, 10 * MAX_SECONDS),
+        ("--warmup", config.warmup, MAX_SECONDS if config.warmup_is_seconds else MAX_WARMUP_ITERATIONS),
+    )
+    for flag, value, most in limits:
+        if not (isinstance(value, (int, float)) and 0 <= value <= most):  # NaN fails this too
+            raise InputError(f"must be between 0 and {most:g}, got {value}", Loc(f"{flag} {value}"))

@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from netcfg.errors import Diagnostic, InputError, Loc
+from netcfg.numbers import parse_int, parse_real
 from netcfg.text import elide_words, escape, one_line
 
 # ---------------------------------------------------------------- choices
@@ -77,10 +78,35 @@ DeviceOpt = Annotated[
     Optional[str],
     typer.Option("--device", metavar="DEVICE", help="auto | cpu | cuda | cuda:N | mps | meta (default: the spec's)."),
 ]
+
+
+def integer(flag: str, low: int, high: int, unit: str = ""):
+    """A typer `parser` for an integer option: netcfg.numbers' rules (ASCII digits, bounds),
+    errors naming the flag. typer's own int() takes '٣', '1_0' and ' 3 '."""
+
+    def parse(text):
+        return text if isinstance(text, int) else parse_int(text, Loc(f"{flag} {text}"), low, high, unit)
+
+    return parse
+
+
+def real(flag: str, low: float, high: float, unit: str = ""):
+    """A typer `parser` for a number option: finite (no inf, nan, 1e999) and within bounds."""
+
+    def parse(text):
+        if isinstance(text, (int, float)):
+            return float(text)
+        return parse_real(text, Loc(f"{flag} {text}"), low, high, unit)
+
+    return parse
+
+
+SEED_MAX = 2**63 - 1
 SeedOpt = Annotated[
     Optional[int],
-    typer.Option("--seed", metavar="N", help="Initialization seed (default: the spec's).", min=0, max=2**63 - 1),
-]
+    typer.Option("--seed", metavar="N", help="Initialization seed (default: the spec's).",
+                 parser=integer("--seed", 0, SEED_MAX)),
+]  # fmt: skip
 PluginOpt = Annotated[
     Optional[list[str]],
     typer.Option("--plugin", metavar="FILE|MODULE", show_default=False,

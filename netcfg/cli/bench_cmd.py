@@ -21,12 +21,15 @@ from netcfg.cli._common import (
     SeedOpt,
     SetOpt,
     human_bytes,
+    integer,
     is_tty,
     load,
     out,
+    real,
     refuse_flags,
 )
 from netcfg.errors import InputError, Loc
+from netcfg.numbers import BATCH_MAX, MAX_SECONDS, THREADS_PER_CORE, max_threads
 
 SpecOpt = Annotated[
     Optional[Path], typer.Argument(metavar="SPEC", help="Spec file (YAML); not needed with --scenario.")
@@ -37,19 +40,26 @@ DevicesOpt = Annotated[
                  help="auto | cpu | cuda | cuda:N | mps, or several: cpu,cuda."),
 ]  # fmt: skip
 BatchOpt = Annotated[
-    Optional[int], typer.Option("--batch", metavar="N", help="Batch size (default: the spec's input).", min=1)
-]
+    Optional[int],
+    typer.Option("--batch", metavar="N", help="Batch size (default: the spec's input).",
+                 parser=integer("--batch", 1, BATCH_MAX)),
+]  # fmt: skip
 AmpOpt = Annotated[bool, typer.Option("--amp", help="Autocast to bfloat16 (float16 with --dtype float16).")]
 CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model; compile time reported apart.")]
 WarmupOpt = Annotated[
     str, typer.Option("--warmup", metavar="N|Ns", help="Warm-up iterations (10) or seconds (2s), not timed.")
 ]
 MinTimeOpt = Annotated[
-    float, typer.Option("--min-time", metavar="SECONDS", help="Measure at least this many seconds.", min=0.0)
-]
+    float,
+    typer.Option("--min-time", metavar="SECONDS", help=f"Measure at least this many seconds (at most {MAX_SECONDS:g}).",
+                 parser=real("--min-time", 0.0, MAX_SECONDS, " seconds")),
+]  # fmt: skip
 ThreadsOpt = Annotated[
-    Optional[int], typer.Option("--threads", metavar="N", help="CPU threads (torch.set_num_threads).", min=1)
-]
+    Optional[int],
+    typer.Option("--threads", metavar="N",
+                 help=f"CPU threads (torch.set_num_threads; at most {THREADS_PER_CORE} per core).",
+                 parser=integer("--threads", 1, max_threads(), f" ({THREADS_PER_CORE} per CPU core here)")),
+]  # fmt: skip
 SweepOpt = Annotated[
     Optional[str], typer.Option("--sweep", metavar="batch=N,N,...", help="Time each batch size, e.g. batch=1,8,64.")
 ]

@@ -21,6 +21,7 @@ from netcfg.cli._common import (
     SetOpt,
     SpecArg,
     human_bytes,
+    integer,
     load,
     note,
     out,
@@ -33,8 +34,10 @@ from netcfg.text import csv_cell
 ParamsOpt = Annotated[bool, typer.Option("--params", help="Table of every parameter (path, shape, init, tie ...).")]
 LayersOpt = Annotated[bool, typer.Option("--layers", help="Module tree with shapes, parameters and FLOPs per layer.")]
 DepthOpt = Annotated[
-    Optional[int], typer.Option("--depth", metavar="N", help="Deepest level shown by --layers (root = 0).", min=0)
-]
+    Optional[int],
+    typer.Option("--depth", metavar="N", help="Deepest level shown by --layers (root = 0).",
+                 parser=integer("--depth", 0, 10_000)),
+]  # fmt: skip
 GrepOpt = Annotated[
     Optional[str], typer.Option("--grep", metavar="REGEX", help="Only rows whose path matches this regular expression.")
 ]

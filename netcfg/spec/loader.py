@@ -14,6 +14,7 @@ from typing import Any
 from netcfg.catalogue.registry import REGISTRY, Registry
 from netcfg.errors import Diagnostic, InputError, Loc, SpecError
 from netcfg.io.files import open_regular
+from netcfg.numbers import index_or_key
 from netcfg.spec import model as spec_mod
 from netcfg.spec.expand import Expander, Scope
 from netcfg.spec.validate import NodeValidator, pydantic_problems, suggest, yaml_repr
@@ -90,7 +91,7 @@ def _apply_one(doc: Document, text: str) -> None:
         value = read_yaml(raw, flag.file).data
     except SpecError as exc:
         raise SpecError(f"bad value: {exc.diagnostics[0].message}", flag) from None
-    parts = [int(p) if p.lstrip("-").isdigit() else p for p in key.strip().split(".")]
+    parts = [index_or_key(p) for p in key.strip().split(".")]  # ASCII digits only: '²' and '--1' are keys
     parent = _walk(doc.data, parts[:-1], flag)
     if parts[:-1] == ["vars"] and isinstance(parent, dict) and parts[-1] not in parent:
         # A new var is referenced nowhere: almost surely a typo of an existing one.
