@@ -6,6 +6,8 @@ typer's internal types (`<list[str]>`, `<int range>`).
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from enum import Enum
 from pathlib import Path
@@ -66,9 +68,71 @@ ScenarioOpt = Annotated[
     Optional[Scenario], typer.Option("--scenario", help="Time one of the chapter's device lessons instead of a spec.")
 ]
 
+# ---------------------------------------------------------------- paths
+
+NAME_MAX = 255
+"""Bytes in one file name (Linux and macOS)."""
+PATH_MAX = 4096
+"""Bytes in a whole path, its terminating NUL included (Linux)."""
+
+
+def check_path(path: str | os.PathLike, where: Loc, write: bool = False) -> None:
+    """Refuse a path no file can have, or one the system will not look up, with one line
+    naming it, before any reader or writer sees it: a 300-byte name (ENAMETOOLONG), a NUL,
+    characters the file system cannot encode, a loop of links, a folder that cannot be
+    searched. A path that does not exist passes (the reader says "no such file", the writer
+    creates it); an output path that exists must be a regular file (a FIFO would block)."""
+    text = os.fspath(path)
+    if not text:
+        raise InputError("empty path", where)
+    if "\0" in text:
+        raise InputError("a path cannot hold a NUL character", where)
+    try:
+        raw = os.fsencode(text)
+    except UnicodeEncodeError:
+        raise InputError("a path cannot hold characters the file system cannot encode", where) from None
+    longest = max(len(name) for name in raw.split(b"/"))
+    if longest > NAME_MAX:
+        raise InputError(f"file name too long: {longest:,} bytes in one name, at most {NAME_MAX}", where)
+    if len(raw) >= PATH_MAX:
+        raise InputError(f"path too long: {len(raw):,} bytes, at most {PATH_MAX - 1:,}", where)
+    try:
+        mode = os.stat(raw).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:  # ENAMETOOLONG where names are shorter, ELOOP, EACCES ...
+        raise InputError(f"cannot {'write' if write else 'read'}: {exc.strerror or exc}", where) from None
+    if write and stat.S_ISDIR(mode):
+        raise InputError("is a directory", where)
+    if write and not stat.S_ISREG(mode):
+        raise InputError("not a regular file (a pipe, device or socket): netcfg writes files only", where)
+
+
+def paths(label: str = "", write: bool = False):
+    """A typer callback checking the path(s) an option or argument takes (check_path), so
+    every path a user names on the command line is checked where it enters. `label`: the
+    flag as messages name it (an argument's errors are named by the path itself)."""
+
+    def callback(value):
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if item is not None and _is_path(label, item):
+                check_path(item, Loc(f"{label} {item}" if label else str(item)), write)
+        return value
+
+    return callback
+
+
+def _is_path(label: str, item) -> bool:
+    """--plugin takes a module name or a .py file: only the file is a path."""
+    text = os.fspath(item)
+    return label != "--plugin" or text.endswith(".py") or "/" in text or "\\" in text
+
+
 # ---------------------------------------------------------------- options
 
-SpecArg = Annotated[Path, typer.Argument(metavar="SPEC", help="Spec file (YAML).", show_default=False)]
+SpecArg = Annotated[
+    Path, typer.Argument(metavar="SPEC", help="Spec file (YAML).", show_default=False, callback=paths())
+]
 SetOpt = Annotated[
     Optional[list[str]],
     typer.Option("--set", metavar="KEY=VALUE", show_default=False,
@@ -110,7 +174,8 @@ SeedOpt = Annotated[
 PluginOpt = Annotated[
     Optional[list[str]],
     typer.Option("--plugin", metavar="FILE|MODULE", show_default=False,
-                 help="Load a plugin (.py file or module name) that registers layers; runs its code. Repeatable."),
+                 help="Load a plugin (.py file or module name) that registers layers; runs its code. Repeatable.",
+                 callback=paths("--plugin")),
 ]  # fmt: skip
 
 

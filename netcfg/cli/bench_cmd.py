@@ -25,6 +25,7 @@ from netcfg.cli._common import (
     is_tty,
     load,
     out,
+    paths,
     real,
     refuse_flags,
 )
@@ -32,7 +33,8 @@ from netcfg.errors import InputError, Loc
 from netcfg.numbers import BATCH_MAX, MAX_SECONDS, THREADS_PER_CORE, max_threads
 
 SpecOpt = Annotated[
-    Optional[Path], typer.Argument(metavar="SPEC", help="Spec file (YAML); not needed with --scenario.")
+    Optional[Path],
+    typer.Argument(metavar="SPEC", help="Spec file (YAML); not needed with --scenario.", callback=paths()),
 ]
 DevicesOpt = Annotated[
     str,

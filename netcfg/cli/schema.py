@@ -8,10 +8,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from netcfg.cli._common import DebugOpt, PluginOpt, out
+from netcfg.cli._common import DebugOpt, PluginOpt, out, paths
 
 OutOpt = Annotated[
-    Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write to this file instead of stdout.")
+    Optional[Path],
+    typer.Option(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="Write to this file instead of stdout.",
+        callback=paths("--output", write=True),
+    ),
 ]
 
 

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from netcfg.cli.app import app
 from netcfg.numbers import max_threads
+from netcfg.text import shorten
 from tests.conftest import ROOT
 
 VALID = str(ROOT / "tests/golden/cli/valid.yaml")
@@ -63,3 +64,87 @@ def test_batch_and_sweep_take_ascii_integers():
         invoke("bench", VALID, "--sweep", "batch=" + ",".join(["1"] * 40)),
         f"--sweep batch={','.join(['1'] * 40)}: error: at most 32 values, got 40\n",
     )
+
+
+# ---------------------------------------------------------------- paths
+
+LONG_NAME = "a" * 300
+# Every place a path enters the command line: (arguments before it, the flag or None for an
+# argument, arguments after it, the label its errors carry).
+PATH_PLACES = [
+    (["validate"], None, []),
+    (["build"], None, []),
+    (["run"], None, []),
+    (["inspect"], None, []),
+    (["save"], None, ["-o", "x.safetensors"]),
+    (["bench"], None, []),
+    (["load"], None, []),
+    (["tensors"], None, []),
+    (["run", VALID], "--input", []),
+    (["run", VALID], "--output", []),
+    (["save", VALID], "-o", []),
+    (["load", "x.safetensors"], "--config", []),
+    (["validate", VALID], "--plugin", []),
+    (["schema"], "--output", []),
+]
+
+
+def _at(place, path):
+    before, flag, after = place
+    return [*before, *([flag] if flag else []), path, *after]
+
+
+def _label(place, path) -> str:
+    """How an error names the path: the flag and the path, or the path alone, elided."""
+    return shorten(f"{place[1]} {path}" if place[1] else path)
+
+
+@pytest.mark.parametrize("place", PATH_PLACES, ids=lambda p: " ".join(p[0] + [p[1] or "PATH"]))
+def test_a_file_name_too_long_is_one_line_naming_the_path(place, tmp_path):
+    name = LONG_NAME + (".py" if place[1] == "--plugin" else "")
+    path = str(tmp_path / name)
+    expected = f"{_label(place, path)}: error: file name too long: {len(name)} bytes in one name, at most 255\n"
+    assert refused(invoke(*_at(place, path)), expected)
+
+
+@pytest.mark.parametrize("place", PATH_PLACES, ids=lambda p: " ".join(p[0] + [p[1] or "PATH"]))
+def test_a_path_too_long_is_one_line(place):
+    path = "/" + "/".join(["d"] * 3000) + ".py"
+    expected = f"{_label(place, path)}: error: path too long: 6,003 bytes, at most 4,095\n"
+    assert refused(invoke(*_at(place, path)), expected)
+
+
+@pytest.mark.parametrize("args", [["schema", "-o"], ["run", VALID, "-o"], ["save", VALID, "-o"]])
+def test_an_output_that_is_a_pipe_or_a_folder_is_refused_before_it_blocks(args, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    flag = "-o" if args[0] == "save" else "--output"
+    result = invoke(*args, fifo)
+    assert refused(
+        result, f"{flag} {fifo}: error: not a regular file (a pipe, device or socket): netcfg writes files only\n"
+    )
+    assert refused(invoke(*args, tmp_path), f"{flag} {tmp_path}: error: is a directory\n")
+
+
+def test_a_path_with_a_nul_or_that_the_file_system_cannot_encode_is_refused():
+    from netcfg.cli._common import check_path
+    from netcfg.errors import InputError, Loc
+
+    with pytest.raises(InputError, match="a path cannot hold characters the file system cannot encode"):
+        check_path("a\ud800.yaml", Loc("SPEC"))  # argv cannot hold one; typer or the API could
+    with pytest.raises(InputError, match="a path cannot hold a NUL character"):
+        check_path("a\x00.yaml", Loc("SPEC"))
+    check_path("a\udcff.yaml", Loc("SPEC"))  # an undecodable byte of argv: a valid name
+
+
+def test_a_plugin_module_name_is_not_a_path():
+    result = invoke("validate", VALID, "--plugin", "no_such_module_" + "x" * 300)
+    assert result.exit_code == 2 and "cannot import plugin" in result.stderr
+
+
+def test_the_api_plugin_loader_refuses_a_name_too_long():
+    from netcfg.building import plugins
+    from netcfg.errors import PluginError
+
+    with pytest.raises(PluginError, match="cannot read: File name too long"):
+        plugins.load([LONG_NAME + ".py"])
