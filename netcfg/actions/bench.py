@@ -20,10 +20,11 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from netcfg.actions.failures import TORCH_FAILURES, first_line, layer_failure, tracking
 from netcfg.actions.model import build_model
 from netcfg.building import devices
 from netcfg.building.builder import sample_input
-from netcfg.errors import InputError, Loc
+from netcfg.errors import InputError, Loc, NetcfgError
 from netcfg.numbers import (
     BATCH_MAX,
     MAX_SECONDS,
@@ -126,9 +127,12 @@ def bench(spec: Spec, config: BenchConfig, progress: Callable[[float], None] | N
     rss_before = _peak_rss()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    compile_time = _first_call(step, device) if config.compile else None
-    warmup_s = _warm_up(step, device, config)
-    times, iterations = _sample(step, device, config, progress)
+    try:
+        compile_time = _first_call(step, device) if config.compile else None
+        warmup_s = _warm_up(step, device, config)
+        times, iterations = _sample(step, device, config, progress)
+    except TORCH_FAILURES as exc:  # one line naming the layer or the flag, not PyTorch's traceback
+        raise _failure(built, config, exc) from exc
     return _result(built, config, times, iterations, rss_before, compile_time, warmup_s)
 
 
@@ -145,9 +149,7 @@ def with_batch(spec: Spec, batch: int | None) -> Spec:
 def _step(built, config: BenchConfig) -> Callable[[], object]:
     """One forward pass (inference) or forward, backward and AdamW step (train)."""
     model = torch.compile(built.model) if config.compile else built.model
-    x = sample_input(built.spec, built.device, built.seed)
-    if x.is_floating_point():
-        x = x.to(built.dtype)
+    x = _input(built)
     autocast = _autocast(built.device, config)
     if config.mode == "inference":
         built.model.eval()
@@ -159,18 +161,51 @@ def _step(built, config: BenchConfig) -> Callable[[], object]:
         return forward
     built.model.train()
     params = [p for p in built.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4) if params else None
+    if not params:
+        raise InputError("nothing to train: the model has no trainable parameters (every layer is frozen or has "
+                         "none); time its forward pass with --mode inference", Loc("--mode train"))  # fmt: skip
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
 
     def train_step():
         with autocast():
             loss = model(x).float().mean()
         loss.backward()
-        if optimizer is not None:
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
         return loss
 
     return train_step
+
+
+def _input(built) -> torch.Tensor:
+    x = sample_input(built.spec, built.device, built.seed)
+    return x.to(built.dtype) if x.is_floating_point() else x
+
+
+def _failure(built, config: BenchConfig, exc: BaseException) -> NetcfgError:
+    """What made a timed step fail, found by one eager pass under tracking: the layer that
+    raises (where the spec defines it), else the flag (the backward pass is --mode train's,
+    a pass that works eagerly failed in --compile)."""
+    x = _input(built)
+    context = f"on {built.device} with the sample input {list(x.shape)} {devices.dtype_name(x.dtype)}"
+    context += " under --amp" if config.amp else ""
+    grad = torch.inference_mode() if config.mode == "inference" else contextlib.nullcontext()
+    tracker = None
+    try:
+        with grad, tracking(built.model) as tracker, _autocast(built.device, config)():
+            output = built.model(x)
+        if config.mode == "train":
+            output.float().mean().backward()
+    except TORCH_FAILURES as again:
+        if tracker is not None and tracker.failed is not None:
+            return layer_failure(built, tracker.failed, again, context)
+        if config.mode == "train" and tracker is not None:
+            return InputError(f"the training step failed {context}: {first_line(again)}", Loc("--mode train"))
+        return InputError(f"the model could not run {context}: {first_line(again)}",
+                          Loc("--amp" if config.amp else f"--device {config.device}"))  # fmt: skip
+    if config.compile:
+        return InputError(f"torch.compile failed {context}: {first_line(exc)}", Loc("--compile"))
+    return InputError(f"timing failed {context}: {first_line(exc)}", Loc(f"--device {config.device}"))
 
 
 def _autocast(device: torch.device, config: BenchConfig):

@@ -217,6 +217,12 @@ CLI_CASES = [
         id="bench-device-empty-list",
     ),
     pytest.param(
+        ["bench", VALID, "--mode", "train", "--set", "model.trainable=false"],
+        "--mode train: error: nothing to train: the model has no trainable parameters (every layer is frozen or has "
+        "none); time its forward pass with --mode inference\n",
+        id="bench-train-nothing-trainable",
+    ),
+    pytest.param(
         ["validate", "tests/golden/cli/no_such_spec.yaml"],
         "tests/golden/cli/no_such_spec.yaml: error: no such file\n",
         id="missing-spec-file",

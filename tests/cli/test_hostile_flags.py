@@ -148,3 +148,52 @@ def test_the_api_plugin_loader_refuses_a_name_too_long():
 
     with pytest.raises(PluginError, match="cannot read: File name too long"):
         plugins.load([LONG_NAME + ".py"])
+
+
+# ---------------------------------------------------------------- run-time failures
+
+FOURIER_FP16 = ["--set", "dtype=float16", "--set", "model.layers.2={type: fourier}", "--device", "cpu"]
+FOURIER_AT = "--set model.layers.2={type: fourier}: error: layer '2' (fourier) failed on cpu with the sample input "
+
+
+@pytest.mark.parametrize("command", [["run"], ["bench", "--min-time", "0"], ["bench", "--mode", "train"]])
+def test_a_layer_that_fails_at_run_time_is_named(command):
+    """float16 FFT is not implemented on the CPU: PyTorch's RuntimeError, one line naming the layer."""
+    result = invoke(command[0], VALID, *FOURIER_FP16, *command[1:])
+    assert result.exit_code == 2 and result.stdout == "" and result.stderr.count("\n") == 1, result.output
+    assert result.stderr.startswith(FOURIER_AT + "[2, 20] float16: "), result.stderr
+
+
+def test_a_layer_that_fails_is_named_where_the_file_defines_it(write_spec):
+    path = write_spec(
+        "netcfg: 1\ndtype: float16\ninput: {shape: [2, 8]}\nmodel:\n  type: sequential\n  layers:\n"
+        "    - {type: linear, out_features: 8}\n    - type: sequential\n      layers:\n"
+        "        - {type: relu}\n        - {type: fourier}\n"
+    )
+    result = invoke("run", path, "--device", "cpu")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"{path}:11:11: error: layer '1.1' (fourier) failed on cpu with the sample input ")
+    saved = path.parent / "f.safetensors"
+    assert invoke("save", path, "-o", saved, "--device", "cpu").exit_code == 0
+    check = invoke("load", saved, "--check", "--device", "cpu")
+    assert check.exit_code == 2 and "layer '1.1' (fourier) failed on cpu" in check.stderr
+
+
+def test_train_mode_with_nothing_trainable_is_refused_up_front():
+    assert refused(
+        invoke("bench", VALID, "--mode", "train", "--set", "model.trainable=false"),
+        "--mode train: error: nothing to train: the model has no trainable parameters (every layer is frozen or has "
+        "none); time its forward pass with --mode inference\n",
+    )
+
+
+def test_a_backward_pass_that_fails_names_the_mode(write_spec):
+    path = write_spec(
+        "netcfg: 1\ninput: {shape: [2, 8]}\nmodel:\n  type: graph\n  nodes:\n"
+        "    a: {type: linear, out_features: 8}\n    b: {type: relu, inputs: [input]}\n  output: b\n"
+    )
+    result = invoke("bench", path, "--mode", "train", "--device", "cpu")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(
+        "--mode train: error: the training step failed on cpu with the sample input [2, 8] float32: "
+    )
