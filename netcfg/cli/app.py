@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 
@@ -21,14 +22,15 @@ class NetcfgGroup(TyperGroup):
         except NetcfgError as exc:
             report(exc, ctx.meta.get("netcfg_debug", False))
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:  # here: typer's own handler would exit 130 without a word
+            raise typer.Exit(interrupted()) from None
 
     def main(self, *args, **kwargs):
         kwargs["standalone_mode"] = False
         try:
             result = super().main(*args, **kwargs)
-        except KeyboardInterrupt:
-            typer.echo("error: interrupted", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt:  # outside a command (parsing the command line)
+            sys.exit(interrupted())
         except Exception as exc:
             sys.exit(_click_exit(exc))
         sys.exit(result if isinstance(result, int) else 0)
@@ -47,12 +49,18 @@ def _click_exit(exc: Exception) -> int:
         message = exc.format_message().replace(": Value error, ", ": ").rstrip(".")
         typer.echo(one_line(f"error: {message} (see '{command} --help')"), err=True)  # it quotes the user's text
         return 2
-    if "Abort" in names:
-        typer.echo("error: interrupted", err=True)
-        return 130
+    if "Abort" in names:  # click's word for an end of input or a Ctrl-C at a prompt
+        return interrupted()
     if "Exit" in names:
         return int(getattr(exc, "exit_code", 0) or 0)
     raise exc
+
+
+def interrupted() -> int:
+    """Ctrl-C: one line on stderr, exit code 130 (128 + SIGINT, as a shell reports it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C while exiting ends the process at once
+    typer.echo("interrupted", err=True)
+    return 130
 
 
 def report(exc: NetcfgError, debug: bool) -> None:
