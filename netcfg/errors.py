@@ -2,12 +2,15 @@
 
 Each error carries one or more diagnostics; a diagnostic says where (a place in a
 file, or the command-line flag that caused it) and what. The CLI prints each one as
-``where: error: message`` and exits with code 2.
+``where: error: message`` and exits with code 2. A diagnostic's text is safe to print
+(netcfg.text.one_line): the API's exceptions and the CLI's lines read the same.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from netcfg.text import one_line, shorten
 
 
 @dataclass(frozen=True)
@@ -22,9 +25,10 @@ class Loc:
     that `--set vars.NAME=...` replaced), so the message names the flag as well."""
 
     def __str__(self) -> str:
+        name = shorten(self.file)  # a 1 MB path or --set text: its start and its length
         if self.line <= 0:
-            return self.file
-        return f"{self.file}:{self.line}:{self.col}"
+            return name
+        return f"{name}:{self.line}:{self.col}"
 
 
 @dataclass(frozen=True)
@@ -33,10 +37,11 @@ class Diagnostic:
     message: str
 
     def __str__(self) -> str:
+        """One line, safe to print: invisible characters escaped, long values elided."""
         if self.loc is None:
-            return f"error: {self.message}"
-        via = f" (from {self.loc.via})" if self.loc.via else ""
-        return f"{self.loc}: error: {self.message}{via}"
+            return one_line(f"error: {self.message}")
+        via = f" (from {shorten(self.loc.via)})" if self.loc.via else ""
+        return one_line(f"{self.loc}: error: {self.message}{via}")
 
 
 class NetcfgError(Exception):

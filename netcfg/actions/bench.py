@@ -20,13 +20,25 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from netcfg.actions.failures import TORCH_FAILURES, first_line, layer_failure, tracking
 from netcfg.actions.model import build_model
 from netcfg.building import devices
 from netcfg.building.builder import sample_input
-from netcfg.errors import InputError, Loc
+from netcfg.errors import InputError, Loc, NetcfgError
+from netcfg.numbers import (
+    BATCH_MAX,
+    MAX_SECONDS,
+    THREADS_PER_CORE,
+    max_threads,
+    parse_int,
+    parse_int_list,
+    parse_real,
+)
 from netcfg.spec.model import Spec
+from netcfg.text import quote
 
 MIN_BLOCK_S = 0.002  # each sample covers at least this long
+MAX_WARMUP_ITERATIONS = 3600
 
 
 @dataclass(frozen=True)
@@ -106,6 +118,7 @@ def _cpu_model() -> str | None:
 
 def bench(spec: Spec, config: BenchConfig, progress: Callable[[float], None] | None = None) -> BenchResult:
     """Time one configuration (one device, one batch size)."""
+    check_config(config)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     spec = with_batch(spec, config.batch)
@@ -120,9 +133,12 @@ def bench(spec: Spec, config: BenchConfig, progress: Callable[[float], None] | N
     rss_before = _peak_rss()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    compile_time = _first_call(step, device) if config.compile else None
-    warmup_s = _warm_up(step, device, config)
-    times, iterations = _sample(step, device, config, progress)
+    try:
+        compile_time = _first_call(step, device) if config.compile else None
+        warmup_s = _warm_up(step, device, config)
+        times, iterations = _sample(step, device, config, progress)
+    except TORCH_FAILURES as exc:  # one line naming the layer or the flag, not PyTorch's traceback
+        raise _failure(built, config, exc) from exc
     return _result(built, config, times, iterations, rss_before, compile_time, warmup_s)
 
 
@@ -139,9 +155,7 @@ def with_batch(spec: Spec, batch: int | None) -> Spec:
 def _step(built, config: BenchConfig) -> Callable[[], object]:
     """One forward pass (inference) or forward, backward and AdamW step (train)."""
     model = torch.compile(built.model) if config.compile else built.model
-    x = sample_input(built.spec, built.device, built.seed)
-    if x.is_floating_point():
-        x = x.to(built.dtype)
+    x = _input(built)
     autocast = _autocast(built.device, config)
     if config.mode == "inference":
         built.model.eval()
@@ -153,18 +167,51 @@ def _step(built, config: BenchConfig) -> Callable[[], object]:
         return forward
     built.model.train()
     params = [p for p in built.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4) if params else None
+    if not params:
+        raise InputError("nothing to train: the model has no trainable parameters (every layer is frozen or has "
+                         "none); time its forward pass with --mode inference", Loc("--mode train"))  # fmt: skip
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
 
     def train_step():
         with autocast():
             loss = model(x).float().mean()
         loss.backward()
-        if optimizer is not None:
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
         return loss
 
     return train_step
+
+
+def _input(built) -> torch.Tensor:
+    x = sample_input(built.spec, built.device, built.seed)
+    return x.to(built.dtype) if x.is_floating_point() else x
+
+
+def _failure(built, config: BenchConfig, exc: BaseException) -> NetcfgError:
+    """What made a timed step fail, found by one eager pass under tracking: the layer that
+    raises (where the spec defines it), else the flag (the backward pass is --mode train's,
+    a pass that works eagerly failed in --compile)."""
+    x = _input(built)
+    context = f"on {built.device} with the sample input {list(x.shape)} {devices.dtype_name(x.dtype)}"
+    context += " under --amp" if config.amp else ""
+    grad = torch.inference_mode() if config.mode == "inference" else contextlib.nullcontext()
+    tracker = None
+    try:
+        with grad, tracking(built.model) as tracker, _autocast(built.device, config)():
+            output = built.model(x)
+        if config.mode == "train":
+            output.float().mean().backward()
+    except TORCH_FAILURES as again:
+        if tracker is not None and tracker.failed is not None:
+            return layer_failure(built, tracker.failed, again, context)
+        if config.mode == "train" and tracker is not None:
+            return InputError(f"the training step failed {context}: {first_line(again)}", Loc("--mode train"))
+        return InputError(f"the model could not run {context}: {first_line(again)}",
+                          Loc("--amp" if config.amp else f"--device {config.device}"))  # fmt: skip
+    if config.compile:
+        return InputError(f"torch.compile failed {context}: {first_line(exc)}", Loc("--compile"))
+    return InputError(f"timing failed {context}: {first_line(exc)}", Loc(f"--device {config.device}"))
 
 
 def _autocast(device: torch.device, config: BenchConfig):
@@ -225,7 +272,7 @@ def _sample(step: Callable, device: torch.device, config: BenchConfig, progress)
         times.append(_time_block(step, device, calls))
         elapsed = time.perf_counter() - start
         if progress is not None:
-            progress(min(elapsed / config.min_time, 1.0))
+            progress(min(elapsed / config.min_time, 1.0) if config.min_time > 0 else 1.0)
         if elapsed >= config.max_time or (elapsed >= config.min_time and len(times) >= 10 and _stable(times, config)):
             return times, len(times) * calls
 
@@ -265,24 +312,31 @@ def _result(built, config, times, iterations, rss_before, compile_time, warmup_s
     )  # fmt: skip
 
 
+MAX_DEVICES = 16
+
+
 def parse_devices(text: str) -> list[str]:
+    """'cpu,cuda' -> ['cpu', 'cuda']; each must be present here."""
+    where = Loc(f"--device {text}")
     names = [d.strip() for d in text.split(",") if d.strip()]
+    if not names:
+        raise InputError("no device named: give one or several, e.g. cpu or cpu,cuda", where)
+    if len(names) > MAX_DEVICES:
+        raise InputError(f"at most {MAX_DEVICES} devices, got {len(names):,}", where)
     for name in names:
-        devices.resolve(name, Loc(f"--device {text}"))  # absent devices are errors up front
+        devices.resolve(name, where)  # absent devices are errors up front
     return names
 
 
 def parse_warmup(text: str) -> tuple[float, bool]:
-    """'10' -> 10 iterations; '2s' or '0.5s' -> seconds."""
+    """'10' -> 10 iterations; '2s' or '0.5s' -> seconds (netcfg.numbers' rules: ASCII, finite)."""
     value = text.strip()
     where = Loc(f"--warmup {text}")
-    try:
-        amount, seconds = (float(value[:-1]), True) if value.endswith("s") else (float(int(value)), False)
-    except ValueError:
-        raise InputError(f"expected a number of iterations (10) or seconds (2s), got '{text}'", where) from None
-    if not (0 <= amount <= 3600):  # NaN fails this too
-        raise InputError(f"the warm-up must be between 0 and 3600 {'seconds' if seconds else 'iterations'}", where)
-    return amount, seconds
+    if value.endswith("s"):
+        return parse_real(value[:-1], where, 0.0, MAX_SECONDS, " seconds"), True
+    if not value or not (value[0].isascii() and (value[0].isdigit() or value[0] in "+-")):
+        raise InputError(f"expected a number of iterations (10) or seconds (2s), got {quote(text)}", where)
+    return float(parse_int(value, where, 0, MAX_WARMUP_ITERATIONS, " iterations")), False
 
 
 def parse_sweep(text: str) -> list[int]:
@@ -290,10 +344,21 @@ def parse_sweep(text: str) -> list[int]:
     where = Loc(f"--sweep {text}")
     if key.strip() != "batch" or not sep:
         raise InputError("only batch sizes can be swept: --sweep batch=1,8,64", where)
-    try:
-        sizes = [int(v) for v in values.split(",") if v.strip()]
-    except ValueError:
-        raise InputError(f"batch sizes must be integers, got '{values}'", where) from None
-    if not sizes or any(s < 1 for s in sizes):
-        raise InputError("batch sizes must be positive integers", where)
-    return sizes
+    return parse_int_list(values, where, 1, BATCH_MAX)
+
+
+def check_config(config: BenchConfig) -> None:
+    """The numbers of a configuration, checked before any of them reaches torch (the CLI's
+    parsers check them too; this guards the Python API): torch.set_num_threads(100000)
+    crashes the process, an infinite --min-time never ends."""
+    if config.threads is not None and not 1 <= config.threads <= max_threads():
+        raise InputError(f"must be between 1 and {max_threads()} ({THREADS_PER_CORE} per CPU core here), "
+                         f"got {config.threads}", Loc(f"--threads {config.threads}"))  # fmt: skip
+    limits = (
+        ("--min-time", config.min_time, MAX_SECONDS),
+        ("max_time", config.max_time, 10 * MAX_SECONDS),
+        ("--warmup", config.warmup, MAX_SECONDS if config.warmup_is_seconds else MAX_WARMUP_ITERATIONS),
+    )
+    for flag, value, most in limits:
+        if not (isinstance(value, (int, float)) and 0 <= value <= most):  # NaN fails this too
+            raise InputError(f"must be between 0 and {most:g}, got {value}", Loc(f"{flag} {value}"))

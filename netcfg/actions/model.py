@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from netcfg.actions.failures import TORCH_FAILURES, first_line, layer_failure, no_layer_failure, tracking
 from netcfg.building import devices, memory, memplan
 from netcfg.building.builder import Built, build_spec, sample_input
 from netcfg.errors import BuildError, CheckpointError, InputError, Loc, NetcfgError
@@ -129,26 +130,33 @@ def check_input_memory(built: Built, x: torch.Tensor, where: Loc | None) -> None
 def forward(
     built: Built, inputs: torch.Tensor | None = None, where: Loc | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input, output) of one eval-mode forward pass on `inputs` (from `where`) or the sample input."""
+    """(input, output) of one eval-mode forward pass on `inputs` (from `where`) or the sample input.
+
+    PyTorch's failure is one error: on the sample input, naming the layer that raised (where
+    the spec defines it); on a user's input (`run --input`), naming the flag."""
     x = sample_input(built.spec, built.device, built.seed) if inputs is None else inputs
     built.model.eval()
+    tracker = None
     try:
         x = x.to(built.device)
         if x.is_floating_point() and built.dtype != x.dtype:
             x = x.to(built.dtype)
-        with torch.no_grad():
+        with torch.no_grad(), tracking(built.model) as tracker:
             return x, built.model(x)
-    except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError) as exc:
+    except TORCH_FAILURES as exc:
         declared = built.spec.head.input
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        first = _ids_out_of_range(built.model, x) or first
+        shown = f"{list(x.shape)} {devices.dtype_name(x.dtype)}"
         if inputs is None:
-            raise BuildError(
-                f"running the model on its sample input failed: {first}", built.spec.loc(("model",))
-            ) from exc
+            first = _ids_out_of_range(built.model, x)
+            if tracker is None or tracker.failed is None:
+                raise no_layer_failure(exc, f"--device {built.device}", f"on {built.device}") from exc
+            if first is not None:
+                raise BuildError(f"running the model on its sample input failed: {first}",
+                                 built.spec.loc(("model",))) from exc  # fmt: skip
+            raise layer_failure(built, tracker.failed, exc, f"on {built.device} with the sample input {shown}") from exc
+        first = _ids_out_of_range(built.model, x) or first_line(exc)
         raise InputError(
-            f"the model cannot take an input {list(x.shape)} {str(x.dtype).replace('torch.', '')} (its spec "
-            f"declares {declared.shape} {declared.dtype}): {first}",
+            f"the model cannot take an input {shown} (its spec declares {declared.shape} {declared.dtype}): {first}",
             where,
         ) from exc
 

@@ -391,8 +391,20 @@ def sample_input(spec: Spec, device: torch.device | str = "cpu", seed: int | Non
         high = 1.0 if inp.high is None else inp.high
         x = torch.rand(inp.shape, generator=gen) * (high - inp.low) + inp.low
     else:
-        x = torch.randint(int(inp.low), int(inp.high), inp.shape, generator=gen)
+        x = _draw_ids(*inp.id_range, inp.shape, gen)
     return x.to(device=device, dtype=dtype)
+
+
+def _draw_ids(low: int, high: int, shape: list[int], gen: torch.Generator) -> torch.Tensor:
+    """Integers uniform in [low, high), exactly: torch.randint takes bounds that fit in int64,
+    and an int64 input's `high` may be 2**63 (ids up to 2**63-1)."""
+    top = 2**63 - 1
+    if high <= top:
+        return torch.randint(low, high, shape, generator=gen)
+    if low > -(2**63):  # [low, 2**63) is [low - 1, 2**63 - 1) moved up by one
+        return torch.randint(low - 1, top, shape, generator=gen) + 1
+    upper = torch.randint(-(2**31), 2**31, shape, generator=gen)  # the whole int64 range: two 32-bit halves
+    return upper * 2**32 + torch.randint(0, 2**32, shape, generator=gen)
 
 
 def _check_input_dtype(spec: Spec, float_type: torch.dtype) -> None:

@@ -63,7 +63,7 @@ def resolve(name: str, where: Loc | None = None) -> tuple[torch.device, str]:
         if not _mps_available():
             raise DeviceError(f"device 'mps' is not available here (present: {present()})", where)
         return torch.device("mps"), name
-    match = re.fullmatch(r"cuda(?::(\d+))?", name)
+    match = re.fullmatch(r"cuda(?::([0-9]{1,9}))?", name)  # ASCII digits (\d takes '٣'), an int() that cannot fail
     if match is None:
         raise DeviceError(f"unknown device '{name}' (use auto, cpu, cuda, cuda:N, mps or meta)", where)
     return _cuda(int(match.group(1) or 0), name, where), name

@@ -35,7 +35,12 @@ def load(names: list[str] | tuple[str, ...], installed: bool = True) -> None:
 def _import(name: str) -> None:
     path = Path(name)
     if name.endswith(".py"):
-        if not path.is_file():
+        try:
+            found = path.is_file()
+        except (OSError, ValueError) as exc:  # a name too long, a NUL: the API has no CLI path check
+            reason = getattr(exc, "strerror", None) or exc
+            raise PluginError(f"cannot read: {reason}", Loc(f"--plugin {name}")) from None
+        if not found:
             raise PluginError("plugin file not found", Loc(f"--plugin {name}"))
         spec = importlib.util.spec_from_file_location(f"netcfg_plugin_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)

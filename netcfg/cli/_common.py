@@ -6,7 +6,8 @@ typer's internal types (`<list[str]>`, `<int range>`).
 
 from __future__ import annotations
 
-import re
+import os
+import stat
 import sys
 from enum import Enum
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Annotated, Optional
 import typer
 
 from netcfg.errors import Diagnostic, InputError, Loc
+from netcfg.numbers import parse_int, parse_real
+from netcfg.text import elide_words, escape, one_line
 
 # ---------------------------------------------------------------- choices
 # Enums rather than hand-written checks: typer then lists them in --help, refuses other values
@@ -65,9 +68,71 @@ ScenarioOpt = Annotated[
     Optional[Scenario], typer.Option("--scenario", help="Time one of the chapter's device lessons instead of a spec.")
 ]
 
+# ---------------------------------------------------------------- paths
+
+NAME_MAX = 255
+"""Bytes in one file name (Linux and macOS)."""
+PATH_MAX = 4096
+"""Bytes in a whole path, its terminating NUL included (Linux)."""
+
+
+def check_path(path: str | os.PathLike, where: Loc, write: bool = False) -> None:
+    """Refuse a path no file can have, or one the system will not look up, with one line
+    naming it, before any reader or writer sees it: a 300-byte name (ENAMETOOLONG), a NUL,
+    characters the file system cannot encode, a loop of links, a folder that cannot be
+    searched. A path that does not exist passes (the reader says "no such file", the writer
+    creates it); an output path that exists must be a regular file (a FIFO would block)."""
+    text = os.fspath(path)
+    if not text:
+        raise InputError("empty path", where)
+    if "\0" in text:
+        raise InputError("a path cannot hold a NUL character", where)
+    try:
+        raw = os.fsencode(text)
+    except UnicodeEncodeError:
+        raise InputError("a path cannot hold characters the file system cannot encode", where) from None
+    longest = max(len(name) for name in raw.split(b"/"))
+    if longest > NAME_MAX:
+        raise InputError(f"file name too long: {longest:,} bytes in one name, at most {NAME_MAX}", where)
+    if len(raw) >= PATH_MAX:
+        raise InputError(f"path too long: {len(raw):,} bytes, at most {PATH_MAX - 1:,}", where)
+    try:
+        mode = os.stat(raw).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:  # ENAMETOOLONG where names are shorter, ELOOP, EACCES ...
+        raise InputError(f"cannot {'write' if write else 'read'}: {exc.strerror or exc}", where) from None
+    if write and stat.S_ISDIR(mode):
+        raise InputError("is a directory", where)
+    if write and not stat.S_ISREG(mode):
+        raise InputError("not a regular file (a pipe, device or socket): netcfg writes files only", where)
+
+
+def paths(label: str = "", write: bool = False):
+    """A typer callback checking the path(s) an option or argument takes (check_path), so
+    every path a user names on the command line is checked where it enters. `label`: the
+    flag as messages name it (an argument's errors are named by the path itself)."""
+
+    def callback(value):
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if item is not None and _is_path(label, item):
+                check_path(item, Loc(f"{label} {item}" if label else str(item)), write)
+        return value
+
+    return callback
+
+
+def _is_path(label: str, item) -> bool:
+    """--plugin takes a module name or a .py file: only the file is a path."""
+    text = os.fspath(item)
+    return label != "--plugin" or text.endswith(".py") or "/" in text or "\\" in text
+
+
 # ---------------------------------------------------------------- options
 
-SpecArg = Annotated[Path, typer.Argument(metavar="SPEC", help="Spec file (YAML).", show_default=False)]
+SpecArg = Annotated[
+    Path, typer.Argument(metavar="SPEC", help="Spec file (YAML).", show_default=False, callback=paths())
+]
 SetOpt = Annotated[
     Optional[list[str]],
     typer.Option("--set", metavar="KEY=VALUE", show_default=False,
@@ -77,14 +142,40 @@ DeviceOpt = Annotated[
     Optional[str],
     typer.Option("--device", metavar="DEVICE", help="auto | cpu | cuda | cuda:N | mps | meta (default: the spec's)."),
 ]
+
+
+def integer(flag: str, low: int, high: int, unit: str = ""):
+    """A typer `parser` for an integer option: netcfg.numbers' rules (ASCII digits, bounds),
+    errors naming the flag. typer's own int() takes '٣', '1_0' and ' 3 '."""
+
+    def parse(text):
+        return text if isinstance(text, int) else parse_int(text, Loc(f"{flag} {text}"), low, high, unit)
+
+    return parse
+
+
+def real(flag: str, low: float, high: float, unit: str = ""):
+    """A typer `parser` for a number option: finite (no inf, nan, 1e999) and within bounds."""
+
+    def parse(text):
+        if isinstance(text, (int, float)):
+            return float(text)
+        return parse_real(text, Loc(f"{flag} {text}"), low, high, unit)
+
+    return parse
+
+
+SEED_MAX = 2**63 - 1
 SeedOpt = Annotated[
     Optional[int],
-    typer.Option("--seed", metavar="N", help="Initialization seed (default: the spec's).", min=0, max=2**63 - 1),
-]
+    typer.Option("--seed", metavar="N", help="Initialization seed (default: the spec's).",
+                 parser=integer("--seed", 0, SEED_MAX)),
+]  # fmt: skip
 PluginOpt = Annotated[
     Optional[list[str]],
     typer.Option("--plugin", metavar="FILE|MODULE", show_default=False,
-                 help="Load a plugin (.py file or module name) that registers layers; runs its code. Repeatable."),
+                 help="Load a plugin (.py file or module name) that registers layers; runs its code. Repeatable.",
+                 callback=paths("--plugin")),
 ]  # fmt: skip
 
 
@@ -123,24 +214,19 @@ def load(spec: Path, overrides: list[str] | None, plugins: list[str] | None):
     return load_spec(spec, overrides or [])
 
 
-def out(text: str = "") -> None:
-    typer.echo(printable(text))
+def out(text: str = "", data: bool = False) -> None:
+    """Print to stdout, escaped; human text (not `data`: JSON, CSV) with huge words elided."""
+    typer.echo(printable(text) if data else printable(elide_words(text)))
 
 
 def note(text: str) -> None:
-    typer.echo(printable(text, lines=False), err=True)
-
-
-# Control characters (terminal escapes among them) and lone surrogates, which names in a
-# hostile file can hold: printed escaped, so output stays what it says and one line stays one.
-_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
-_UNPRINTABLE_OR_NEWLINE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff]")
+    typer.echo(one_line(text), err=True)
 
 
 def printable(text: str, lines: bool = True) -> str:
-    """`text` with unprintable characters as Python escapes (newlines kept when `lines`)."""
-    pattern = _UNPRINTABLE if lines else _UNPRINTABLE_OR_NEWLINE
-    return pattern.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    """`text` with control, bidi and zero-width characters as Python escapes (newlines kept
+    when `lines`): names in a hostile file cannot drive the terminal or disguise themselves."""
+    return escape(text, lines=lines)
 
 
 def human_bytes(n: int) -> str:

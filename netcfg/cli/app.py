@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 
@@ -9,6 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from netcfg.errors import NetcfgError
+from netcfg.text import one_line
 
 
 class NetcfgGroup(TyperGroup):
@@ -20,14 +22,15 @@ class NetcfgGroup(TyperGroup):
         except NetcfgError as exc:
             report(exc, ctx.meta.get("netcfg_debug", False))
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:  # here: typer's own handler would exit 130 without a word
+            raise typer.Exit(interrupted()) from None
 
     def main(self, *args, **kwargs):
         kwargs["standalone_mode"] = False
         try:
             result = super().main(*args, **kwargs)
-        except KeyboardInterrupt:
-            typer.echo("error: interrupted", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt:  # outside a command (parsing the command line)
+            sys.exit(interrupted())
         except Exception as exc:
             sys.exit(_click_exit(exc))
         sys.exit(result if isinstance(result, int) else 0)
@@ -44,23 +47,27 @@ def _click_exit(exc: Exception) -> int:
         command = f"netcfg {ctx.info_name}" if ctx is not None and ctx.parent is not None else "netcfg"
         # typer words a bad choice "Value error, 'xml' is not one of ...": pydantic's prefix, noise here.
         message = exc.format_message().replace(": Value error, ", ": ").rstrip(".")
-        typer.echo(f"error: {message} (see '{command} --help')", err=True)
+        typer.echo(one_line(f"error: {message} (see '{command} --help')"), err=True)  # it quotes the user's text
         return 2
-    if "Abort" in names:
-        typer.echo("error: interrupted", err=True)
-        return 130
+    if "Abort" in names:  # click's word for an end of input or a Ctrl-C at a prompt
+        return interrupted()
     if "Exit" in names:
         return int(getattr(exc, "exit_code", 0) or 0)
     raise exc
 
 
+def interrupted() -> int:
+    """Ctrl-C: one line on stderr, exit code 130 (128 + SIGINT, as a shell reports it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C while exiting ends the process at once
+    typer.echo("interrupted", err=True)
+    return 130
+
+
 def report(exc: NetcfgError, debug: bool) -> None:
     if debug:
         traceback.print_exception(exc)
-    from netcfg.cli._common import printable
-
     for diagnostic in exc.diagnostics:
-        typer.echo(printable(str(diagnostic), lines=False), err=True)
+        typer.echo(str(diagnostic), err=True)  # one line, escaped and elided (Diagnostic.__str__)
 
 
 app = typer.Typer(

@@ -22,15 +22,20 @@ from netcfg.cli._common import (
     SeedOpt,
     SetOpt,
     human_bytes,
+    integer,
     is_tty,
     load,
     out,
+    paths,
+    real,
     refuse_flags,
 )
 from netcfg.errors import InputError, Loc
+from netcfg.numbers import BATCH_MAX, MAX_SECONDS, THREADS_PER_CORE, max_threads
 
 SpecOpt = Annotated[
-    Optional[Path], typer.Argument(metavar="SPEC", help="Spec file (YAML); not needed with --scenario.")
+    Optional[Path],
+    typer.Argument(metavar="SPEC", help="Spec file (YAML); not needed with --scenario.", callback=paths()),
 ]
 DevicesOpt = Annotated[
     str,
@@ -38,19 +43,26 @@ DevicesOpt = Annotated[
                  help="auto | cpu | cuda | cuda:N | mps, or several: cpu,cuda."),
 ]  # fmt: skip
 BatchOpt = Annotated[
-    Optional[int], typer.Option("--batch", metavar="N", help="Batch size (default: the spec's input).", min=1)
-]
+    Optional[int],
+    typer.Option("--batch", metavar="N", help="Batch size (default: the spec's input).",
+                 parser=integer("--batch", 1, BATCH_MAX)),
+]  # fmt: skip
 AmpOpt = Annotated[bool, typer.Option("--amp", help="Autocast to bfloat16 (float16 with --dtype float16).")]
 CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model; compile time reported apart.")]
 WarmupOpt = Annotated[
     str, typer.Option("--warmup", metavar="N|Ns", help="Warm-up iterations (10) or seconds (2s), not timed.")
 ]
 MinTimeOpt = Annotated[
-    float, typer.Option("--min-time", metavar="SECONDS", help="Measure at least this many seconds.", min=0.0)
-]
+    float,
+    typer.Option("--min-time", metavar="SECONDS", help=f"Measure at least this many seconds (at most {MAX_SECONDS:g}).",
+                 parser=real("--min-time", 0.0, MAX_SECONDS, " seconds")),
+]  # fmt: skip
 ThreadsOpt = Annotated[
-    Optional[int], typer.Option("--threads", metavar="N", help="CPU threads (torch.set_num_threads).", min=1)
-]
+    Optional[int],
+    typer.Option("--threads", metavar="N",
+                 help=f"CPU threads (torch.set_num_threads; at most {THREADS_PER_CORE} per core).",
+                 parser=integer("--threads", 1, max_threads(), f" ({THREADS_PER_CORE} per CPU core here)")),
+]  # fmt: skip
 SweepOpt = Annotated[
     Optional[str], typer.Option("--sweep", metavar="batch=N,N,...", help="Time each batch size, e.g. batch=1,8,64.")
 ]
@@ -110,7 +122,7 @@ def bench(
     ]  # fmt: skip
     results = _run_all(actions, loaded, configs, show=format is Format.table)
     if format is Format.json:
-        out(json.dumps([r.as_dict() for r in results], indent=2))
+        out(json.dumps([r.as_dict() for r in results], indent=2), data=True)
     else:
         out(table(results))
 
@@ -183,7 +195,7 @@ def _scenarios(name: str, devices: list[str], format: Format, min_time: float, t
         run = scenarios.transfers if name == "transfers" else scenarios.logging
         results = [run(device_lookup.resolve(d)[0], min_time) for d in devices]
     if format is Format.json:
-        out(json.dumps([{**vars(r), "ratio": r.ratio} for r in results], indent=2))
+        out(json.dumps([{**vars(r), "ratio": r.ratio} for r in results], indent=2), data=True)
         return
     for r in results:
         out(f"{r.scenario} on {r.device}: {r.slow_label}: {r.slow_s * 1000:.2f} ms; "
@@ -214,7 +226,7 @@ def devices_cmd(format: FormatOpt = Format.table, debug: DebugOpt = False) -> No
     if backend is not None and backend.is_available():
         rows.append({"device": "mps", "name": "Apple GPU"})
     if format is Format.json:
-        out(json.dumps(rows, indent=2))
+        out(json.dumps(rows, indent=2), data=True)
         return
     for row in rows:
         details = ", ".join(

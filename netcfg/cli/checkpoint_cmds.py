@@ -19,19 +19,33 @@ from netcfg.cli._common import (
     load,
     note,
     out,
+    paths,
     printable,
     refuse_flags,
 )
 
 OutputOpt = Annotated[
-    Path, typer.Option("--output", "-o", metavar="FILE", help="Checkpoint file to write (.safetensors).")
+    Path,
+    typer.Option(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="Checkpoint file to write (.safetensors).",
+        callback=paths("-o", write=True),
+    ),
 ]
 CkptArg = Annotated[
-    Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint file (.safetensors).", show_default=False)
+    Path,
+    typer.Argument(metavar="CHECKPOINT", help="Checkpoint file (.safetensors).", show_default=False, callback=paths()),
 ]
 ConfigOpt = Annotated[
     Optional[Path],
-    typer.Option("--config", metavar="SPEC", help="Rebuild from this spec instead of the one embedded in the file."),
+    typer.Option(
+        "--config",
+        metavar="SPEC",
+        help="Rebuild from this spec instead of the one embedded in the file.",
+        callback=paths("--config"),
+    ),
 ]
 CheckOpt = Annotated[bool, typer.Option("--check", help="Run the sample input, print a checksum; report NaN/Inf.")]
 StrictOpt = Annotated[
@@ -107,7 +121,9 @@ def load_cmd(
         out(f"checksum {loaded.checksum}")
 
 
-NameArg = Annotated[Path, typer.Argument(metavar="FILE", help="A .safetensors file.", show_default=False)]
+NameArg = Annotated[
+    Path, typer.Argument(metavar="FILE", help="A .safetensors file.", show_default=False, callback=paths())
+]
 
 
 def tensors(file: NameArg, debug: DebugOpt = False) -> None:

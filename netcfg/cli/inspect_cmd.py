@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 import re
@@ -20,6 +21,7 @@ from netcfg.cli._common import (
     SetOpt,
     SpecArg,
     human_bytes,
+    integer,
     load,
     note,
     out,
@@ -27,12 +29,15 @@ from netcfg.cli._common import (
     refuse_flags,
 )
 from netcfg.errors import BuildError, InputError, Loc
+from netcfg.text import csv_cell
 
 ParamsOpt = Annotated[bool, typer.Option("--params", help="Table of every parameter (path, shape, init, tie ...).")]
 LayersOpt = Annotated[bool, typer.Option("--layers", help="Module tree with shapes, parameters and FLOPs per layer.")]
 DepthOpt = Annotated[
-    Optional[int], typer.Option("--depth", metavar="N", help="Deepest level shown by --layers (root = 0).", min=0)
-]
+    Optional[int],
+    typer.Option("--depth", metavar="N", help="Deepest level shown by --layers (root = 0).",
+                 parser=integer("--depth", 0, 10_000)),
+]  # fmt: skip
 GrepOpt = Annotated[
     Optional[str], typer.Option("--grep", metavar="REGEX", help="Only rows whose path matches this regular expression.")
 ]
@@ -71,7 +76,7 @@ def inspect(
     layers = layers or depth is not None  # --depth only means something for the layer tree
     params = params or (grep is not None and not layers)  # --grep alone filters the parameter table
     if checkpoint:
-        out(checkpoint_report(spec, params, format, pattern))
+        out(checkpoint_report(spec, params, format, pattern), data=format is not InspectFormat.table)
         return
     loaded = load(spec, set_, plugin)
     try:
@@ -83,9 +88,9 @@ def inspect(
     for warning in report.warnings:
         note(warning)
     if format is InspectFormat.json:
-        out(report.model_dump_json(indent=2))
+        out(json.dumps(report.model_dump(mode="json"), indent=2), data=True)  # ASCII: every name's escapes are JSON's
     elif format is InspectFormat.csv:
-        out(params_csv(report, pattern))
+        out(params_csv(report, pattern), data=True)
     else:
         out(totals(report))
         if layers:
@@ -131,7 +136,6 @@ def is_checkpoint(path) -> bool:
 
 def checkpoint_report(path, params: bool, format: InspectFormat, pattern: re.Pattern | None) -> str:
     """A checkpoint's contents from its header alone: instant whatever the file's size."""
-    import json
     from dataclasses import asdict
 
     from netcfg.actions.checkpoint import describe
@@ -144,7 +148,7 @@ def checkpoint_report(path, params: bool, format: InspectFormat, pattern: re.Pat
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["name", "dtype", "shape", "bytes"])
-        writer.writerows([n, d, "x".join(map(str, s)), b] for n, d, s, b in rows)
+        writer.writerows([csv_cell(n), d, "x".join(map(str, s)), b] for n, d, s, b in rows)
         return buffer.getvalue().rstrip("\n")
     elements = sum(math.prod(r[2]) for r in info.tensors)
     meta = info.metadata
@@ -266,9 +270,8 @@ def params_csv(r, pattern: re.Pattern | None) -> str:
     for p in r.params:
         if pattern is None or pattern.search(p.path):
             shape = "x".join(str(d) for d in p.shape)
-            writer.writerow(
-                [p.path, shape, p.dtype, p.device, p.count, p.trainable, p.init, "" if p.tie is None else p.tie]
-            )
+            row = [p.path, shape, p.dtype, p.device, p.count, p.trainable, p.init, "" if p.tie is None else p.tie]
+            writer.writerow([csv_cell(cell) for cell in row])
     return buffer.getvalue().rstrip("\n")
 
 

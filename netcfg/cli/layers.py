@@ -32,7 +32,7 @@ def layers(
     elif format is Format.json:
         infos = infos + inits
     if format is Format.json:
-        out(json.dumps([_plain(i) for i in infos], indent=2))
+        out(json.dumps([_plain(i) for i in infos], indent=2), data=True)
     elif name is not None:
         out(detail(infos[0]))
     else:
@@ -89,8 +89,8 @@ def detail(info) -> str:
     for arg in info.args:
         need = "required" if arg.required else f"default {arg.default}"
         lines.append(f"  {arg.name}: {arg.type}  ({need})")
-        if arg.doc:
-            lines.append(f"      {arg.doc}")
+        if arg.doc:  # every line of a long docstring under its argument
+            lines += [f"      {line.strip()}" for line in arg.doc.splitlines() if line.strip()]
     if not info.args:
         lines.append("  (no arguments)")
     lines += ["", _footer(info)]

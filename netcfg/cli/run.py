@@ -7,17 +7,40 @@ from typing import Annotated, Optional
 
 import typer
 
-from netcfg.cli._common import DebugOpt, DeviceOpt, MemoryOpt, PluginOpt, SeedOpt, SetOpt, SpecArg, load, note, out
+from netcfg.cli._common import (
+    DebugOpt,
+    DeviceOpt,
+    MemoryOpt,
+    PluginOpt,
+    SeedOpt,
+    SetOpt,
+    SpecArg,
+    load,
+    note,
+    out,
+    paths,
+)
 from netcfg.cli.build import summary_line
 from netcfg.errors import Loc
 
 InputOpt = Annotated[
     Optional[Path],
-    typer.Option("--input", metavar="FILE", help="Run on the tensor in this .safetensors file instead of the sample."),
+    typer.Option(
+        "--input",
+        metavar="FILE",
+        help="Run on the tensor in this .safetensors file instead of the sample.",
+        callback=paths("--input"),
+    ),
 ]
 OutputOpt = Annotated[
     Optional[Path],
-    typer.Option("--output", "-o", metavar="FILE", help="Write the output tensor to this .safetensors file."),
+    typer.Option(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="Write the output tensor to this .safetensors file.",
+        callback=paths("--output", write=True),
+    ),
 ]
 
 

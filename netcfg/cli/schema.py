@@ -8,10 +8,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from netcfg.cli._common import DebugOpt, PluginOpt, out
+from netcfg.cli._common import DebugOpt, PluginOpt, out, paths
 
 OutOpt = Annotated[
-    Optional[Path], typer.Option("--output", "-o", metavar="FILE", help="Write to this file instead of stdout.")
+    Optional[Path],
+    typer.Option(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="Write to this file instead of stdout.",
+        callback=paths("--output", write=True),
+    ),
 ]
 
 
@@ -29,7 +36,7 @@ def schema(output: OutOpt = None, plugin: PluginOpt = None, debug: DebugOpt = Fa
         from netcfg.actions.catalogue import json_schema
     text = json.dumps(json_schema(), indent=2)
     if output is None:
-        out(text)
+        out(text, data=True)
         return
     from netcfg.io.output import JSON_SCHEMA, write_file
 

@@ -16,6 +16,7 @@ from typing import Any
 from netcfg.catalogue.registry import REGISTRY, Registry
 from netcfg.errors import Diagnostic, InputError, Loc, SpecError
 from netcfg.io.files import open_regular
+from netcfg.numbers import index_or_key
 from netcfg.spec import model as spec_mod
 from netcfg.spec.budget import MAX_DEPTH, MAX_DOCUMENT_VALUES, MAX_FILE_BYTES, MAX_TEXT, Budget
 from netcfg.spec.expand import Expander, Scope
@@ -153,7 +154,7 @@ def _apply_one(doc: Document, text: str) -> None:
         value = read_yaml(raw, flag.file).data
     except SpecError as exc:
         raise SpecError(f"bad value: {exc.diagnostics[0].message}", flag) from None
-    parts = [int(p) if p.lstrip("-").isdigit() else p for p in key.strip().split(".")]
+    parts = [index_or_key(p) for p in key.strip().split(".")]  # ASCII digits only: '²' and '--1' are keys
     parent = _walk(doc.data, parts[:-1], flag)
     if parts[:-1] == ["vars"] and isinstance(parent, dict) and parts[-1] not in parent:
         # A new var is referenced nowhere: almost surely a typo of an existing one.

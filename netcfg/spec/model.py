@@ -14,11 +14,13 @@ node against the registry by :mod:`netcfg.spec.validate` after template expansio
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from netcfg.catalogue.base import Node
 from netcfg.errors import Loc
@@ -39,6 +41,17 @@ _CONFIG = ConfigDict(
 MAX_INPUT_ELEMENTS = 2**40  # 4 TiB of float32: past any device, and safe from size overflows
 
 
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):  # one message, not one per branch of the union
+        raise PydanticCustomError("finite_number", "Input should be a finite number")
+    return value
+
+
+# int | float: an integer stays the integer written (a float holds integers exactly only up to
+# 2**53, and int64 token ids go to 2**63); a float stays a float.
+_Bound = Annotated[Union[int, float], BeforeValidator(_finite)]
+
+
 class InputSpec(BaseModel):
     """The sample input: its shape (batch first), dtype and value range."""
 
@@ -48,9 +61,9 @@ class InputSpec(BaseModel):
     """Full shape including the batch dimension, e.g. [2, 20] or [1, 3, 224, 224]."""
     dtype: InputDType = "float32"
     """Element type; integer types are token ids."""
-    low: float = 0.0
+    low: _Bound = 0.0
     """Smallest value (floats: uniform in [low, high); integers: ids in [low, high))."""
-    high: float | None = None
+    high: Optional[_Bound] = None
     """Upper bound, exclusive; default 1.0 for floats; required for integer inputs."""
 
     @model_validator(mode="after")
@@ -60,14 +73,8 @@ class InputSpec(BaseModel):
             elements *= size
         if elements > MAX_INPUT_ELEMENTS:
             raise ValueError(f"the input {self.shape} has {elements:,} elements, more than 2**40")
-        if self.dtype.startswith("int") and self.high is None:
-            raise ValueError("integer inputs need `high` (for token ids: the vocabulary size)")
         if self.dtype.startswith("int"):
-            limit = 2**31 if self.dtype == "int32" else 2**63
-            if not (float(self.low).is_integer() and float(self.high).is_integer()):
-                raise ValueError("`low` and `high` of integer inputs must be whole numbers")
-            if not -limit <= self.low < self.high <= limit:
-                raise ValueError(f"`low` and `high` must lie within {self.dtype}'s range")
+            _check_id_range(self.dtype, self.low, self.high)
         if self.high is not None and self.high <= self.low:
             raise ValueError("`high` must be greater than `low`")
         largest = _FLOAT_MAX.get(self.dtype)
@@ -77,6 +84,28 @@ class InputSpec(BaseModel):
             raise ValueError(f"`low` and `high` (and their difference) must lie within {self.dtype}'s range "
                              f"(magnitude up to {largest:.4g})")  # fmt: skip
         return self
+
+    @property
+    def id_range(self) -> tuple[int, int]:
+        """[low, high) of an integer input as exact integers (never through a float)."""
+        return int(self.low), int(self.high)
+
+
+def _check_id_range(dtype: str, low: int | float, high: int | float | None) -> None:
+    """Token ids are drawn exactly in [low, high): whole numbers a float holds exactly, within
+    the dtype's range (high, exclusive, may be 2**63 for int64: ids up to 2**63-1)."""
+    if high is None:
+        raise ValueError("integer inputs need `high` (for token ids: the vocabulary size)")
+    for name, value in (("low", low), ("high", high)):
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError("`low` and `high` of integer inputs must be whole numbers")
+        if isinstance(value, float) and abs(value) > 2**53:
+            raise ValueError(f"`{name}` of an integer input is {value:.17g}, a float past 2**53 that may not be the "
+                             "integer meant: write it as an integer (no decimal point or exponent)")  # fmt: skip
+    bits = 31 if dtype == "int32" else 63
+    if not -(2**bits) <= low < high <= 2**bits:
+        raise ValueError(f"`low` and `high` must lie within {dtype}'s range: ids in [low, high) with "
+                         f"-2**{bits} <= low < high <= 2**{bits}")  # fmt: skip
 
 
 # The largest finite value of each float type (values drawn past it would be infinite).

@@ -145,8 +145,82 @@ CLI_CASES = [
     ),
     pytest.param(
         ["bench", VALID, "--warmup", "-2s"],
-        "--warmup -2s: error: the warm-up must be between 0 and 3600 seconds\n",
+        "--warmup -2s: error: must be between 0 and 3600 seconds, got '-2'\n",
         id="bench-negative-warmup",
+    ),
+    # Numbers a user types: ASCII digits, finite, bounded (netcfg.numbers), one line naming the flag.
+    pytest.param(
+        ["validate", VALID, "--set", "model.layers.--1.out_features=8"],
+        "--set model.layers.--1.out_features=8: error: '--1' is not an index of the list at model.layers "
+        "(it has 3 items)\n",
+        id="set-index-double-minus",
+    ),
+    pytest.param(
+        ["validate", VALID, "--set", "model.layers.\u00b2=8"],
+        "--set model.layers.\u00b2=8: error: cannot set '\u00b2' under model.layers\n",
+        id="set-index-superscript-digit",
+    ),
+    pytest.param(
+        ["validate", VALID, "--set", "model.layers.\u0663.out_features=8"],
+        "--set model.layers.\u0663.out_features=8: error: '\u0663' is not an index of the list at model.layers "
+        "(it has 3 items)\n",
+        id="set-index-arabic-digit",
+    ),
+    pytest.param(
+        ["build", VALID, "--seed", "\u00b2"],
+        "--seed \u00b2: error: expected an integer, got '\u00b2'\n",
+        id="seed-superscript-digit",
+    ),
+    pytest.param(
+        ["build", VALID, "--seed", "9223372036854775808"],
+        "--seed 9223372036854775808: error: must be between 0 and 9223372036854775807, got '9223372036854775808'\n",
+        id="seed-past-int64",
+    ),
+    pytest.param(
+        ["inspect", VALID, "--depth", "1_0"],
+        "--depth 1_0: error: expected an integer, got '1_0'\n",
+        id="depth-underscore",
+    ),
+    pytest.param(
+        ["bench", VALID, "--min-time", "inf"],
+        "--min-time inf: error: expected a finite number, got 'inf'\n",
+        id="bench-min-time-inf",
+    ),
+    pytest.param(
+        ["bench", VALID, "--min-time", "1e999"],
+        "--min-time 1e999: error: expected a finite number, got '1e999'\n",
+        id="bench-min-time-overflow",
+    ),
+    pytest.param(
+        ["bench", VALID, "--min-time", "86400"],
+        "--min-time 86400: error: must be between 0 and 3600 seconds, got '86400'\n",
+        id="bench-min-time-huge",
+    ),
+    pytest.param(
+        ["bench", VALID, "--warmup", "nans"],
+        "--warmup nans: error: expected a finite number, got 'nan'\n",
+        id="bench-warmup-nan-seconds",
+    ),
+    pytest.param(
+        ["bench", VALID, "--warmup", "\u0663"],
+        "--warmup \u0663: error: expected a number of iterations (10) or seconds (2s), got '\u0663'\n",
+        id="bench-warmup-arabic-digit",
+    ),
+    pytest.param(
+        ["bench", VALID, "--sweep", "batch=1,\u00b2"],
+        "--sweep batch=1,\u00b2: error: expected an integer, got '\u00b2'\n",
+        id="bench-sweep-superscript-digit",
+    ),
+    pytest.param(
+        ["bench", VALID, "--device", ","],
+        "--device ,: error: no device named: give one or several, e.g. cpu or cpu,cuda\n",
+        id="bench-device-empty-list",
+    ),
+    pytest.param(
+        ["bench", VALID, "--mode", "train", "--set", "model.trainable=false"],
+        "--mode train: error: nothing to train: the model has no trainable parameters (every layer is frozen or has "
+        "none); time its forward pass with --mode inference\n",
+        id="bench-train-nothing-trainable",
     ),
     pytest.param(
         ["validate", "tests/golden/cli/no_such_spec.yaml"],
