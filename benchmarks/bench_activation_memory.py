@@ -139,8 +139,12 @@ def measure(spec: str, overrides: list[str], args: argparse.Namespace) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def mib(n: int) -> str:
-    return f"{n / 2**20:.2f}"
+def size(n: int) -> str:
+    """Bytes to 3 significant figures, in the unit that suits them."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} B"
 
 
 def main() -> int:
@@ -175,20 +179,17 @@ def main() -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(
-            "| spec | input | dtype | estimate MiB | allocator peak MiB | estimate / allocator | first-pass RSS "
-            "growth MiB |"
-        )
+        print("| spec | input | dtype | estimate | allocator peak | estimate / allocator | first-pass RSS growth |")
         print("|---|---|---|---|---|---|---|")
         for r in rows:
             flag = "" if r["ok"] else " **FAIL**"
-            print(f"| `{r['spec']}` | {r['input']} | {r['dtype']} | {mib(r['estimate'])} | {mib(r['allocator'])} | "
-                  f"{r['ratio']:.2f}{flag} | {mib(r['rss'])} |")  # fmt: skip
+            print(f"| `{r['spec']}` | {r['input']} | {r['dtype']} | {size(r['estimate'])} | {size(r['allocator'])} | "
+                  f"{r['ratio']:.2f}{flag} | {size(r['rss'])} |")  # fmt: skip
         ratios = [r["ratio"] for r in rows]
         held = [r["ratio"] for r in rows if r["allocator"] >= args.floor]
         print(
             f"\nestimate / allocator: min {min(ratios):.2f}, max {max(ratios):.2f}"
-            + (f" (max {max(held):.2f} over the {len(held)} specs with >= {mib(args.floor)} MiB)" if held else "")
+            + (f" (max {max(held):.2f} over the {len(held)} specs with >= {size(args.floor)})" if held else "")
         )
     if failed:
         print(f"not within [1, {args.max_ratio}]: {', '.join(failed)}", file=sys.stderr)
