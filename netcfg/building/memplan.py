@@ -36,6 +36,7 @@ import torch
 from netcfg.building.layers.composite import releases
 from netcfg.catalogue.registry import REGISTRY
 from netcfg.errors import BuildError, Loc
+from netcfg.text import human_bytes
 
 Value = tuple[int, ...]
 """The storages a value keeps alive (a view shares its input's)."""
@@ -76,8 +77,8 @@ def check(
         at = f", at their peak in layer '{peak.path or 'model'}' ({peak.type})" if running(peak) else ""
         batch = visits[""].in_shapes[0][0] if visits[""].in_shapes[0] else 1
         raise BuildError(
-            f"running this model needs about {human(needed)} (weights {human(weights)}, activations "
-            f"{human(peak.bytes)} at batch {batch}{at}), {human(available)} are available on {device} "
+            f"running this model needs about {human_bytes(needed)} (weights {human_bytes(weights)}, activations "
+            f"{human_bytes(peak.bytes)} at batch {batch}{at}), {human_bytes(available)} are available on {device} "
             "(inspect it with --device meta, or pass --no-memory-check)",
             where or Loc(spec.file),
         )
@@ -87,16 +88,6 @@ def check(
 def running(peak: Peak) -> str:
     """The module running at the peak, as 'path (type)'; '' when the input alone is the peak."""
     return f"{peak.path or 'model'} ({peak.type})" if peak.type not in ("", "input") else ""
-
-
-def human(n: int) -> str:
-    """Bytes as the CLI prints them (1.5 GiB)."""
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 class _Replay:

@@ -229,14 +229,5 @@ def printable(text: str, lines: bool = True) -> str:
     return escape(text, lines=lines)
 
 
-def human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
 def is_tty() -> bool:
     return sys.stdout.isatty()

@@ -21,7 +21,6 @@ from netcfg.cli._common import (
     ScenarioOpt,
     SeedOpt,
     SetOpt,
-    human_bytes,
     integer,
     is_tty,
     load,
@@ -32,6 +31,7 @@ from netcfg.cli._common import (
 )
 from netcfg.errors import InputError, Loc
 from netcfg.numbers import BATCH_MAX, MAX_SECONDS, THREADS_PER_CORE, max_threads
+from netcfg.text import human_bytes
 
 SpecOpt = Annotated[
     Optional[Path],

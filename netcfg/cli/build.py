@@ -12,11 +12,11 @@ from netcfg.cli._common import (
     SeedOpt,
     SetOpt,
     SpecArg,
-    human_bytes,
     load,
     note,
     out,
 )
+from netcfg.text import human_bytes
 
 
 def build(

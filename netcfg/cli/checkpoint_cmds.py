@@ -15,7 +15,6 @@ from netcfg.cli._common import (
     SeedOpt,
     SetOpt,
     SpecArg,
-    human_bytes,
     load,
     note,
     out,
@@ -23,6 +22,7 @@ from netcfg.cli._common import (
     printable,
     refuse_flags,
 )
+from netcfg.text import human_bytes
 
 OutputOpt = Annotated[
     Path,

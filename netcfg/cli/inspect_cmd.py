@@ -20,7 +20,6 @@ from netcfg.cli._common import (
     PluginOpt,
     SetOpt,
     SpecArg,
-    human_bytes,
     integer,
     load,
     note,
@@ -29,7 +28,7 @@ from netcfg.cli._common import (
     refuse_flags,
 )
 from netcfg.errors import BuildError, InputError, Loc
-from netcfg.text import csv_cell
+from netcfg.text import csv_cell, human_bytes
 
 ParamsOpt = Annotated[bool, typer.Option("--params", help="Table of every parameter (path, shape, init, tie ...).")]
 LayersOpt = Annotated[bool, typer.Option("--layers", help="Module tree with shapes, parameters and FLOPs per layer.")]
