@@ -26,7 +26,7 @@ from netcfg.catalogue.base import Node
 from netcfg.errors import Loc
 
 FORMAT_VERSION = 1
-DEVICE_PATTERN = r"auto|cpu|meta|mps|cuda(:\d+)?"
+DEVICE_PATTERN = r"auto|cpu|meta|mps|cuda(:[0-9]{1,9})?"  # ASCII digits: a regex \d takes any script's digits
 
 FloatDType = Literal["float32", "float16", "bfloat16", "float64"]
 InputDType = Literal["float32", "float16", "bfloat16", "float64", "int64", "int32"]

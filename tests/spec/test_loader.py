@@ -241,3 +241,12 @@ model:
     assert [layer.out_features for layer in spec.model.layers] == [10, 3]
     path = write_spec(text.replace("args: {bad: 1}}", "args: {}}"))
     assert errors(path) == [f"{path}:6:36: error: unknown name 'nope' in expression (names available: w)"]
+
+
+def test_a_device_index_in_another_script_is_refused_at_the_spec(write_spec):
+    # U+0663 is ARABIC-INDIC DIGIT THREE: re's \d accepts it, torch does not
+    text = 'netcfg: 1\ninput: {shape: [1, 2]}\ndevice: "cuda:\u0663"\nmodel: {type: linear, out_features: 2}\n'
+    path = write_spec(text)
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert ":3:9: error:" in str(err.value.diagnostics[0])
