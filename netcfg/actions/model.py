@@ -179,7 +179,9 @@ def checksum(t: torch.Tensor) -> str:
     data = t.detach().to("cpu").contiguous()
     if data.is_complex():
         data = torch.view_as_real(data)
-    raw = data.reshape(-1).view(torch.uint8) if data.numel() else torch.empty(0, dtype=torch.uint8)
+    # a fresh 1-D copy: a size-1 last dimension may carry a stride other than 1, which view() refuses
+    flat = torch.empty(data.numel(), dtype=data.dtype).copy_(data.reshape(-1))
+    raw = flat.view(torch.uint8) if data.numel() else torch.empty(0, dtype=torch.uint8)
     return hashlib.sha256(bytes(raw.numpy())).hexdigest()[:16]
 
 

@@ -370,8 +370,8 @@ class NodeValidator:
         seen: dict[str, int] = {}
         for i, item in enumerate(items):
             name = item.get("name") if isinstance(item, dict) else None
-            if name is FAILED:
-                continue  # its expression's error was reported
+            if name is FAILED or not isinstance(name, (str, type(None))):
+                continue  # reported already, or by the node's own validation (a name must be a string)
             name = str(i) if name is None else name
             if name in seen:
                 self.fail(path + (i, "name"), f"two modules named '{name}' here (the other is item {seen[name]})")

@@ -146,3 +146,10 @@ def test_json_report_validates_against_its_schema():
     jsonschema.validate(data, Report.model_json_schema())
     assert data["parameters"] == 249
     assert Report.model_validate(data) == report
+
+
+def test_checksum_of_an_output_whose_last_dimension_has_size_one_and_another_stride():
+    from netcfg.actions.model import checksum
+
+    strided = torch.arange(4.0).reshape(1, 4)[:, 0]  # shape [1], stride (4,)
+    assert checksum(strided) == checksum(torch.tensor([0.0]))

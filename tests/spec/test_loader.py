@@ -250,3 +250,11 @@ def test_a_device_index_in_another_script_is_refused_at_the_spec(write_spec):
     with pytest.raises(SpecError) as err:
         load_spec(path)
     assert ":3:9: error:" in str(err.value.diagnostics[0])
+
+
+def test_a_list_as_a_node_name_is_one_located_error(write_spec):
+    layers = "[{type: relu, name: [1, 2]}]"
+    path = write_spec(f"netcfg: 1\ninput: {{shape: [1, 4]}}\nmodel: {{type: sequential, layers: {layers}}}\n")
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert [d.message for d in err.value.diagnostics] == ["'name' must be a string, got a list"]
