@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass
 import torch
 
 from netcfg.actions.failures import TORCH_FAILURES, first_line, layer_failure, tracking
-from netcfg.actions.model import build_model
+from netcfg.actions.model import build_model, shown_inputs
 from netcfg.building import devices
-from netcfg.building.builder import sample_input
+from netcfg.building.builder import sample_inputs
 from netcfg.errors import InputError, Loc, NetcfgError
 from netcfg.numbers import (
     BATCH_MAX,
@@ -143,26 +143,25 @@ def bench(spec: Spec, config: BenchConfig, progress: Callable[[float], None] | N
 
 
 def with_batch(spec: Spec, batch: int | None) -> Spec:
-    """The spec with its sample input's first dimension set to `batch`."""
+    """The spec with its sample inputs' first dimension set to `batch` (every input's)."""
     if batch is None:
         return spec
-    from netcfg.spec.loader import load_spec_data
+    from netcfg.actions.model import with_inputs
 
-    data = {**spec.data, "input": {**spec.data["input"], "shape": [batch, *spec.head.input.shape[1:]]}}
-    return load_spec_data(data, spec.file)
+    return with_inputs(spec, {name: ([batch, *one.shape[1:]], None) for name, one in spec.head.inputs.items()})
 
 
 def _step(built, config: BenchConfig) -> Callable[[], object]:
     """One forward pass (inference) or forward, backward and AdamW step (train)."""
     model = torch.compile(built.model) if config.compile else built.model
-    x = _input(built)
+    xs = _inputs(built)
     autocast = _autocast(built.device, config)
     if config.mode == "inference":
         built.model.eval()
 
         def forward():
             with torch.inference_mode(), autocast():
-                return model(x)
+                return model(*xs)
 
         return forward
     built.model.train()
@@ -174,7 +173,7 @@ def _step(built, config: BenchConfig) -> Callable[[], object]:
 
     def train_step():
         with autocast():
-            loss = model(x).float().mean()
+            loss = _loss(model(*xs))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -183,25 +182,33 @@ def _step(built, config: BenchConfig) -> Callable[[], object]:
     return train_step
 
 
-def _input(built) -> torch.Tensor:
-    x = sample_input(built.spec, built.device, built.seed)
-    return x.to(built.dtype) if x.is_floating_point() else x
+def _inputs(built) -> list[torch.Tensor]:
+    xs = sample_inputs(built.spec, built.device, built.seed)
+    return [x.to(built.dtype) if x.is_floating_point() else x for x in xs]
+
+
+def _loss(out) -> torch.Tensor:
+    """A scalar to take the gradient of: the mean of the output (several: the sum of their means)."""
+    if isinstance(out, torch.Tensor):
+        return out.float().mean()
+    outs = out.values() if isinstance(out, dict) else out
+    return sum(t.float().mean() for t in outs)
 
 
 def _failure(built, config: BenchConfig, exc: BaseException) -> NetcfgError:
     """What made a timed step fail, found by one eager pass under tracking: the layer that
     raises (where the spec defines it), else the flag (the backward pass is --mode train's,
     a pass that works eagerly failed in --compile)."""
-    x = _input(built)
-    context = f"on {built.device} with the sample input {list(x.shape)} {devices.dtype_name(x.dtype)}"
+    xs = _inputs(built)
+    context = f"on {built.device} with the sample input {shown_inputs(built.spec, xs)}"
     context += " under --amp" if config.amp else ""
     grad = torch.inference_mode() if config.mode == "inference" else contextlib.nullcontext()
     tracker = None
     try:
         with grad, tracking(built.model) as tracker, _autocast(built.device, config)():
-            output = built.model(x)
+            output = built.model(*xs)
         if config.mode == "train":
-            output.float().mean().backward()
+            _loss(output).backward()
     except TORCH_FAILURES as again:
         if tracker is not None and tracker.failed is not None:
             return layer_failure(built, tracker.failed, again, context)
@@ -300,7 +307,7 @@ def _result(built, config, times, iterations, rss_before, compile_time, warmup_s
         peak, reserved = torch.cuda.max_memory_allocated(device), torch.cuda.max_memory_reserved(device)
     else:
         peak, reserved = max(0, _peak_rss() - rss_before), None
-    batch = int(built.spec.head.input.shape[0])
+    batch = int(next(iter(built.spec.head.inputs.values())).shape[0])  # --batch sets every input's
     return BenchResult(
         device=str(device), device_name=device_name(device), batch=batch,
         dtype=devices.dtype_name(built.dtype), mode=config.mode, amp=config.amp, compiled=config.compile,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from netcfg.actions.model import checksum, forward
+from netcfg.actions.model import checksum_all, forward
 from netcfg.building import devices, ties
 from netcfg.building.builder import Built, build_spec
 from netcfg.errors import CheckpointError, Diagnostic, InputError, Loc
@@ -313,7 +313,7 @@ def _check(loaded: Loaded) -> None:
             if bad:
                 loaded.nonfinite[name] = bad
     if built.device.type != "meta":
-        loaded.checksum = checksum(forward(built)[1])
+        loaded.checksum = checksum_all(forward(built)[1])
 
 
 # ---------------------------------------------------------------- describing a file

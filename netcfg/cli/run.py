@@ -28,7 +28,7 @@ InputOpt = Annotated[
     typer.Option(
         "--input",
         metavar="FILE",
-        help="Run on the tensor in this .safetensors file instead of the sample.",
+        help="Run on the tensor in this .safetensors file instead of the sample (named inputs: the tensors so named).",
         callback=paths("--input"),
     ),
 ]
@@ -38,7 +38,7 @@ OutputOpt = Annotated[
         "--output",
         "-o",
         metavar="FILE",
-        help="Write the output tensor to this .safetensors file.",
+        help="Write the output tensor(s) to this .safetensors file, by output name.",
         callback=paths("--output", write=True),
     ),
 ]
@@ -65,19 +65,32 @@ def run(
     if output is not None:
         check_output(output, "--output")
     loaded = load(spec, set_, plugin)
-    x = actions.read_input(str(input)) if input is not None else None
+    xs = actions.read_inputs(str(input), loaded) if input is not None else None
     where = Loc(f"--input {input}") if input is not None else None
-    result = actions.run(loaded, device=device, seed=seed, inputs=x, memory_check=memory_check, input_where=where)
+    result = actions.run(loaded, device=device, seed=seed, inputs=xs, memory_check=memory_check, input_where=where)
     for warning in result.warnings:
         note(warning)
     out(summary_line(result.summary))
-    out(f"input  {list(result.input_shape)} {result.input_dtype}")
-    out(f"output {list(result.output.shape)} {str(result.output.dtype).replace('torch.', '')}")
-    out(f"preview {preview(result.output)}")
+    for line in io_lines(result.inputs, result.outputs, loaded.head.named_inputs):
+        out(line)
     out(f"checksum {result.checksum}")
     if output is not None:
-        write_tensors({"output": result.output}, output, flag="--output")
+        write_tensors(dict(result.outputs), output, flag="--output")
         out(f"wrote {output}")
+
+
+def io_lines(inputs: dict[str, tuple], outputs: dict, named_inputs: bool) -> list[str]:
+    """'input  [2, 20] float32', 'output [2, 10] float32', 'preview [...]'; with names when the
+    model names its inputs or has several outputs."""
+    lines = [
+        f"input  {name + ' ' if named_inputs else ''}{list(shape)} {dtype}" for name, (shape, dtype) in inputs.items()
+    ]
+    several = len(outputs) > 1
+    for name, t in outputs.items():
+        label = f"{name} " if several else ""
+        lines.append(f"output {label}{list(t.shape)} {str(t.dtype).replace('torch.', '')}")
+        lines.append(f"preview {label}{preview(t)}")
+    return lines
 
 
 def preview(t, count: int = 6, total: int | None = None) -> str:

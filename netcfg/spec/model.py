@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from netcfg.catalogue.base import Node
@@ -110,6 +110,28 @@ def _check_id_range(dtype: str, low: int | float, high: int | float | None) -> N
 
 # The largest finite value of each float type (values drawn past it would be infinite).
 _FLOAT_MAX = {"float16": 65504.0, "bfloat16": 3.3895e38, "float32": 3.4028e38, "float64": 1.7976e308}
+
+
+INPUT_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+MAX_INPUTS = 64
+
+
+def _input_form(value: Any) -> str:
+    """`input: {shape: [...]}` is the one unnamed input; a mapping of mappings names several
+    (no field of an input spec is a mapping, so one mapping value tells them apart; validated
+    inputs are told apart the same way when they are written back)."""
+    if isinstance(value, dict) and any(isinstance(v, (dict, InputSpec)) for v in value.values()):
+        return "named"
+    return "one"
+
+
+NamedInputs = Annotated[
+    dict[Annotated[str, Field(pattern=INPUT_NAME)], InputSpec], Field(min_length=1, max_length=MAX_INPUTS)
+]
+"""Named inputs, in the order the model's forward takes them."""
+Inputs = Annotated[
+    Union[Annotated[InputSpec, Tag("one")], Annotated[NamedInputs, Tag("named")]], Discriminator(_input_form)
+]
 
 
 # ---------------------------------------------------------------- initializers
@@ -296,8 +318,9 @@ class SpecHead(BaseModel):
     description: str | None = None
     vars: dict[str, Scalar] = Field(default_factory=dict)
     """Named values usable as ${name} anywhere; change them with --set vars.name=value."""
-    input: InputSpec
-    """The sample input."""
+    input: Inputs
+    """The sample input ({shape, dtype, low, high}), or a mapping of names to such inputs: the
+    model's forward takes them in that order (or by name)."""
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
     """Seed of parameter initialization and of the random sample input."""
     device: str = "auto"
@@ -324,6 +347,20 @@ class SpecHead(BaseModel):
         if computed:
             raise ValueError(f"vars hold plain values, not ${{...}} expressions ({', '.join(computed)})")
         return value
+
+    @property
+    def inputs(self) -> dict[str, InputSpec]:
+        """The inputs by name, in order; a single unnamed input is named 'input'."""
+        return self.input if isinstance(self.input, dict) else {"input": self.input}
+
+    @property
+    def named_inputs(self) -> bool:
+        """The spec names its inputs (`input:` is a mapping of inputs)."""
+        return isinstance(self.input, dict)
+
+    def input_path(self, name: str) -> tuple:
+        """The spec path of input `name` (for error locations)."""
+        return ("input", name) if self.named_inputs else ("input",)
 
     @field_validator("device")
     @classmethod
