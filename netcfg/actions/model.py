@@ -97,10 +97,23 @@ def run(
     sample inputs."""
     planned = inputs is None or _same_input(spec, inputs)  # the sample input's plan is the build's
     built = build_model(spec, device=device, seed=seed, memory_check=memory_check, forward_check=planned)
+    return run_built(built, inputs, memory_check and not planned, input_where, device)
+
+
+def run_built(
+    built: Built,
+    inputs: list[torch.Tensor] | None = None,
+    memory_check: bool = True,
+    input_where: Loc | None = None,
+    device: str | None = None,
+) -> RunResult:
+    """One eval-mode forward pass of a built (or loaded) model; with `memory_check`, its
+    activations for these inputs are planned first and refused past the free memory."""
+    spec = built.spec
     if built.device.type == "meta":
         where = Loc(f"--device {device}") if device else spec.loc(("device",))
         raise InputError("cannot run on the meta device: it holds no values (use validate or inspect)", where)
-    if memory_check and not planned:
+    if memory_check:
         check_input_memory(built, inputs, input_where)
     xs, outs = forward(built, inputs, input_where)
     shown = {name: (tuple(x.shape), devices.dtype_name(x.dtype)) for name, x in zip(spec.head.inputs, xs, strict=True)}
@@ -132,25 +145,27 @@ def _input_data(spec: Spec) -> dict[str, dict]:
     return spec.data["input"] if spec.head.named_inputs else {"input": spec.data["input"]}
 
 
-def check_input_memory(built: Built, xs: list[torch.Tensor], where: Loc | None) -> None:
-    """Refuse an input whose forward pass would not fit in the device's free memory with the
-    model (already built): its activations are planned on a meta build for its shape. An input the
-    model cannot take is left to the forward pass, which says why."""
+def check_input_memory(built: Built, xs: list[torch.Tensor] | None, where: Loc | None) -> None:
+    """Refuse inputs (None: the sample inputs) whose forward pass would not fit in the device's
+    free memory with the model (already built): their activations are planned on a meta build for
+    their shapes. An input the model cannot take is left to the forward pass, which says why."""
     spec = built.spec
-    shapes = {
-        name: (list(x.shape), None if x.is_floating_point() else devices.dtype_name(x.dtype))
-        for name, x in zip(spec.head.inputs, xs, strict=True)
-    }
-    try:
-        planned = build_spec(with_inputs(spec, shapes), device="meta")
-    except NetcfgError:
-        return
+    visits = built.visits
+    if xs is not None:
+        shapes = {
+            name: (list(x.shape), None if x.is_floating_point() else devices.dtype_name(x.dtype))
+            for name, x in zip(spec.head.inputs, xs, strict=True)
+        }
+        try:
+            visits = build_spec(with_inputs(spec, shapes), device="meta").visits
+        except NetcfgError:
+            return
     free = memory.available(built.device)
     if free is None:
         return
     weights = sum(t.numel() * t.element_size() for t in [*built.model.parameters(), *built.model.buffers()])
-    held = weights + sum(x.numel() * x.element_size() for x in xs if x.device == built.device)  # allocated already
-    memplan.check(planned.visits, built.dtype.itemsize, weights, free + held, built.device, spec, where)
+    held = weights + sum(x.numel() * x.element_size() for x in xs or () if x.device == built.device)  # allocated
+    memplan.check(visits, built.dtype.itemsize, weights, free + held, built.device, spec, where)
 
 
 def forward(

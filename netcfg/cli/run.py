@@ -19,8 +19,10 @@ from netcfg.cli._common import (
     note,
     out,
     paths,
+    refuse_flags,
 )
 from netcfg.cli.build import summary_line
+from netcfg.cli.inspect_cmd import is_checkpoint
 from netcfg.errors import Loc
 
 InputOpt = Annotated[
@@ -55,19 +57,22 @@ def run(
     memory_check: MemoryOpt = True,
     debug: DebugOpt = False,
 ) -> None:
-    """Build a spec and run a forward pass on its sample input (random, seeded) or on --input.
+    """Build a spec (or load a checkpoint) and run a forward pass on its sample input (random, seeded) or on --input.
 
-    Example: netcfg run configs/mlp.yaml --seed 3 -o out.safetensors
+    Example: netcfg run configs/mlp.yaml --seed 3 -o out.safetensors; netcfg run model.safetensors --input x.safetensors
     """
     from netcfg.actions import model as actions
     from netcfg.io.tensor_files import check_output, write_tensors
 
     if output is not None:
         check_output(output, "--output")
-    loaded = load(spec, set_, plugin)
-    xs = actions.read_inputs(str(input), loaded) if input is not None else None
     where = Loc(f"--input {input}") if input is not None else None
-    result = actions.run(loaded, device=device, seed=seed, inputs=xs, memory_check=memory_check, input_where=where)
+    if is_checkpoint(spec):
+        loaded, result = _run_checkpoint(spec, input, device, seed, set_, plugin, memory_check, where)
+    else:
+        loaded = load(spec, set_, plugin)
+        xs = actions.read_inputs(str(input), loaded) if input is not None else None
+        result = actions.run(loaded, device=device, seed=seed, inputs=xs, memory_check=memory_check, input_where=where)
     for warning in result.warnings:
         note(warning)
     out(summary_line(result.summary))
@@ -77,6 +82,21 @@ def run(
     if output is not None:
         write_tensors(dict(result.outputs), output, flag="--output")
         out(f"wrote {output}")
+
+
+def _run_checkpoint(path, input, device, seed, set_, plugin, memory_check, where):
+    """A checkpoint runs as saved: the model its embedded spec describes, with its weights."""
+    from netcfg.actions import model as actions
+    from netcfg.actions.checkpoint import load as load_checkpoint
+    from netcfg.building import plugins
+
+    refuse_flags({"--set": bool(set_)}, "does not apply to a checkpoint: it runs as saved (run its spec instead)")
+    plugins.load(plugin or [])
+    built = load_checkpoint(path, device=device).built
+    if seed is not None:
+        built.seed = seed  # the sample inputs' seed; the weights are the file's
+    xs = actions.read_inputs(str(input), built.spec) if input is not None else None
+    return built.spec, actions.run_built(built, xs, memory_check, where, device)
 
 
 def io_lines(inputs: dict[str, tuple], outputs: dict, named_inputs: bool) -> list[str]:
