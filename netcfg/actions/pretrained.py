@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from netcfg.building.builder import Built
+from netcfg.building.builder import Built, build_spec
 from netcfg.errors import CheckpointError, Diagnostic, Loc
 from netcfg.io.reading import SAFETENSORS_NAMES, read_tensors
 from netcfg.io.safetensors_header import Header, read_header
@@ -113,6 +113,59 @@ def overridden_rule_warnings(built: Built) -> list[str]:
         for index, names in sorted(rules.items())
         if all(n in built.pretrained for n in names)
     ]
+
+
+# ---------------------------------------------------------------- the dry run
+
+
+@dataclass
+class MappedTensor:
+    target: str
+    shape: list[int]
+    keys: list[str]
+    """File keys (several: the parts of a fuse, in row order)."""
+    transform: str
+    rule: str
+
+
+@dataclass
+class EntryMap:
+    index: int
+    file: str
+    keymap: str | None
+    tensors: int
+    """Tensors in the file."""
+    loaded: list[MappedTensor]
+    """In the model's order."""
+    unused: list[str]
+    ignored: list[str]
+
+
+@dataclass
+class LoadMap:
+    """What `netcfg load-map` prints: the whole mapping, from the headers (no tensor read)."""
+
+    entries: list[EntryMap]
+    missing: list[str]
+    """Model tensors no entry loads (a tie group by its first name)."""
+    warnings: list[str]
+    refusals: list[Diagnostic] = field(default_factory=list)
+    """What `strict: true` refuses (the mapping is shown all the same)."""
+
+
+def load_map(spec) -> LoadMap:
+    """Plan the spec's `pretrained:` entries on the meta device, reading only the files' headers."""
+    built = build_spec(spec, device="meta")
+    found = plan(built)
+    order = {name: i for i, name in enumerate(built.model.state_dict(keep_vars=True))}
+    shapes = {name: list(t.shape) for name, t in built.model.state_dict(keep_vars=True).items()}
+    entries = []
+    for e in found.entries:
+        loads = sorted(e.loads, key=lambda load: order[load.target])
+        rows = [MappedTensor(x.target, shapes[x.target], list(x.keys), x.how(), x.rule) for x in loads]
+        entries.append(EntryMap(e.index, e.header.path, e.source.keymap, len(e.header.tensors), rows, e.unused,
+                                e.ignored))  # fmt: skip
+    return LoadMap(entries, found.missing, found.warnings, found.refusals)
 
 
 # ---------------------------------------------------------------- planning (headers only)
@@ -436,7 +489,7 @@ def _leftovers(built: Built, entries: list[Entry], model: _Model) -> Plan:
     where = built.spec.loc(("pretrained",))
     _report(found, strictest, where, f"{len(missing):,} model tensors are not loaded by `pretrained:`", missing)
     for e in entries:
-        subject = f"pretrained {e.index}: {len(e.unused):,} tensors of {e.header.path} are not used (no rule takes them)"
+        subject = f"pretrained {e.index}: {len(e.unused):,} tensors of {e.header.path} are not used by any rule"
         _report(found, e.source.strict, e.where, subject, e.unused)
     return found
 
@@ -447,7 +500,7 @@ def _report(found: Plan, mode, where: Loc, subject: str, names: list[str]) -> No
     listed = ", ".join(f"'{n}'" for n in names[:MAX_LISTED])
     more = f" and {len(names) - MAX_LISTED:,} more" if len(names) > MAX_LISTED else ""
     if mode is True:
-        found.refusals.append(Diagnostic(where, f"{subject} (strict: true): {listed}{more}"))
+        found.refusals.append(Diagnostic(where, f"{subject}: {listed}{more} (strict: true)"))
     else:
         found.warnings.append(f"{where}: warning: {subject}: {listed}{more} (strict: false silences this)")
 
