@@ -224,8 +224,12 @@ class _Model:
             other_entry, other = self.loaded_by[group]
             tied = "" if other.target == load.target else f" (tied to '{other.target}')"
             rule = other.rule if other_entry is entry else f"pretrained {other_entry.index} {other.rule}"
-            self.conflicts.append(Diagnostic(where, f"pretrained {entry.index}: {load.rule} and {rule} both load "
-                                  f"'{load.target}'{tied}: from {entry.origin(load)} and {other_entry.origin(other)}"))  # fmt: skip
+            if other_entry.header.path == entry.header.path:  # the file named once
+                sources = f"from {entry.header.path}: {_keys(load)} and {_keys(other)}"
+            else:
+                sources = f"from {entry.origin(load)} and {other_entry.origin(other)}"
+            message = f"pretrained {entry.index}: {load.rule} and {rule} both load '{load.target}'{tied}: {sources}"
+            self.conflicts.append(Diagnostic(where, message))
         else:
             self.loaded_by[group] = (entry, load)
 
@@ -414,6 +418,10 @@ class _Matcher:
 
     def _problem(self, kind: str, where: Loc, message: str) -> None:
         self.problems.setdefault(kind, []).append(Diagnostic(where, f"pretrained {self.entry.index}: {message}"))
+
+
+def _keys(load: Load) -> str:
+    return " + ".join(f"'{k}'" for k in load.keys)
 
 
 def _transposed(shape: tuple) -> tuple:
