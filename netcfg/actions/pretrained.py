@@ -491,6 +491,8 @@ class _TooSlow(Exception):
 def _leftovers(built: Built, entries: list[Entry], model: _Model) -> Plan:
     """Model tensors no entry loads, file tensors no rule takes: warnings, or errors (strict)."""
     missing = [name for name, group in model.group.items() if group == name and name not in model.loaded_by]
+    if not entries:
+        return Plan([], [], [], [])
     found = Plan(entries, missing, [], [])
     modes = [e.source.strict for e in entries]
     strictest = True if True in modes else ("warn" if "warn" in modes else False)

@@ -32,6 +32,8 @@ def load_map(
         data = dataclasses.asdict(found)
         data["refusals"] = [str(d) for d in found.refusals]  # the lines printed on stderr
         out(json.dumps(data, indent=2), data=True)
+    elif not found.entries:
+        out(f"{spec}: no `pretrained:` entries")
     else:
         out(table(found))
     if found.refusals:  # strict: true; the mapping is shown first, to see what to fix
