@@ -369,7 +369,9 @@ class _Matcher:
         for prefix, rule in self.prefixes.items():
             if not rule.hits and not rule.optional and prefix:
                 if _starting_with(names, prefix):
-                    message = f"'{prefix}' takes no tensor of {path}: longer prefixes or renames take every key it matches"
+                    message = (
+                        f"'{prefix}' takes no tensor of {path}: longer prefixes or renames take every key it matches"
+                    )
                 else:
                     message = f"'{prefix}' matches no tensor of {path}{prefixes(prefix)}"
                 self._problem("rules that match nothing", rule.where, message)

@@ -33,7 +33,8 @@ from netcfg.spec.validate import pydantic_problems
 from netcfg.spec.yaml_source import read_yaml
 
 try:  # the parser `re.compile` itself uses (Python 3.11 renamed the module)
-    from re import _constants as _ops, _parser as _sre  # type: ignore[attr-defined]
+    from re import _constants as _ops  # type: ignore[attr-defined]
+    from re import _parser as _sre
 except ImportError:  # pragma: no cover - Python 3.10
     import sre_constants as _ops  # type: ignore[no-redef]
     import sre_parse as _sre  # type: ignore[no-redef]
@@ -49,7 +50,9 @@ _RULES_CONFIG = ConfigDict(extra="forbid", strict=True, frozen=True, use_attribu
 
 # ---------------------------------------------------------------- patterns
 
-_REPEATS = {_ops.MAX_REPEAT, _ops.MIN_REPEAT} | ({_ops.POSSESSIVE_REPEAT} if hasattr(_ops, "POSSESSIVE_REPEAT") else set())
+_REPEATS = {_ops.MAX_REPEAT, _ops.MIN_REPEAT} | (
+    {_ops.POSSESSIVE_REPEAT} if hasattr(_ops, "POSSESSIVE_REPEAT") else set()
+)
 _REFUSED = {
     _ops.GROUPREF: "a backreference", _ops.GROUPREF_EXISTS: "a conditional group",
     _ops.ASSERT: "a lookahead or lookbehind", _ops.ASSERT_NOT: "a lookahead or lookbehind",
@@ -205,7 +208,7 @@ def keymap_file(name: str) -> Path:
     return KEYMAP_DIR / f"{name}.yaml"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def shipped(name: str) -> KeyRules:
     """The rules of a shipped key map (validated; a broken shipped file is netcfg's bug, raised)."""
     path = keymap_file(name)

@@ -20,7 +20,12 @@ MLP = {"type": "sequential", "layers": [
     {"name": "features", "type": "sequential", "layers": [{"type": "linear", "out_features": 6}, {"type": "relu"}]},
     {"name": "head", "type": "linear", "out_features": 3},
 ]}  # fmt: skip
-WEIGHTS = {"0.weight": torch.randn(6, 4), "0.bias": torch.randn(6), "2.weight": torch.randn(3, 6), "2.bias": torch.randn(3)}
+WEIGHTS = {
+    "0.weight": torch.randn(6, 4),
+    "0.bias": torch.randn(6),
+    "2.weight": torch.randn(3, 6),
+    "2.bias": torch.randn(3),
+}
 
 
 @pytest.fixture
@@ -91,7 +96,10 @@ def test_the_first_matching_rename_takes_a_key_and_renames_come_before_prefixes(
 def test_transpose_loads_conv1d_style_weights(checkpoint):
     weight = torch.randn(6, 4)
     file = checkpoint({"w": weight.t(), "b": WEIGHTS["0.bias"]})  # stored [in, out] as GPT-2's Conv1D
-    rename = [{"regex": "w", "to": "features.0.weight", "transform": "transpose"}, {"regex": "b", "to": "features.0.bias"}]
+    rename = [
+        {"regex": "w", "to": "features.0.weight", "transform": "transpose"},
+        {"regex": "b", "to": "features.0.bias"},
+    ]
     b = built(MLP, {"file": file, "rename": rename, "strict": False})
     assert torch.equal(b.model.features[0].weight, weight)
     assert b.pretrained["features.0.weight"] == f"{file}:w (transpose)"
@@ -99,8 +107,10 @@ def test_transpose_loads_conv1d_style_weights(checkpoint):
 
 def test_reshape_takes_the_model_tensors_shape(checkpoint):
     file = checkpoint({"pos": torch.randn(1, 5, 8)})  # torchvision's [1, L, D] position table
-    model = {"type": "sequential", "layers": [{"type": "embedding", "num_embeddings": 9, "embedding_dim": 8},
-                                              {"name": "pos", "type": "pos_embedding", "max_len": 5, "dim": 8}]}  # fmt: skip
+    model = {"type": "sequential", "layers": [
+        {"type": "embedding", "num_embeddings": 9, "embedding_dim": 8},
+        {"name": "pos", "type": "pos_embedding", "max_len": 5, "dim": 8},
+    ]}  # fmt: skip
     data = {"netcfg": 1, "input": {"shape": [1, 5], "dtype": "int64", "high": 9}, "model": model,
             "pretrained": [{"file": file, "rename": [{"regex": "pos", "to": "pos.weight", "transform": "reshape"}],
                             "strict": False}]}  # fmt: skip
@@ -187,7 +197,8 @@ def test_every_problem_is_reported_and_no_tensor_is_read(checkpoint, monkeypatch
     assert messages == [
         f"pretrained 1: rename 0 matches no tensor of {bad_file}",
         f"pretrained 1: {bad_file}: rename 1: transpose needs a 2-d tensor, '0.bias' is [6]",
-        f"pretrained 1: {bad_file}: '2.weight' is F32 [3, 6] in the file, 'features.0.weight' is F32 [6, 4] in the model",
+        f"pretrained 1: {bad_file}: '2.weight' is F32 [3, 6] in the file, "
+        "'features.0.weight' is F32 [6, 4] in the model",
     ]
     assert reads == []
 
@@ -207,11 +218,14 @@ def test_two_entries_loading_one_tensor(checkpoint):
 
 
 def test_two_keys_loading_tied_tensors(checkpoint):
-    model = {"type": "sequential", "layers": [{"name": "a", "type": "linear", "out_features": 4, "bias": False},
-                                              {"name": "b", "type": "linear", "out_features": 4, "bias": False}]}  # fmt: skip
+    model = {"type": "sequential", "layers": [
+        {"name": "a", "type": "linear", "out_features": 4, "bias": False},
+        {"name": "b", "type": "linear", "out_features": 4, "bias": False},
+    ]}  # fmt: skip
+    file = checkpoint({"x": torch.randn(4, 4), "y": torch.randn(4, 4)})
+    rename = [{"regex": "x", "to": "a.weight"}, {"regex": "y", "to": "b.weight"}]
     data = {"netcfg": 1, "input": {"shape": [2, 4]}, "model": model, "ties": [["a.weight", "b.weight"]],
-            "pretrained": [{"file": checkpoint({"x": torch.randn(4, 4), "y": torch.randn(4, 4)}),
-                            "rename": [{"regex": "x", "to": "a.weight"}, {"regex": "y", "to": "b.weight"}]}]}  # fmt: skip
+            "pretrained": [{"file": file, "rename": rename}]}  # fmt: skip
     with pytest.raises(CheckpointError, match=r"both load 'b.weight' \(tied to 'a.weight'\)"):
         build_model(load_spec_data(data, "spec.yaml"), device="meta")
 
@@ -301,5 +315,7 @@ def test_shipped_map_and_own_rules_together(checkpoint):
         "input.shape=[1,4]",
         f"pretrained=[{{file: '{file}', keymap: hf_gpt2, ignore: ['ln_f\\.bias'], strict: true}}]",
     ])  # fmt: skip
-    with pytest.raises(CheckpointError, match=r"1 model tensors are not loaded by `pretrained:`: 'transformer.ln_f.bias'"):
+    with pytest.raises(
+        CheckpointError, match=r"1 model tensors are not loaded by `pretrained:`: 'transformer.ln_f.bias'"
+    ):
         build_model(spec, device="meta")

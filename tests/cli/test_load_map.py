@@ -68,7 +68,8 @@ def test_strict_true_shows_the_mapping_then_refuses():
     assert result.exit_code == 2
     assert "features.0.weight" in result.stdout
     assert result.stderr.splitlines() == [
-        f"{SPEC}:17:3: error: 2 model tensors are not loaded by `pretrained:`: 'head.weight', 'head.bias' (strict: true)",
+        f"{SPEC}:17:3: error: 2 model tensors are not loaded by `pretrained:`: 'head.weight', 'head.bias' "
+        "(strict: true)",
         f"{SPEC}:17:5: error: pretrained 0: 2 tensors of configs/chapter/mlp_trained.safetensors are not used by any "
         "rule: '2.bias', '2.weight' (strict: true)",
     ]
@@ -84,7 +85,7 @@ def test_warnings_go_to_stderr():
 def test_a_rule_problem_is_one_located_line_and_exit_2():
     result = run(SPEC, "--set", 'pretrained.0.map={"0.": "features.0.", "9.": "head."}')
     assert result.exit_code == 2 and result.stdout == ""
-    assert result.stderr == (f'--set pretrained.0.map={{"0.": "features.0.", "9.": "head."}}: error: pretrained 0: '
+    assert result.stderr == ('--set pretrained.0.map={"0.": "features.0.", "9.": "head."}: error: pretrained 0: '
                              "'9.' matches no tensor of configs/chapter/mlp_trained.safetensors\n")  # fmt: skip
 
 
