@@ -169,12 +169,11 @@ def pattern(text: str) -> re.Pattern:
     return compile_pattern(text)
 
 
-class KeyRules(BaseModel):
-    """What a shipped key map holds: the rules of a `pretrained:` entry, without the file."""
+class Rules(BaseModel):
+    """Key rules: those of a `pretrained:` entry, and what a shipped key map holds."""
 
     model_config = _RULES_CONFIG
 
-    description: str = ""
     ignore: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     """Patterns of file keys not to load (they are not reported as unused)."""
     rename: list[RenameRule] = Field(default_factory=list)
@@ -183,10 +182,16 @@ class KeyRules(BaseModel):
     """Name prefix in the file -> name prefix in the model; the longest matching prefix wins."""
 
     @model_validator(mode="after")
-    def _checked_ignore(self) -> KeyRules:
+    def _checked_ignore(self) -> Rules:
         for text in self.ignore:
             pattern(text)  # ValueError names the problem
         return self
+
+
+class KeyRules(Rules):
+    """A shipped key map: its rules and what it maps (netcfg/spec/keymaps/NAME.yaml)."""
+
+    description: str
 
 
 # ---------------------------------------------------------------- shipped maps

@@ -24,7 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from netcfg.catalogue.base import Node
 from netcfg.errors import Loc
-from netcfg.spec.keymap import KEYMAPS, KeyRules
+from netcfg.spec.keymap import KEYMAPS, Rules
 from netcfg.suggest import suggest
 
 FORMAT_VERSION = 1
@@ -262,7 +262,7 @@ class InitRule(BaseModel):
     """The initializer."""
 
 
-class PretrainedSource(KeyRules):
+class PretrainedSource(Rules):
     """Initialize part of this model from a safetensors checkpoint (of this or another architecture).
 
     Each file key is taken by the first rule that applies: `ignore`, then `rename` (this entry's,

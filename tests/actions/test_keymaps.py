@@ -108,7 +108,7 @@ def test_llama2_70b_config_takes_the_same_map(tmp_path):
 def test_every_shipped_map_is_valid_and_documented():
     for name in KEYMAPS:
         rules = shipped(name)
-        assert rules.description and rules.rename or rules.map, name
+        assert rules.description and (rules.rename or rules.map), name
 
 
 # ---------------------------------------------------------------- the reference packages themselves
