@@ -274,8 +274,8 @@ class _Matcher:
         with _time_limit(MATCH_SECONDS, self.entry.where, f"pretrained {self.entry.index}: the key patterns"):
             for key in names:
                 self._take(key)
+            self._unmatched(names)  # matches again, for the rules that took nothing
         self._fuses()
-        self._unmatched(names)
         loads = list(self.entry.loads)
         self.entry.loads = []
         for load in loads:
@@ -480,7 +480,7 @@ def _time_limit(seconds: float, where: Loc, what: str):
         raise CheckpointError(f"{what} took over {seconds:g} s: simplify them (fewer open-ended '.*')", where) from None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL if previous is None else previous)  # None: set outside Python
 
 
 class _TooSlow(Exception):
