@@ -24,6 +24,8 @@ from pydantic_core import PydanticCustomError
 
 from netcfg.catalogue.base import Node
 from netcfg.errors import Loc
+from netcfg.spec.keymap import KEYMAPS, Rules
+from netcfg.suggest import suggest
 
 FORMAT_VERSION = 1
 DEVICE_PATTERN = r"auto|cpu|meta|mps|cuda(:[0-9]{1,9})?"  # ASCII digits: a regex \d takes any script's digits
@@ -282,17 +284,40 @@ class InitRule(BaseModel):
     """The initializer."""
 
 
-class PretrainedSource(BaseModel):
-    """Initialize part of this model from a safetensors checkpoint (of this or another architecture)."""
+class PretrainedSource(Rules):
+    """Initialize part of this model from a safetensors checkpoint (of this or another architecture).
+
+    Each file key is taken by the first rule that applies: `ignore`, then `rename` (this entry's,
+    then the key map's), then the longest matching prefix of `map` (this entry's, then the key map's)."""
 
     model_config = _CONFIG
 
     file: str = Field(min_length=1)
     """Checkpoint path, relative to the spec file's directory."""
-    map: dict[str, str] = Field(default_factory=lambda: {"": ""})
-    """Name prefix in the file -> name prefix in this model, e.g. {"0.": "encoder.0."}; default: same names."""
+    keymap: Optional[str] = None
+    """A key map netcfg ships (netcfg/spec/keymaps/), e.g. hf_gpt2: its rules follow this entry's own."""
+    map: Optional[dict[str, str]] = None  # type: ignore[assignment]
+    """Name prefix in the file -> name prefix in this model, e.g. {"0.": "encoder.0."}; the longest
+    matching prefix wins and "" takes every other key. Default: same names ({"": ""}), or none when
+    `rename` or `keymap` is given."""
+    strict: Union[bool, Literal["warn"]] = "warn"
+    """Model tensors no entry loads and file tensors no rule takes: warn (one warning each,
+    counted), true (one error), false (silent: a partial reuse on purpose)."""
     trainable: bool = True
     """false freezes the parameters loaded from the file."""
+
+    @field_validator("keymap")
+    @classmethod
+    def _known_keymap(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and value not in KEYMAPS:
+            raise ValueError(f"unknown key map '{value}' (one of: {', '.join(KEYMAPS)}){suggest(value, list(KEYMAPS))}")
+        return value
+
+    def prefixes(self) -> dict[str, str]:
+        """This entry's own prefix rules, the default applied."""
+        if self.map is not None:
+            return self.map
+        return {} if self.rename or self.keymap else {"": ""}
 
 
 class BlockDef(BaseModel):
