@@ -174,11 +174,24 @@ def table(results: list) -> str:
     columns = [("device", "left"), ("name", "left"), ("batch", "right"), ("dtype", "left"), ("median ms", "right"),
                ("p90 ms", "right"), ("p99 ms", "right"), ("min ms", "right"), ("IQR ms", "right"),
                ("samples/s", "right"), ("peak memory", "left"), ("speed-up", "right")]  # fmt: skip
-    head = (f"{first.mode}{' (compiled)' if first.compiled else ''}, torch {first.torch}, {first.threads} CPU threads; "
-            f"{sum(r.rounds for r in results)} samples")  # fmt: skip
+    head = (f"{first.mode}{' (compiled)' if first.compiled else ''}, torch {first.torch}, {first.threads} CPU threads "
+            f"on {first.cores} cores{_load(first)}; {sum(r.rounds for r in results)} timed rounds")  # fmt: skip
     text = _table(head, columns, rows)
     compiled = [f"{r.device}: compiled in {r.compile_time_s:.2f} s" for r in results if r.compile_time_s is not None]
-    return text + ("\n" + "\n".join(compiled) if compiled else "")
+    return text + "".join("\n" + line for line in compiled + warning_lines(results))
+
+
+def _load(result) -> str:
+    return "" if result.load_before is None else f", load average {result.load_before:.2f} before"
+
+
+def warning_lines(results: list) -> list[str]:
+    """Each result's warnings, once each (a sweep repeats the machine's), naming the row when several."""
+    lines: list[str] = []
+    for r in results:
+        row = f"{r.device} batch {r.batch}: " if len(results) > 1 else ""
+        lines += [f"warning: {row}{w}" for w in r.warnings if f"warning: {row}{w}" not in lines]
+    return lines
 
 
 def _scenarios(name: str, devices: list[str], format: Format, min_time: float, threads: int | None) -> None:
