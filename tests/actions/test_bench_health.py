@@ -2,11 +2,11 @@
 
 import json
 
-from typer.testing import CliRunner
-
 from netcfg.actions import bench_health
+from netcfg.actions.bench import BenchConfig, bench
 from netcfg.actions.bench_health import Conditions, health_warnings
-from netcfg.cli.app import app
+from netcfg.cli.bench_cmd import table
+from netcfg.spec.loader import load_spec
 from tests.conftest import ROOT
 
 STEADY = [1.00e-3, 1.01e-3, 0.99e-3, 1.02e-3, 1.00e-3, 0.98e-3, 1.01e-3, 1.00e-3, 0.99e-3, 1.00e-3]
@@ -69,25 +69,24 @@ def test_a_single_round_is_not_judged_steady():
     assert health_warnings(quiet(), [1e-3]) == ["one round only: no spread to judge the timing by (raise --min-time)"]
 
 
+def timed(monkeypatch, load: float):
+    """A short real run of the MLP with the load average reading `load`."""
+    monkeypatch.setattr(bench_health, "load_average", lambda: load)
+    config = BenchConfig(device="cpu", warmup=2, min_time=0.02, max_time=0.3, threads=1)
+    return bench(load_spec(ROOT / "configs/mlp.yaml"), config)
+
+
 def test_bench_reports_threads_load_and_warnings_in_json_and_table(monkeypatch):
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setattr(bench_health, "load_average", lambda: 97.5)
-    args = ["bench", "configs/mlp.yaml", "--device", "cpu", "--min-time", "0.02", "--warmup", "2", "--threads", "1"]
-    result = CliRunner().invoke(app, [*args, "--format", "json"])
-    assert result.exit_code == 0, result.output
-    (row,) = json.loads(result.output)
+    result = timed(monkeypatch, 97.5)
+    row = json.loads(json.dumps(result.as_dict()))
     assert row["threads"] == 1 and row["load_before"] == 97.5 and row["cores"] == bench_health.cpu_cores()
     assert any(w.startswith("busy machine: load average 97.50") for w in row["warnings"])
-    table = CliRunner().invoke(app, args)
-    assert "1 CPU threads on" in table.output and "load average 97.50 before" in table.output
-    assert "timed rounds" in table.output and " samples" not in table.output.splitlines()[1]
-    assert "\nwarning: busy machine: load average 97.50" in table.output
+    text = table([result])
+    assert "1 CPU threads on" in text and "load average 97.50 before" in text
+    assert "timed rounds" in text and " samples" not in text.splitlines()[1]
+    assert "\nwarning: busy machine: load average 97.50" in text
 
 
 def test_a_quiet_reading_adds_no_machine_warning(monkeypatch):
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setattr(bench_health, "load_average", lambda: 0.0)
-    result = CliRunner().invoke(app, ["bench", "configs/mlp.yaml", "--device", "cpu", "--min-time", "0.02",
-                                      "--warmup", "2", "--threads", "1", "--format", "json"])  # fmt: skip
-    (row,) = json.loads(result.output)
-    assert not [w for w in row["warnings"] if w.startswith(("busy", "oversubscribed"))]
+    result = timed(monkeypatch, 0.0)
+    assert not [w for w in result.warnings if w.startswith(("busy", "oversubscribed"))]
