@@ -113,3 +113,12 @@ def _round_warnings(times: list[float], warmup_per_call: float | None, stable: f
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.3g} ms"
+
+
+def warning_lines(results: list, label=lambda r: f"{r.device} batch {r.batch}") -> list[str]:
+    """Each result's warnings, once each (a sweep repeats the machine's), naming the row when several."""
+    lines: list[str] = []
+    for r in results:
+        row = f"{label(r)}: " if len(results) > 1 else ""
+        lines += [f"warning: {row}{w}" for w in r.warnings if f"warning: {row}{w}" not in lines]
+    return lines
