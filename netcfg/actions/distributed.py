@@ -98,9 +98,11 @@ class DistBenchResult:
     load_before: float | None = None
     load_after: float | None = None
     warnings: list[str] = field(default_factory=list)
+    round_times: list[float] = field(default_factory=list, repr=False)
+    """Rank 0's seconds per step in each round (judged for the warnings; not in the JSON)."""
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "round_times"}
 
 
 def check_nproc(nproc: int, device: str) -> None:
@@ -276,14 +278,16 @@ def train_step(spec: Spec, nproc: int, strategy: str, seed: int | None = None) -
 # -- bench
 
 
-def bench(spec: Spec, config: BenchConfig, nproc: int, strategy: str) -> DistBenchResult:
-    """Time the step on `nproc` processes (each with the spec's batch, or --batch: weak scaling)."""
+def bench(spec: Spec, config: BenchConfig, nproc: int, strategy: str) -> DistBenchResult | None:
+    """Time the step on `nproc` processes (each with the spec's batch, or --batch: weak scaling).
+    None on the ranks other than 0 under an outside torchrun."""
     load_before = bench_health.load_average()
     result = launch(Job("bench", with_batch(spec, config.batch), strategy, config.device, config.seed, config), nproc)
+    if result is None:
+        return None
     seen = bench_health.conditions(result.threads, nproc, result.device.startswith("cpu"), load_before)
     result.cores, result.load_before, result.load_after = seen.cores, seen.load_before, seen.load_after
     result.warnings = bench_health.health_warnings(seen, result.round_times, None, config.stable, False)
-    del result.round_times
     return result
 
 
@@ -314,9 +318,8 @@ def _bench(job: Job, world: d.World):
         batch=batch, global_batch=batch * world.size, dtype=devices.dtype_name(built.dtype), mode=config.mode,
         threads=torch.get_num_threads(), torch=torch.__version__, median=median, min=ordered[0], iqr=q3 - q1,
         rounds=len(times), iterations=len(times) * calls, samples_per_s=batch * world.size / median, units=units,
-        ranks=stats,
+        ranks=stats, round_times=times,
     )  # fmt: skip
-    result.round_times = times
     return result
 
 

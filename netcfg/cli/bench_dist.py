@@ -51,7 +51,6 @@ def parse_nproc(text: str | None) -> list[int]:
 
 def run(spec, configs: list, nproc: str | None, strategy: Strategy | None, format: Format, given: dict) -> None:
     from netcfg.actions import distributed as actions
-    from netcfg.building.distributed import launched_world
 
     refuse_flags(given, "does not apply to --nproc/--strategy (one device type, the spec's batch per process)")
     config = configs[0]
@@ -59,9 +58,10 @@ def run(spec, configs: list, nproc: str | None, strategy: Strategy | None, forma
     for n in counts:
         actions.check_nproc(n, config.device)
     chosen = (strategy or Strategy.ddp).value
-    results = actions.with_efficiency([actions.bench(spec, config, n, chosen) for n in counts])
-    if launched_world() is not None and launched_world()[0] != 0:
-        return  # under torchrun: rank 0 reports
+    results = [actions.bench(spec, config, n, chosen) for n in counts]
+    if None in results:
+        return  # a rank other than 0 under torchrun: rank 0 reports
+    results = actions.with_efficiency(results)
     if format is Format.json:
         out(json.dumps([r.as_dict() for r in results], indent=2), data=True)
     else:

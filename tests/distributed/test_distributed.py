@@ -91,3 +91,24 @@ def test_named_units_and_checkpointing_keep_the_exact_weights():
     gathered = dd.full_state(s, 2, "fsdp")
     for key, tensor in build_spec(s, device="cpu").model.state_dict().items():
         assert torch.equal(gathered[key], tensor), key
+
+
+def test_bench_reports_each_rank_and_the_scaling_efficiency():
+    from netcfg.actions.bench import BenchConfig
+    from netcfg.cli.bench_dist import table
+
+    config = BenchConfig(device="cpu", mode="train", warmup=1, min_time=0.05, max_time=0.5)
+    s = spec()
+    results = dd.with_efficiency([dd.bench(s, config, n, "fsdp") for n in (1, 2)])
+    one, two = results
+    assert [len(r.ranks) for r in results] == [1, 2] and two.global_batch == 2 * two.batch == 8
+    assert one.efficiency == 1.0
+    assert two.efficiency == pytest.approx(two.samples_per_s / (2 * one.samples_per_s))
+    assert two.samples_per_s == pytest.approx(8 / two.median) and two.median == max(r.median for r in two.ranks)
+    # weights, gradients and both AdamW moments are sharded: each rank holds about half
+    params = sum(p.numel() for p in build_spec(s, device="meta").model.parameters()) * 4
+    assert one.ranks[0].state_bytes >= 4 * params
+    for rank in two.ranks:
+        assert 0.4 < rank.state_bytes / one.ranks[0].state_bytes < 0.6
+    text = table(results)
+    assert "efficiency" in text and "fsdp: 3 units + the root" in text and "\nfsdp          2" in text
