@@ -1,11 +1,14 @@
 """Honest timing of a spec's forward (or training) step on a device. Returns data.
 
-Method: build, warm up (excluded), then take samples until the median is stable: each
-sample times a block of calls long enough to dwarf the clock's resolution; sampling stops
-when the interquartile range is under `stable` of the median (after `min_time` seconds and
-at least 10 samples), as torch.utils.benchmark's adaptive mode does, or at `max_time`. On
-CUDA every block is timed with CUDA events after a synchronization. torch.compile's
-compile time is measured apart from the steady state.
+Method: build, warm up (excluded), then time rounds until the median is stable: each
+round times a block of calls long enough to dwarf the clock's resolution; timing stops
+when the interquartile range of the rounds is under `stable` of the median (after `min_time`
+seconds and at least 10 rounds), as torch.utils.benchmark's adaptive mode does, or at
+`max_time`. On CUDA every block is timed with CUDA events after a synchronization.
+torch.compile's compile time is measured apart from the steady state. "Samples" are the
+model's input samples only (samples/s = batch / median step time); the timed units are rounds.
+A run records the threads, cores and load it saw and says when they (or the rounds' spread)
+make its figures doubtful (netcfg/actions/bench_health.py).
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ import resource
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 
+from netcfg.actions import bench_health
 from netcfg.actions.failures import TORCH_FAILURES, first_line, layer_failure, tracking
 from netcfg.actions.model import build_model, shown_inputs
 from netcfg.building import devices
@@ -90,6 +94,13 @@ class BenchResult:
     peak_reserved_bytes: int | None = None
     compile_time_s: float | None = None
     warmup_s: float = 0.0
+    cores: int = 1
+    """CPU cores the process could run on."""
+    load_before: float | None = None
+    """1-minute load average before the build; load_after: when the timing ended."""
+    load_after: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    """Why the figures may not be the model's: oversubscribed threads, a busy machine, unstable rounds."""
 
     @property
     def ops(self) -> float:
@@ -122,6 +133,7 @@ def bench(spec: Spec, config: BenchConfig, progress: Callable[[float], None] | N
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     spec = with_batch(spec, config.batch)
+    load_before = bench_health.load_average()
     built = build_model(
         spec, device=config.device, seed=config.seed, dtype=config.dtype, memory_check=config.memory_check,
         forward_check=config.memory_check,
@@ -135,11 +147,21 @@ def bench(spec: Spec, config: BenchConfig, progress: Callable[[float], None] | N
         torch.cuda.reset_peak_memory_stats(device)
     try:
         compile_time = _first_call(step, device) if config.compile else None
-        warmup_s = _warm_up(step, device, config)
+        warmup_s, warmup_per_call = _warm_up(step, device, config)
         times, iterations = _sample(step, device, config, progress)
     except TORCH_FAILURES as exc:  # one line naming the layer or the flag, not PyTorch's traceback
         raise _failure(built, config, exc) from exc
-    return _result(built, config, times, iterations, rss_before, compile_time, warmup_s)
+    result = _result(built, config, times, iterations, rss_before, compile_time, warmup_s)
+    return _judged(result, config, times, load_before, warmup_per_call)
+
+
+def _judged(result: BenchResult, config: BenchConfig, times: list[float], load_before, warmup_per_call) -> BenchResult:
+    """The result with the conditions it ran under and the warnings they call for."""
+    seen = bench_health.conditions(result.threads, 1, result.device.startswith("cpu"), load_before)
+    result.cores, result.load_before, result.load_after = seen.cores, seen.load_before, seen.load_after
+    unsettled = len(times) < 10 or not _stable(times, config)  # _sample stopped at max_time
+    result.warnings = bench_health.health_warnings(seen, times, warmup_per_call, config.stable, unsettled)
+    return result
 
 
 def with_batch(spec: Spec, batch: int | None) -> Spec:
@@ -241,16 +263,25 @@ def _first_call(step: Callable, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def _warm_up(step: Callable, device: torch.device, config: BenchConfig) -> float:
+def _warm_up(step: Callable, device: torch.device, config: BenchConfig) -> tuple[float, float | None]:
+    """Seconds spent, and seconds per call over the warm-up's second half (its first calls pay
+    one-time costs; None: too few calls to tell)."""
     start = time.perf_counter()
+    ends = []
     if config.warmup_is_seconds:
         while time.perf_counter() - start < config.warmup:
             step()
+            ends.append(time.perf_counter())
     else:
         for _ in range(int(config.warmup)):
             step()
+            ends.append(time.perf_counter())
     _sync(device)
-    return time.perf_counter() - start
+    spent = time.perf_counter() - start
+    half = len(ends) // 2
+    if half < 2 or device.type == "cuda":  # CUDA calls return before the work is done
+        return spent, None
+    return spent, (ends[-1] - ends[half - 1]) / (len(ends) - half)
 
 
 def _time_block(step: Callable, device: torch.device, calls: int) -> float:

@@ -126,6 +126,9 @@ class Builder:
         self.building_shared: set[str] = set()
         self.probes: dict[str, dict[str, Visit]] = {}
         """Records of the probe build of a later use of a shared module, by path."""
+        self.on_built = None
+        """Called as on_built(path, module, leaf) after each module is constructed (not probes):
+        sharded materialization keeps each layer's shard and drops the layer (building/distributed.py)."""
 
     def path(self, name: str | None = None) -> str:
         return ".".join(self.prefix + ([name] if name else []))
@@ -153,6 +156,8 @@ class Builder:
                 self.prefix.pop()
         if not node.trainable:
             module.requires_grad_(False)
+        if self.on_built is not None and not self.probing:
+            self.on_built(path, module, entry.kind in ("layer", "merge"))
         if path not in self.visits:
             shapes = [tuple(x.shape) for x in xs]
             first = out if isinstance(out, torch.Tensor) else next(iter(named_outputs(out, node).values()))

@@ -261,6 +261,7 @@ def resolve(doc: Document, registry: Registry) -> spec_mod.Spec:
         resolved["shared"] = shared_data
     spec = spec_mod.Spec(head=head, model=model, shared=shared, data=resolved, file=doc.file, locs=locs)
     spec.dropped = expander.dropped
+    spec.units = {path: kinds for path, kinds in expander.units.items() if path[0] == "model"}
     return spec
 
 

@@ -332,6 +332,18 @@ class BlockDef(BaseModel):
     description: str | None = None
 
 
+class ShardSpec(BaseModel):
+    """The units `--strategy fsdp` shards one by one (each gathers its parameters only while it runs)."""
+
+    model_config = _CONFIG
+
+    units: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=lambda: ["repeat", "block"], min_length=1)
+    """'repeat' (each repeat copy), 'block' (each template instance), a template's name, a layer type,
+    or a module path (globs allowed: transformer.h.*)."""
+    checkpoint: bool = False
+    """Recompute each unit's activations in the backward pass instead of keeping them (less memory)."""
+
+
 class SpecHead(BaseModel):
     """The top-level keys of a spec file; module nodes are validated separately."""
 
@@ -364,6 +376,8 @@ class SpecHead(BaseModel):
     """Initializer rules, applied in order after PyTorch's default initialization."""
     pretrained: list[PretrainedSource] = Field(default_factory=list)
     """Checkpoints to initialize parts of the model from, after the init rules."""
+    shard: Optional[ShardSpec] = None
+    """How --strategy fsdp cuts the model into units (default: each repeat copy and block instance)."""
 
     @field_validator("vars")
     @classmethod
@@ -409,6 +423,8 @@ class Spec:
     """Location in the source of each path of `data`."""
     dropped: dict[tuple, Loc] = field(default_factory=dict)
     """Graph nodes removed by a false `if` (expanded path -> the `if`'s location)."""
+    units: dict[tuple, list[str]] = field(default_factory=dict)
+    """Expanded path of each repeat copy and block instance -> 'repeat', or 'block' and the template's name."""
 
     def loc(self, path: tuple) -> Loc:
         for i in range(len(path), -1, -1):
