@@ -195,7 +195,7 @@ def _step(built, config: BenchConfig) -> Callable[[], object]:
 
     def train_step():
         with autocast():
-            loss = _loss(model(*xs))
+            loss = loss_of(model(*xs))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -209,7 +209,7 @@ def _inputs(built) -> list[torch.Tensor]:
     return [x.to(built.dtype) if x.is_floating_point() else x for x in xs]
 
 
-def _loss(out) -> torch.Tensor:
+def loss_of(out) -> torch.Tensor:
     """A scalar to take the gradient of: the mean of the output (several: the sum of their means)."""
     if isinstance(out, torch.Tensor):
         return out.float().mean()
@@ -230,7 +230,7 @@ def _failure(built, config: BenchConfig, exc: BaseException) -> NetcfgError:
         with grad, tracking(built.model) as tracker, _autocast(built.device, config)():
             output = built.model(*xs)
         if config.mode == "train":
-            _loss(output).backward()
+            loss_of(output).backward()
     except TORCH_FAILURES as again:
         if tracker is not None and tracker.failed is not None:
             return layer_failure(built, tracker.failed, again, context)

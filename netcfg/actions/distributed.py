@@ -28,17 +28,19 @@ import torch
 
 from netcfg import errors
 from netcfg.actions import bench_health
-from netcfg.actions.bench import BenchConfig, device_name, with_batch
+from netcfg.actions.bench import BenchConfig, device_name, loss_of, with_batch
 from netcfg.actions.failures import first_line
 from netcfg.building import devices
 from netcfg.building import distributed as d
-from netcfg.building.builder import sample_input
+from netcfg.building.builder import sample_inputs
 from netcfg.errors import InputError, Loc, NetcfgError
 from netcfg.spec.model import Spec
 
 MAX_PROCESSES = 64
 START_METHOD = "spawn"
-"""How the launcher starts ranks: spawn is the safe one (CUDA needs it); tests on the CPU use fork (faster)."""
+"""How the launcher starts ranks: spawn is the safe one (CUDA needs it). The tests use forkserver (the
+imports paid once); fork only for ranks that do no work: a child forked from a process that has run
+OpenMP-parallel torch ops hangs in its first parallel region (GNU libgomp is not fork-safe)."""
 MIN_BLOCK_S = 0.02  # a round covers at least this long: per-round collectives stay a small share
 
 
@@ -126,6 +128,10 @@ def launch(job: Job, nproc: int):
     if START_METHOD == "fork":  # forked ranks inherit these modules: seconds of imports each, paid once
         import torch.distributed.checkpoint.state_dict  # noqa: F401
         import torch.distributed.fsdp  # noqa: F401
+    if START_METHOD == "forkserver":  # the server imports these once; each rank forks from it
+        import multiprocessing
+
+        multiprocessing.set_forkserver_preload(["torch", "torch.distributed.fsdp", "netcfg.actions.distributed"])
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
@@ -231,13 +237,12 @@ def _state(job: Job, world: d.World):
     return state if world.rank == 0 else None
 
 
-def _global_slice(spec: Spec, world: d.World, seed: int | None) -> torch.Tensor:
-    """This rank's equal part of the spec's sample input (the global batch)."""
-    batch = spec.head.input.shape[0]
+def _global_slice(spec: Spec, world: d.World, seed: int | None) -> list[torch.Tensor]:
+    """This rank's equal part of the spec's sample inputs (the global batch)."""
+    batch = next(iter(spec.head.inputs.values())).shape[0]
     if batch % world.size:
         raise InputError(f"the batch ({batch}) must split evenly over {world.size} processes", Loc("--nproc"))
-    x = sample_input(spec, world.device, seed)
-    return x.chunk(world.size)[world.rank]
+    return [x.chunk(world.size)[world.rank] for x in sample_inputs(spec, world.device, seed)]
 
 
 def _step(job: Job, world: d.World):
@@ -245,8 +250,8 @@ def _step(job: Job, world: d.World):
     import torch.distributed as dist
 
     built, model, _ = _wrapped(job, world, job.spec)
-    x = _global_slice(job.spec, world, job.seed)
-    loss = model(x.to(built.dtype) if x.is_floating_point() else x).float().mean()
+    xs = _global_slice(job.spec, world, job.seed)
+    loss = loss_of(model(*[x.to(built.dtype) if x.is_floating_point() else x for x in xs]))
     loss.backward()
     total = loss.detach().clone()
     dist.all_reduce(total)
@@ -299,8 +304,8 @@ def _bench(job: Job, world: d.World):
     if world.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(world.device)
     built, model, units = _wrapped(job, world, job.spec)
-    x = _rank_input(job.spec, world, built)
-    step, optimizer = _make_step(model, x, config.mode, job.strategy)
+    xs = _rank_input(job.spec, world, built)
+    step, optimizer = _make_step(model, xs, config.mode, job.strategy)
     for _ in range(max(1, int(config.warmup)) if not config.warmup_is_seconds else 3):
         step()
     times, calls = _rounds(step, world, config)
@@ -323,20 +328,20 @@ def _bench(job: Job, world: d.World):
     return result
 
 
-def _rank_input(spec: Spec, world: d.World, built) -> torch.Tensor:
-    """Each rank its own batch (data parallelism): the sample input drawn from seed + rank."""
+def _rank_input(spec: Spec, world: d.World, built) -> list[torch.Tensor]:
+    """Each rank its own batch (data parallelism): the sample inputs drawn from seed + rank."""
     seed = (built.seed + world.rank) % 2**63
-    x = sample_input(spec, world.device, seed)
-    return x.to(built.dtype) if x.is_floating_point() and built.dtype not in d.LOW_PRECISION else x
+    xs = sample_inputs(spec, world.device, seed)
+    return [x.to(built.dtype) if x.is_floating_point() and built.dtype not in d.LOW_PRECISION else x for x in xs]
 
 
-def _make_step(model, x: torch.Tensor, mode: str, strategy: str):
+def _make_step(model, xs: list[torch.Tensor], mode: str, strategy: str):
     if mode == "inference":
         model.eval()
 
         def forward():
             with torch.no_grad():
-                return model(x)
+                return model(*xs)
 
         return forward, None
     model.train()
@@ -346,7 +351,7 @@ def _make_step(model, x: torch.Tensor, mode: str, strategy: str):
     optimizer = torch.optim.AdamW(params, lr=1e-4)
 
     def train_step():
-        loss = model(x).float().mean()
+        loss = loss_of(model(*xs))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=False)  # kept: the gradients count in the rank's state

@@ -235,8 +235,7 @@ def _replay_init(spec: Spec, model: nn.Module, device: torch.device, seed: int, 
     replay = b.Builder(spec, REGISTRY, device)
     replay.on_built = keep_shards
     with b._seeded(seed, device), b._no_gc():
-        replay.root_input = b.sample_input(spec, "meta")
-        replay.build(spec.model, [replay.root_input])
+        replay.build_model()
         rules = spec.head.init
         with torch.no_grad():
             for name, index in chosen.items():  # the one-process order: after every constructor's draws

@@ -34,8 +34,10 @@ SMALL = {
 
 
 @pytest.fixture(autouse=True)
-def fork(monkeypatch):
-    monkeypatch.setattr(dd, "START_METHOD", "fork")  # CPU only: seconds faster than spawn
+def forkserver(monkeypatch):
+    # seconds faster than spawn per rank; not fork: a rank forked from this process, which has run
+    # OpenMP-parallel torch ops, can hang in its first parallel region (GNU libgomp)
+    monkeypatch.setattr(dd, "START_METHOD", "forkserver")
 
 
 def spec(**changes):
