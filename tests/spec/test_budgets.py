@@ -198,6 +198,35 @@ def test_json_values_are_counted_without_the_punctuation_inside_strings():
         read_json('"' + "a" * (10 * 2**20) + '"', "f")
 
 
+def _nested(levels: int) -> str:
+    """A spec whose innermost layer is `levels` YAML levels deep (the top mapping is level 1)."""
+    model = "{type: linear, out_features: 8}"
+    for _ in range((levels - 2) // 2):
+        model = f"{{type: sequential, layers: [{model}]}}"
+    return f"netcfg: 1\ninput: {{shape: [2, 8]}}\nmodel: {model}\n"
+
+
+def test_data_nested_as_deep_as_a_file_may_be_is_accepted_as_data_too(write_spec):
+    """Nesting counts collections, not scalars, as in YAML: a spec saved from the deepest file
+    loads back (a scalar at level 101 was refused)."""
+    from netcfg.spec.loader import load_spec_data
+    from netcfg.spec.yaml_source import read_yaml
+
+    deepest = load_spec(write_spec(_nested(100)))
+    assert load_spec_data(read_yaml(_nested(100), "f").data, "f").model == deepest.model
+    with pytest.raises(SpecError, match="nesting deeper than 100 levels"):
+        load_spec(write_spec(_nested(102)))
+    with pytest.raises(SpecError, match="nesting deeper than 100 levels"):
+        load_spec_data({"netcfg": 1, "x": _deep_list(101)}, "f")
+
+
+def _deep_list(levels: int) -> list:
+    value: list = []
+    for _ in range(levels - 2):
+        value = [value]
+    return value
+
+
 def test_data_gets_the_text_limit_of_a_file():
     """Data that did not come from text can repeat one string object, as an alias does."""
     from netcfg.spec.loader import load_spec_data
