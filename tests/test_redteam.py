@@ -99,6 +99,11 @@ def write(folder: Path, name: str, text: str) -> str:
     return name
 
 
+def listed(name: str, first: str, more: str) -> Expect:
+    """`validate name` refused with MAX_LISTED problems, the first one `first`, then a line counting the others."""
+    return Expect(["validate", name], first=at(name, first), lines=21, last=at(name, more))
+
+
 def at(file: str, message: str) -> str:
     """A line for `message` at some line:column of `file`."""
     return rf"{re.escape(file)}:\d+:\d+: error: {re.escape(message)}"
@@ -185,12 +190,7 @@ def unknown_keys(d: Path, sandbox: Sandbox) -> Expect:
     """20,000 unknown keys on one layer: 20 listed with a did-you-mean, the rest counted."""
     keys = ", ".join(f"k{i}: 1" for i in range(20_000))
     name = write(d, "keys.yaml", HEAD + f"model: {{type: identity, {keys}}}\n")
-    return Expect(
-        ["validate", name],
-        first=at(name, "unknown key 'k0' for identity"),
-        lines=21,
-        last=at(name, "... and 19,980 more unknown keys"),
-    )
+    return listed(name, "unknown key 'k0' for identity", "... and 19,980 more unknown keys")
 
 
 @case(cpu=5.0, mib=200)
@@ -200,12 +200,7 @@ def graph_refs(d: Path, sandbox: Sandbox) -> Expect:
         f"    n{i}: {{type: relu, inputs: [{'input' if i == 0 else f'n{i - 1}'}, m{i}]}}\n" for i in range(8_000)
     )
     name = write(d, "graph.yaml", HEAD + f"model:\n  type: graph\n  nodes:\n{nodes}")
-    return Expect(
-        ["validate", name],
-        first=at(name, "unknown input 'm0'"),
-        lines=21,
-        last=at(name, "... and 7,980 more inputs that are not earlier nodes"),
-    )
+    return listed(name, "unknown input 'm0'", "... and 7,980 more inputs that are not earlier nodes")
 
 
 # ---------------------------------------------------------------- expansion: repeats, blocks, interpolation
@@ -265,7 +260,8 @@ def interpolation_total(d: Path, sandbox: Sandbox) -> Expect:
     return Expect(["validate", name], first=at(name, f"the spec expands to more than 64 MiB of text {EXPANSION}"))
 
 
-def _block_chain(calls: int, wrap: bool) -> str:
+def block_chain(calls: int, wrap: bool) -> str:
+    """`calls` templates, each the body of the one before (inside a sequential when `wrap`)."""
     lines = [HEAD.rstrip("\n"), "blocks:", "  b0: {body: {type: linear, out_features: 8}}"]
     for i in range(1, calls):
         call = f"{{type: block, block: b{i - 1}}}"
@@ -278,7 +274,7 @@ def _block_chain(calls: int, wrap: bool) -> str:
 @case(cpu=1.0, mib=60)
 def nested_blocks(d: Path, sandbox: Sandbox) -> Expect:
     """1,000 templates, each the body of the next (a RecursionError traceback before)."""
-    name = write(d, "chain.yaml", _block_chain(1000, wrap=False))
+    name = write(d, "chain.yaml", block_chain(1000, wrap=False))
     message = "nesting deeper than 100 levels once blocks are expanded (100 block calls deep, 'b999' to 'b900')"
     return Expect(["validate", name], first=at(name, message))
 
@@ -286,7 +282,7 @@ def nested_blocks(d: Path, sandbox: Sandbox) -> Expect:
 @case(cpu=1.0, mib=60)
 def nested_blocks_in_sequentials(d: Path, sandbox: Sandbox) -> Expect:
     """150 templates, each a sequential calling the next (the build's RecursionError before)."""
-    name = write(d, "chain.yaml", _block_chain(150, wrap=True))
+    name = write(d, "chain.yaml", block_chain(150, wrap=True))
     message = "nesting deeper than 100 levels once blocks are expanded (50 block calls deep, 'b149' to 'b100')"
     return Expect(["validate", name], first=at(name, message))
 
@@ -294,7 +290,7 @@ def nested_blocks_in_sequentials(d: Path, sandbox: Sandbox) -> Expect:
 @case(cpu=2.0, mib=100)
 def deepest_blocks_run(d: Path, sandbox: Sandbox) -> Expect:
     """The deepest chain of templates allowed (100 levels) builds and runs."""
-    name = write(d, "chain.yaml", _block_chain(50, wrap=True))
+    name = write(d, "chain.yaml", block_chain(50, wrap=True))
     return Expect(["run", name], code=0, first=r"168 parameters, .*")
 
 
@@ -319,12 +315,8 @@ def ties_110k(d: Path, sandbox: Sandbox) -> Expect:
         "ties.yaml",
         HEAD + f"model: {{type: sequential, layers: [{{type: linear, out_features: 4}}]}}\nties: [[{paths}]]\n",
     )
-    return Expect(
-        ["validate", name],
-        first=at(name, "tie: no parameter 'layers.0.weight' in the model; did you mean '0.weight'?"),
-        lines=21,
-        last=at(name, "tie: ... and 109,980 more paths not in the model"),
-    )
+    first = "tie: no parameter 'layers.0.weight' in the model; did you mean '0.weight'?"
+    return listed(name, first, "tie: ... and 109,980 more paths not in the model")
 
 
 # ---------------------------------------------------------------- checkpoints: headers, embedded specs, sizes
@@ -372,12 +364,7 @@ def pretrained_99k(d: Path, sandbox: Sandbox) -> Expect:
     message = (
         "pretrained 0: 'blocks.0.weight' maps to 'extra.0.weight', which is not in the model; did you mean '0.weight'?"
     )
-    return Expect(
-        ["validate", name],
-        first=at(name, message),
-        lines=21,
-        last=at(name, "pretrained 0: ... and 98,980 more tensors that do not fit"),
-    )
+    return listed(name, message, "pretrained 0: ... and 98,980 more tensors that do not fit")
 
 
 SPARSE_SHAPE = [250_000, 1_000_000]
@@ -385,25 +372,22 @@ SPARSE_BYTES = 4 * 250_000 * 1_000_000
 """1 TB of float32: far past any test machine's free memory, and free to make as a sparse file."""
 
 
+def _sparse(name: str) -> dict:
+    """The header entry of one tensor of SPARSE_SHAPE."""
+    return {name: {"dtype": "F32", "shape": SPARSE_SHAPE, "data_offsets": [0, SPARSE_BYTES]}}
+
+
 @case(cpu=1.0, mib=60)
 def sparse_tensor_peek(d: Path, sandbox: Sandbox) -> Expect:
     """`tensors` of a sparse file claiming a 1 TB tensor reads only the six values it prints."""
-    _safetensors(
-        d / "huge.safetensors",
-        {"x": {"dtype": "F32", "shape": SPARSE_SHAPE, "data_offsets": [0, SPARSE_BYTES]}},
-        SPARSE_BYTES,
-    )
+    _safetensors(d / "huge.safetensors", _sparse("x"), SPARSE_BYTES)
     return Expect(["tensors", "huge.safetensors"], code=0, first=re.escape("huge.safetensors: a dict of 1 tensors"))
 
 
 @case(cpu=1.0, mib=60)
 def sparse_tensor_input(d: Path, sandbox: Sandbox) -> Expect:
     """`run --input` of a sparse file claiming a 1 TB tensor: refused before allocating."""
-    _safetensors(
-        d / "huge.safetensors",
-        {"x": {"dtype": "F32", "shape": SPARSE_SHAPE, "data_offsets": [0, SPARSE_BYTES]}},
-        SPARSE_BYTES,
-    )
+    _safetensors(d / "huge.safetensors", _sparse("x"), SPARSE_BYTES)
     name = write(d, "relu.yaml", "netcfg: 1\ninput: {shape: [2, 4]}\nmodel: {type: relu}\n")
     message = "tensor 'x' F32 [250000, 1000000] needs 1,000,000,000,000 bytes (931.3 GiB), more than the "
     return Expect(
@@ -420,12 +404,7 @@ def sparse_checkpoint_load(d: Path, sandbox: Sandbox) -> Expect:
         "input": {"shape": [2, 1_000_000]},
         "model": {"type": "linear", "out_features": 250_000, "bias": False},
     }
-    _checkpoint(
-        d / "huge.safetensors",
-        spec,
-        {"weight": {"dtype": "F32", "shape": SPARSE_SHAPE, "data_offsets": [0, SPARSE_BYTES]}},
-        SPARSE_BYTES,
-    )
+    _checkpoint(d / "huge.safetensors", spec, _sparse("weight"), SPARSE_BYTES)
     message = "tensor 'weight' F32 [250000, 1000000] needs 1,000,000,000,000 bytes (931.3 GiB), more than the "
     return Expect(
         ["load", "huge.safetensors"],
@@ -437,11 +416,7 @@ def sparse_checkpoint_load(d: Path, sandbox: Sandbox) -> Expect:
 def sparse_pretrained(d: Path, sandbox: Sandbox) -> Expect:
     """`pretrained:` from a sparse file claiming a 1 TB tensor, mapped onto a small weight:
     refused from the header, nothing read."""
-    _safetensors(
-        d / "huge.safetensors",
-        {"w": {"dtype": "F32", "shape": SPARSE_SHAPE, "data_offsets": [0, SPARSE_BYTES]}},
-        SPARSE_BYTES,
-    )
+    _safetensors(d / "huge.safetensors", _sparse("w"), SPARSE_BYTES)
     text = (
         HEAD
         + "model: {type: linear, out_features: 4, bias: false}\n"

@@ -11,6 +11,7 @@ from netcfg.errors import SpecError
 from netcfg.spec.budget import Budget
 from netcfg.spec.loader import load_spec
 from tests.limits import traced
+from tests.test_redteam import block_chain
 
 HEAD = "netcfg: 1\ninput: {shape: [2, 20]}\n"
 COUNTED = "(aliases, repeats and interpolation counted)"
@@ -220,23 +221,12 @@ def test_data_nested_as_deep_as_a_file_may_be_is_accepted_as_data_too(write_spec
         load_spec_data({"netcfg": 1, "x": _deep_list(101)}, "f")
 
 
-def _chain(calls: int, wrap: bool) -> str:
-    """`calls` templates, each the body of the one before (inside a sequential when `wrap`)."""
-    lines = [HEAD.rstrip("\n"), "blocks:", "  b0: {body: {type: linear, out_features: 8}}"]
-    for i in range(1, calls):
-        call = f"{{type: block, block: b{i - 1}}}"
-        lines.append(
-            f"  b{i}: {{body: {{type: sequential, layers: [{call}]}}}}" if wrap else f"  b{i}: {{body: {call}}}"
-        )
-    return "\n".join(lines + [f"model: {{type: block, block: b{calls - 1}}}"]) + "\n"
-
-
 @pytest.mark.parametrize(("calls", "wrap"), [(150, True), (1000, False)])
 def test_blocks_calling_blocks_past_100_levels_are_one_located_error(write_spec, calls, wrap):
     """150 templates in sequentials were a RecursionError in the build, 1,000 bare ones in the
     expansion. Each call takes a level (and each sequential): the error is at the call that
     would be level 101, in the body of the 100th (or 50th) template called."""
-    text = _chain(calls, wrap)
+    text = block_chain(calls, wrap)
     deep = 50 if wrap else 100
     last = calls - deep
     line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith(f"  b{last}:"))
@@ -252,7 +242,7 @@ def test_blocks_calling_blocks_up_to_100_levels_build_and_run(write_spec):
 
     from netcfg.building.builder import build_spec
 
-    for text in (_chain(50, True), _chain(99, False)):
+    for text in (block_chain(50, True), block_chain(99, False)):
         built = build_spec(load_spec(write_spec(text)), device="cpu")
         assert built.model(torch.zeros(2, 20)).shape == (2, 8)
 
