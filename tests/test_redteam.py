@@ -193,7 +193,7 @@ def unknown_keys(d: Path, sandbox: Sandbox) -> Expect:
     return listed(name, "unknown key 'k0' for identity", "... and 19,980 more unknown keys")
 
 
-@case(cpu=5.0, mib=200)
+@case(cpu=6.0, mib=200)
 def graph_refs(d: Path, sandbox: Sandbox) -> Expect:
     """8,000 graph nodes, each reading the previous one and one name that does not exist."""
     nodes = "".join(
@@ -294,7 +294,7 @@ def deepest_blocks_run(d: Path, sandbox: Sandbox) -> Expect:
     return Expect(["run", name], code=0, first=r"168 parameters, .*")
 
 
-@case(cpu=6.0, mib=250)
+@case(cpu=8.0, mib=250)
 def large_legal_expansion(d: Path, sandbox: Sandbox) -> Expect:
     """10,000 copies of a layer are allowed: expanded, validated and built (on meta) in time linear
     in the copies (about 0.25 ms each)."""
