@@ -65,10 +65,24 @@ def _around(ordered: list[str], word: str) -> list[str]:
     return ordered[max(0, at - _NEIGHBOURS) : at + _NEIGHBOURS]
 
 
+def close_matches(word: str, choices, n: int = 2, cutoff: float = 0.6) -> list[str]:
+    """difflib.get_close_matches, with the choices whose length alone keeps them below `cutoff`
+    left out first: the same answer, but a word far longer than every choice (a megabyte key) is
+    not indexed by difflib, which takes seconds, only to be compared with nothing."""
+    fit = [c for c in choices if _length_ratio(word, c) >= cutoff]
+    return difflib.get_close_matches(word, fit, n=n, cutoff=cutoff) if fit else []
+
+
+def _length_ratio(a: str, b: str) -> float:
+    """The most difflib's ratio of `a` and `b` can be (its real_quick_ratio, computed alike)."""
+    total = len(a) + len(b)
+    return 2.0 * min(len(a), len(b)) / total if total else 1.0
+
+
 @functools.lru_cache(maxsize=1024)
 def _closest(word: str, choices: tuple[str, ...]) -> str:
     """(Cached: every copy a repeat makes of a typo asks the same question.)"""
-    close = difflib.get_close_matches(word, choices, n=2, cutoff=0.6)
+    close = close_matches(word, choices)
     if not close:
         return ""
     scores = [difflib.SequenceMatcher(None, word, c).ratio() for c in close]

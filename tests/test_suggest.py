@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import time
 
-from netcfg.suggest import MAX_SUGGESTED, Suggestions, suggest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from netcfg.suggest import MAX_SUGGESTED, Suggestions, close_matches, suggest
 
 PATHS = [f"blocks.{i}.attention.weight" for i in range(110_000)]
 
@@ -27,3 +31,17 @@ def test_at_most_a_bounded_number_of_suggestions_are_computed():
     answers = [find(f"widht{i}") for i in range(MAX_SUGGESTED + 5)]
     assert all(answers[:MAX_SUGGESTED]) and not any(answers[MAX_SUGGESTED:])
     assert find("widht0") == answers[0]  # a word already answered is answered again
+
+
+@given(st.text("abc", max_size=12), st.lists(st.text("abcd", max_size=30), max_size=8))
+def test_close_matches_answers_as_difflib_does(word, choices):
+    assert close_matches(word, choices) == difflib.get_close_matches(word, choices, n=2, cutoff=0.6)
+
+
+def test_a_megabyte_word_is_not_indexed_to_be_compared_with_short_choices():
+    """difflib indexes the word before looking at a choice: 8 MiB took seconds, twice per error."""
+    word = "a" * 8 * 2**20
+    start = time.process_time()
+    assert suggest(word, ["linear", "conv2d"]) == "" and close_matches(word, ["out_features"]) == []
+    assert time.process_time() - start < 0.1
+    assert close_matches("a" * 10, ["a" * 16]) == ["a" * 16]  # within reach: still compared

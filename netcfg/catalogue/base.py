@@ -47,6 +47,13 @@ def is_float(dtype: str) -> bool:
     return dtype.startswith("float") or dtype == "bfloat16"
 
 
+def _hint(dtype: str) -> str:
+    """What goes before a layer that takes real numbers, for an input of `dtype`."""
+    if dtype.startswith("complex"):
+        return " (take its magnitudes or its real and imaginary parts first: fourier's output: abs or real_imag)"
+    return " (token ids go through an embedding)"
+
+
 class Node(BaseModel):
     """Fields every module node has."""
 
@@ -81,10 +88,7 @@ class Node(BaseModel):
     def out_dtype(self, dtypes: list[str]) -> str | None:
         """Output dtype name; None: the inputs' promoted dtype."""
         if self.float_only and not is_float(dtypes[0]):
-            raise ShapeError(
-                f"{self.type} needs a floating-point input, its input is {dtypes[0]} "
-                "(token ids go through an embedding)"
-            )
+            raise ShapeError(f"{self.type} needs a floating-point input, its input is {dtypes[0]}{_hint(dtypes[0])}")
         return None
 
     def elements(self, shapes: list[Shape]) -> int | None:

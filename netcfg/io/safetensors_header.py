@@ -118,18 +118,38 @@ def _parse(header: Header, raw: bytes) -> None:
     if raw.count(b'"data_offsets"') > MAX_TENSORS:  # counted before parsing a huge header
         raise fail(path, f"header lists more than {MAX_TENSORS:,} tensors (corrupt or hostile)")
     try:
-        entries = json.loads(text, object_pairs_hook=_Pairs)
+        entries = _loads(path, text)
     except RecursionError:
         raise fail(path, "header nests too deeply to be a safetensors header") from None
     except json.JSONDecodeError as exc:
         raise fail(path, f"header is not valid JSON ({exc.msg} at byte {exc.pos})") from None
     except ValueError as exc:  # an integer of thousands of digits
         raise fail(path, f"header is not valid JSON ({str(exc).split(';')[0]})") from None
-    entries = _top_level(path, entries)
+    if not isinstance(entries, dict):
+        raise fail(path, "header is not a JSON object")
     header.metadata = _metadata(path, entries.pop(METADATA, {}))
     for name, entry in entries.items():
         header.tensors[name] = _tensor(path, name, entry)
     _check_layout(header)
+
+
+def _loads(path, text: str):
+    """The header's JSON, a key given twice in any object refused (named).
+
+    Each object becomes a dict at once (C speed); only when one has fewer keys than pairs is the
+    text parsed again as pairs, to name the key and where it is."""
+    repeated = []
+
+    def to_dict(pairs: list) -> dict:
+        out = dict(pairs)
+        if len(out) != len(pairs):
+            repeated.append(True)
+        return out
+
+    entries = json.loads(text, object_pairs_hook=to_dict)
+    if repeated:
+        entries = _top_level(path, json.loads(text, object_pairs_hook=_Pairs))
+    return entries
 
 
 class _Pairs(list):
@@ -160,29 +180,58 @@ def _metadata(path, value) -> dict[str, str]:
 
 
 def _tensor(path, name: str, entry) -> TensorInfo:
-    where = f"tensor '{name}'"
-    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
-        raise fail(path, f"{where}: an entry needs exactly dtype, shape and data_offsets")
+    # Called for each of up to 100,000 entries: C-speed checks (JSON's integers are exactly int,
+    # its true and false exactly bool), the message built only for a bad entry.
+    if type(entry) is not dict or entry.keys() != _ENTRY_KEYS:
+        raise fail(path, f"tensor '{name}': an entry needs exactly dtype, shape and data_offsets")
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
-        raise fail(path, f"{where}: unknown dtype {dtype!r}")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise fail(path, f"{where}: shape must be a list of non-negative integers, got {shape!r}")
-    if any(d > MAX_ELEMENTS for d in shape):
-        raise fail(path, f"{where}: shape {shape} has a dimension over 2**62")
-    if prod(shape) > MAX_ELEMENTS:
-        raise fail(path, f"{where}: shape {shape} has more than 2**62 elements")
-    if (
-        not isinstance(offsets, list) or len(offsets) != 2
-        or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)
-        or offsets[0] > offsets[1]
-    ):  # fmt: skip
-        raise fail(path, f"{where}: data_offsets must be [start, end] with 0 <= start <= end, got {offsets!r}")
-    info = TensorInfo(name, dtype, tuple(shape), offsets[0], offsets[1])
-    if info.count * DTYPE_SIZES[dtype] != info.nbytes:
-        raise fail(path, f"{where}: {dtype} {list(shape)} needs {info.count * DTYPE_SIZES[dtype]:,} bytes, "
-                         f"its offsets give {info.nbytes:,}")  # fmt: skip
-    return info
+    size = DTYPE_SIZES.get(dtype) if type(dtype) is str else None
+    if size is None:
+        raise fail(path, f"tensor '{name}': unknown dtype {dtype!r}")
+    if not _naturals(shape):
+        raise fail(path, f"tensor '{name}': shape must be a list of non-negative integers, got {_dims(shape)}")
+    if shape and max(shape) > MAX_ELEMENTS:
+        raise fail(path, f"tensor '{name}': shape {_dims(shape)} has a dimension over 2**62")
+    count = _elements(shape)
+    if count > MAX_ELEMENTS:
+        raise fail(path, f"tensor '{name}': shape {_dims(shape)} has more than 2**62 elements")
+    if not _naturals(offsets) or len(offsets) != 2 or offsets[0] > offsets[1]:
+        raise fail(path, f"tensor '{name}': data_offsets must be [start, end] with 0 <= start <= end, got {offsets!r}")
+    start, end = offsets
+    if count * size != end - start:
+        raise fail(path, f"tensor '{name}': {dtype} {_dims(shape)} needs {count * size:,} bytes, "
+                         f"its offsets give {end - start:,}")  # fmt: skip
+    return TensorInfo(name, dtype, tuple(shape), start, end)
+
+
+_ENTRY_KEYS = {"dtype", "shape", "data_offsets"}
+_INT = {int}
+
+
+def _elements(shape: list[int]) -> int:
+    """The product of the dimensions, or a number past MAX_ELEMENTS: multiplied only while it
+    stays below (a product of 100,000 dimensions of 2**62 takes minutes to compute whole)."""
+    if 0 in shape:
+        return 0
+    count = 1
+    for d in shape:
+        count *= d
+        if count > MAX_ELEMENTS:
+            break
+    return count
+
+
+def _dims(shape) -> str:
+    """A shape (or what a header gives instead) for a message: a long one as its first
+    dimensions and its length, so that what is wrong with it stays on the line."""
+    if not isinstance(shape, list) or len(shape) <= 8:
+        return repr(shape)
+    return f"[{', '.join(repr(d) for d in shape[:4])}, ... ({len(shape):,} dimensions)]"
+
+
+def _naturals(value) -> bool:
+    """A JSON list of non-negative integers (booleans are not integers here)."""
+    return type(value) is list and set(map(type, value)) <= _INT and (not value or min(value) >= 0)
 
 
 def _check_layout(header: Header) -> None:

@@ -16,7 +16,7 @@ from netcfg.catalogue import composite
 from netcfg.catalogue.base import Node
 from netcfg.catalogue.registry import Registry
 from netcfg.errors import Diagnostic, Loc
-from netcfg.spec.budget import EXPANSION_COUNTED, Budget
+from netcfg.spec.budget import EXPANSION_COUNTED, MAX_DEPTH, Budget
 from netcfg.spec.estimate import Estimator, Size
 from netcfg.spec.expr import ExprError, has_expr, names, substitute
 from netcfg.spec.validate import FAILED, pydantic_problems
@@ -41,6 +41,9 @@ class Scope(dict):
 
 
 class Expander:
+    depth = 0
+    """Module nodes and block calls being expanded, one inside the other (see `node`)."""
+
     def __init__(
         self, doc: Document, registry: Registry, blocks: dict, variables: dict, flags=None, budget: Budget | None = None
     ):
@@ -125,6 +128,19 @@ class Expander:
     # -- module nodes
 
     def node(self, raw: Any, src: Path, dst: Path, scope: dict, stack: tuple = ()) -> Any:
+        """`raw` expanded, at most MAX_DEPTH nodes deep, block calls counted: a file cannot nest
+        deeper than that, but blocks calling blocks can, and the expansion, the validation and the
+        build all recurse (past about 130 levels: RecursionError). Deeper, one located error."""
+        if self.depth >= MAX_DEPTH:
+            calls = f" ({len(stack)} block calls deep, '{stack[0]}' to '{stack[-1]}')" if stack else ""
+            return self.refuse(src, f"nesting deeper than {MAX_DEPTH} levels once blocks are expanded{calls}")
+        self.depth += 1
+        try:
+            return self.expand_node(raw, src, dst, scope, stack)
+        finally:
+            self.depth -= 1
+
+    def expand_node(self, raw: Any, src: Path, dst: Path, scope: dict, stack: tuple) -> Any:
         self.count += 1
         if self.count > MAX_EXPANDED_NODES:
             if self.count == MAX_EXPANDED_NODES + 1:

@@ -111,7 +111,7 @@ def _check_size(data: Any, file: str) -> None:
     while stack:
         value, depth = stack.pop()
         count += 1
-        if depth > MAX_DEPTH:
+        if depth > MAX_DEPTH and isinstance(value, (dict, list)):  # as YAML counts: collections, not scalars
             raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", Loc(file))
         if count > MAX_DOCUMENT_VALUES:
             raise SpecError(

@@ -10,7 +10,6 @@ points at its own line.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable
 from types import UnionType
@@ -22,7 +21,7 @@ from netcfg.catalogue import composite
 from netcfg.catalogue.base import Node
 from netcfg.catalogue.registry import Registry
 from netcfg.errors import Diagnostic, Loc
-from netcfg.suggest import MAX_LISTED, suggest
+from netcfg.suggest import MAX_LISTED, close_matches, suggest
 
 FAILED = object()
 """What expanding a node that had an error gives (the error is already reported)."""
@@ -110,7 +109,7 @@ def _drop_missing_explained_by_typos(out: list, groups: dict, data: Any, model: 
     for path, errs in groups.items():
         if errs[0][0]["type"] == "extra_forbidden" and path:
             allowed = keys_at(model, data, path[:-1])
-            for match in difflib.get_close_matches(str(path[-1]), allowed, n=2, cutoff=0.6):
+            for match in close_matches(str(path[-1]), allowed):
                 suggested.add(path[:-1] + (match,))
     kept = []
     for diagnostic, (path, errs) in zip(out, groups.items(), strict=True):

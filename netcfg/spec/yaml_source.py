@@ -66,6 +66,7 @@ class _FastLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
 
 
 _FastLoader.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+_LIBYAML = _FastLoader.__mro__[1] is not yaml.SafeLoader
 _OPEN = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
 _CLOSE = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
 
@@ -157,24 +158,51 @@ def read_yaml(text: str, file: str) -> Document:
 def _root(text: str, file: str) -> yaml.Node | None:
     try:
         return _compose(text, file, _FastLoader)
-    except yaml.YAMLError:
-        pass
+    except yaml.YAMLError as exc:
+        if len(text) > DETAILED_UP_TO:
+            raise _refusal(exc, text, file, offsets_in_bytes=_LIBYAML) from None
     # libyaml's messages drop details (which character, which alias): parse again with
     # PyYAML's own parser (slower, but only on this path) for its message.
     try:
         return _compose(text, file, _Loader)
     except RecursionError:
         raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", Loc(file, 1, 1)) from None
-    except yaml.MarkedYAMLError as exc:
-        raise SpecError(_yaml_message(exc), _mark_loc(file, exc.problem_mark or exc.context_mark)) from None
-    except yaml.reader.ReaderError as exc:  # a control character: said at its place
-        before = text[: exc.position]
-        line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
-        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
-        raise SpecError(f"control character {char!r} (#x{ord(char):04x}) is not allowed in YAML",
-                        Loc(file, line, col)) from None  # fmt: skip
     except yaml.YAMLError as exc:
-        raise SpecError(f"cannot read YAML: {str(exc).splitlines()[0]}", Loc(file, 1, 1)) from None
+        raise _refusal(exc, text, file, offsets_in_bytes=False) from None
+
+
+DETAILED_UP_TO = 256 * 1024
+"""Characters of a file refused by libyaml that PyYAML's own parser reads again for its more
+detailed message: it reads about 2.5 µs a character (a megabyte takes seconds); a larger file gets
+libyaml's message, at the same place."""
+
+
+def _refusal(exc: yaml.YAMLError, text: str, file: str, offsets_in_bytes: bool) -> SpecError:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        message = _yaml_message(exc)
+        if "tabs)" not in message and _character_at(text, mark) == "\t":  # libyaml does not say which
+            message += " (a tab: indent with spaces, not tabs)"
+        return SpecError(message, _mark_loc(file, mark))
+    if isinstance(exc, yaml.reader.ReaderError):  # a control character: said at its place
+        position = exc.position  # libyaml counts the bytes of the UTF-8 text, PyYAML characters
+        before = text.encode("utf-8")[:position].decode("utf-8", "replace") if offsets_in_bytes else text[:position]
+        line, col = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        return SpecError(f"control character {char!r} (#x{ord(char):04x}) is not allowed in YAML", Loc(file, line, col))
+    return SpecError(f"cannot read YAML: {str(exc).splitlines()[0]}", Loc(file, 1, 1))
+
+
+def _same_place(a: Any, b: Any) -> bool:
+    return b is not None and (a.line, a.column) == (b.line, b.column)
+
+
+def _character_at(text: str, mark: Any) -> str:
+    if mark is None:
+        return ""
+    lines = text.split("\n", mark.line + 1)
+    line = lines[mark.line] if mark.line < len(lines) else ""
+    return line[mark.column : mark.column + 1]
 
 
 def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
@@ -185,7 +213,7 @@ def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
         problem += " (indent with spaces, not tabs)"
     where = exc.context_mark
     opens = exc.context and exc.context.startswith(("while parsing a ", "while scanning a "))
-    if opens and where is not None and where is not exc.problem_mark:
+    if opens and where is not None and not _same_place(where, exc.problem_mark):
         opened = exc.context.replace("while ", "").replace("parsing ", "").replace("scanning ", "")
         opened = "the " + opened[2:] if opened.startswith("a ") else opened
         return f"invalid YAML: {problem} (in {opened} that starts at line {where.line + 1}, column {where.column + 1})"

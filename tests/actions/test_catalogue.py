@@ -4,6 +4,7 @@ changes them, never read when stale or damaged, optional when the folder is not 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import asdict
@@ -55,6 +56,29 @@ def test_an_unwritable_cache_folder_still_answers(tmp_path, monkeypatch):
     blocker.write_text("")
     monkeypatch.setenv("NETCFG_CACHE_DIR", str(blocker / "cache"))  # mkdir fails: a file is in the way
     assert [i.name for i in catalogue.layers()] == [i.name for i in live_layers()]
+
+
+def test_a_cache_folder_with_a_name_at_the_limit_is_written_and_one_past_it_still_answers(tmp_path, monkeypatch):
+    """Whatever the cache folder's name, `layers` answers: cached when the system takes the name."""
+    long = tmp_path / ("c" * 250)
+    monkeypatch.setenv("NETCFG_CACHE_DIR", str(long))
+    assert [i.name for i in catalogue.layers()] == [i.name for i in live_layers()]
+    assert [p.name for p in long.iterdir() if p.is_file()] == [catalogue.cache_path().name]
+    monkeypatch.setenv("NETCFG_CACHE_DIR", str(tmp_path / ("c" * 256)))  # the system refuses the name
+    assert [i.name for i in catalogue.layers()] == [i.name for i in live_layers()]
+
+
+def test_write_text_atomic_fits_its_temporary_name_under_name_max(tmp_path):
+    """A temporary name once was the target's name plus a suffix: past NAME_MAX for a target of 250 bytes."""
+    from netcfg.io.output import write_text_atomic
+
+    for name in ("t" * 255, "€" * 85):  # 255 bytes each; the second is cut inside a character
+        write_text_atomic(tmp_path / name, "x")
+        assert (tmp_path / name).read_text() == "x"
+    assert len(os.listdir(tmp_path)) == 2
+    with pytest.raises(OSError, match="File name too long"):  # the target itself: the caller's to report
+        write_text_atomic(tmp_path / ("t" * 256), "x")
+    assert len(os.listdir(tmp_path)) == 2
 
 
 def test_a_warm_cache_needs_neither_pydantic_nor_torch(cache_dir):

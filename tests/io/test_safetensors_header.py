@@ -1,5 +1,9 @@
+import json
 import pickle
+import struct
+import time
 
+import pytest
 import torch
 from safetensors.torch import save_file
 
@@ -27,3 +31,57 @@ def test_pickles_and_zip_archives_are_recognized_not_opened(tmp_path):
             assert str(exc).startswith(f"{path}: error: {what}")
         else:
             raise AssertionError("accepted")
+
+
+def _header_file(tmp_path, header: dict | str, data: int):
+    raw = (header if isinstance(header, str) else json.dumps(header)).encode()
+    path = tmp_path / "h.safetensors"
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(data))
+    return path
+
+
+def test_a_shape_of_many_huge_dimensions_is_refused_without_computing_its_product(tmp_path):
+    """100,000 dimensions of 2**62 (a 2 MB header): the whole product took minutes."""
+    path = _header_file(tmp_path, {"t": {"dtype": "F32", "shape": [2**62] * 100_000, "data_offsets": [0, 4]}}, 4)
+    start = time.process_time()
+    with pytest.raises(CheckpointError) as err:
+        read_header(path)
+    assert time.process_time() - start < 5
+    big = ", ".join([str(2**62)] * 4)
+    assert (
+        str(err.value)
+        == f"{path}: error: tensor 't': shape [{big}, ... (100,000 dimensions)] has more than 2**62 elements"
+    )
+
+
+def test_a_zero_dimension_makes_a_shape_of_huge_dimensions_empty(tmp_path):
+    path = _header_file(tmp_path, {"t": {"dtype": "F32", "shape": [2**62, 2**62, 0], "data_offsets": [0, 0]}}, 0)
+    assert read_header(path).tensors["t"].count == 0
+
+
+NATURALS = "shape must be a list of non-negative integers, got"
+
+
+def _entry(dtype='"F32"', shape="[1]", offsets="[0, 4]", extra="") -> str:
+    return f'{{"t": {{"dtype": {dtype}, "shape": {shape}, {extra}"data_offsets": {offsets}}}}}'
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (_entry(extra='"shape": [1], '), "tensor 't': duplicate key 'shape'"),
+        (_entry()[:-1] + ', "t": {}}', "duplicate tensor name 't' in the header"),
+        (_entry(shape="[true]"), f"tensor 't': {NATURALS} [True]"),
+        (_entry(shape="[1.0]"), f"tensor 't': {NATURALS} [1.0]"),
+        (_entry(shape="[-1]"), f"tensor 't': {NATURALS} [-1]"),
+        (_entry(offsets="[false, 4]"), "tensor 't': data_offsets must be [start, end] with 0 <= start <= end, "
+                                       "got [False, 4]"),
+        (_entry(dtype="4"), "tensor 't': unknown dtype 4"),
+        (_entry(shape="[2]"), "tensor 't': F32 [2] needs 8 bytes, its offsets give 4"),
+    ],
+)  # fmt: skip
+def test_each_entry_is_checked_as_before_the_fast_path(tmp_path, header, message):
+    path = _header_file(tmp_path, header, 4)
+    with pytest.raises(CheckpointError) as err:
+        read_header(path)
+    assert str(err.value) == f"{path}: error: {message}"

@@ -11,6 +11,7 @@ from netcfg.errors import SpecError
 from netcfg.spec.budget import Budget
 from netcfg.spec.loader import load_spec
 from tests.limits import traced
+from tests.test_redteam import block_chain
 
 HEAD = "netcfg: 1\ninput: {shape: [2, 20]}\n"
 COUNTED = "(aliases, repeats and interpolation counted)"
@@ -196,6 +197,61 @@ def test_json_values_are_counted_without_the_punctuation_inside_strings():
     assert read_json('{"a": ["' + ",:[{" * 100_000 + '"]}', "f") == {"a": [",:[{" * 100_000]}
     with pytest.raises(SpecError, match="the spec is larger than 10 MiB, the limit of a spec file"):
         read_json('"' + "a" * (10 * 2**20) + '"', "f")
+
+
+def _nested(levels: int) -> str:
+    """A spec whose innermost layer is `levels` YAML levels deep (the top mapping is level 1)."""
+    model = "{type: linear, out_features: 8}"
+    for _ in range((levels - 2) // 2):
+        model = f"{{type: sequential, layers: [{model}]}}"
+    return f"netcfg: 1\ninput: {{shape: [2, 8]}}\nmodel: {model}\n"
+
+
+def test_data_nested_as_deep_as_a_file_may_be_is_accepted_as_data_too(write_spec):
+    """Nesting counts collections, not scalars, as in YAML: a spec saved from the deepest file
+    loads back (a scalar at level 101 was refused)."""
+    from netcfg.spec.loader import load_spec_data
+    from netcfg.spec.yaml_source import read_yaml
+
+    deepest = load_spec(write_spec(_nested(100)))
+    assert load_spec_data(read_yaml(_nested(100), "f").data, "f").model == deepest.model
+    with pytest.raises(SpecError, match="nesting deeper than 100 levels"):
+        load_spec(write_spec(_nested(102)))
+    with pytest.raises(SpecError, match="nesting deeper than 100 levels"):
+        load_spec_data({"netcfg": 1, "x": _deep_list(101)}, "f")
+
+
+@pytest.mark.parametrize(("calls", "wrap"), [(150, True), (1000, False)])
+def test_blocks_calling_blocks_past_100_levels_are_one_located_error(write_spec, calls, wrap):
+    """150 templates in sequentials were a RecursionError in the build, 1,000 bare ones in the
+    expansion. Each call takes a level (and each sequential): the error is at the call that
+    would be level 101, in the body of the 100th (or 50th) template called."""
+    text = block_chain(calls, wrap)
+    deep = 50 if wrap else 100
+    last = calls - deep
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith(f"  b{last}:"))
+    column = text.splitlines()[line - 1].index(f"{{type: block, block: b{last - 1}}}") + 1
+    assert refused(write_spec, text, seconds=10) == (
+        f"spec.yaml:{line}:{column}: error: nesting deeper than 100 levels once blocks are expanded "
+        f"({deep} block calls deep, 'b{calls - 1}' to 'b{last}')"
+    )
+
+
+def test_blocks_calling_blocks_up_to_100_levels_build_and_run(write_spec):
+    import torch
+
+    from netcfg.building.builder import build_spec
+
+    for text in (block_chain(50, True), block_chain(99, False)):
+        built = build_spec(load_spec(write_spec(text)), device="cpu")
+        assert built.model(torch.zeros(2, 20)).shape == (2, 8)
+
+
+def _deep_list(levels: int) -> list:
+    value: list = []
+    for _ in range(levels - 2):
+        value = [value]
+    return value
 
 
 def test_data_gets_the_text_limit_of_a_file():

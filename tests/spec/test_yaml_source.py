@@ -126,3 +126,31 @@ def test_an_alias_of_a_deep_node_deep_in_the_document_is_refused():
     deep = "[" * 60 + "]" * 60
     with pytest.raises(SpecError, match="nesting deeper than 100 levels"):
         read_yaml(f"a: &a {deep}\nb: " + "[" * 60 + "*a" + "]" * 60, "f.yaml")
+
+
+@pytest.mark.parametrize(
+    ("tail", "where", "detailed", "libyaml"),
+    [
+        ("y: [\n", "3:1", "expected the node content, but found '<stream end>'", "did not find expected node content"),
+        ("\tb: 2\n", "2:1", "found character '\\t' that cannot start any token (indent with spaces, not tabs)",
+         "found a tab character that violates indentation (indent with spaces, not tabs) "
+         "(in the plain scalar that starts at line 1, column 4)"),
+        ("y: *nowhere\n", "2:4", "found undefined alias 'nowhere'", "found undefined alias"),
+    ],
+)  # fmt: skip
+def test_a_large_file_libyaml_refuses_gets_its_message_at_the_same_place_at_once(tail, where, detailed, libyaml):
+    """PyYAML's own parser (2.5 us a character: seconds for a megabyte) reads again only a file
+    of up to 256 KiB, for its more detailed message; a larger one gets libyaml's."""
+    for words, message in ((2**10, detailed), (2**19, libyaml)):
+        start = time.process_time()
+        with pytest.raises(SpecError) as err:
+            read_yaml("x: " + "a " * words + "\n" + tail, "f.yaml")
+        assert time.process_time() - start < 0.5
+        assert str(err.value) == f"f.yaml:{where}: error: invalid YAML: {message}"
+
+
+def test_a_control_character_after_wide_characters_in_a_large_file_is_placed_in_characters():
+    """libyaml counts bytes of UTF-8 where PyYAML counts characters."""
+    with pytest.raises(SpecError) as err:
+        read_yaml("x: " + "é" * 2**18 + "\ny: aé\x07\n", "f.yaml")
+    assert str(err.value) == "f.yaml:2:6: error: control character '\\x07' (#x0007) is not allowed in YAML"

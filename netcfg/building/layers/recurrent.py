@@ -25,47 +25,33 @@ def _pick(module: nn.RNNBase, output: torch.Tensor, h_n: torch.Tensor) -> torch.
     return final.transpose(0, 1).reshape(final.shape[1], -1)
 
 
-class LSTM(nn.LSTM):
-    """nn.LSTM returning one tensor: `output` (sequence, last or final)."""
+class _OneOutput:
+    """Mixed into nn.LSTM / nn.GRU / nn.RNN: the forward returns the one tensor `output` picks."""
 
     def __init__(self, *args, output: str, **kwargs):
         super().__init__(*args, **kwargs)
         self.output = output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y, (h_n, _) = super().forward(x)
+        y, h_n = super().forward(x)
+        if isinstance(h_n, tuple):  # an LSTM's (h_n, c_n)
+            h_n = h_n[0]
         return _pick(self, y, h_n)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, output={self.output}"
 
 
-class GRU(nn.GRU):
+class LSTM(_OneOutput, nn.LSTM):
+    """nn.LSTM returning one tensor: `output` (sequence, last or final)."""
+
+
+class GRU(_OneOutput, nn.GRU):
     """nn.GRU returning one tensor: `output` (sequence, last or final)."""
 
-    def __init__(self, *args, output: str, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.output = output
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _pick(self, *super().forward(x))
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, output={self.output}"
-
-
-class RNN(nn.RNN):
+class RNN(_OneOutput, nn.RNN):
     """nn.RNN returning one tensor: `output` (sequence, last or final)."""
-
-    def __init__(self, *args, output: str, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.output = output
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _pick(self, *super().forward(x))
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, output={self.output}"
 
 
 def _common(a: d._Recurrent, xs: list) -> dict:
