@@ -22,9 +22,9 @@ from netcfg.actions.model import checksum, forward
 from netcfg.building import devices, ties
 from netcfg.building.builder import Built, build_spec
 from netcfg.errors import CheckpointError, Diagnostic, InputError, Loc
-from netcfg.io.reading import SAFETENSORS_NAMES, TORCH_DTYPES, mapped, read_tensors
-from netcfg.io.safetensors_header import Header, read_header
-from netcfg.io.tensor_files import write_tensors
+from netcfg.io.reading import SAFETENSORS_NAMES, TORCH_DTYPES, TensorSource, open_checkpoint
+from netcfg.io.shards import KEY_SET, Checkpoint, file_order, read_checkpoint
+from netcfg.io.tensor_files import write_sharded, write_tensors
 from netcfg.spec.loader import load_spec_data, read_json
 from netcfg.spec.model import Spec
 
@@ -72,6 +72,8 @@ class Saved:
     parameters: int
     ties: list[list[str]]
     spec_sha256: str
+    shards: list[str] = field(default_factory=list)
+    """The shard files beside the index (a sharded save)."""
 
 
 def metadata_for(built: Built, groups: list[list[str]]) -> dict[str, str]:
@@ -95,8 +97,9 @@ def metadata_for(built: Built, groups: list[list[str]]) -> dict[str, str]:
     }
 
 
-def save(built: Built, path: str | os.PathLike, durable: bool = True) -> Saved:
-    """Write the model's weights and buffers, each tensor once, with the spec embedded."""
+def save(built: Built, path: str | os.PathLike, durable: bool = True, max_shard_size: int | None = None) -> Saved:
+    """Write the model's weights and buffers, each tensor once, with the spec embedded: one file,
+    or with `max_shard_size` an index (`path`, NAME.safetensors.index.json) and its shards."""
     if built.device.type == "meta":
         raise InputError("cannot save a model on the meta device: it holds no values (use --device cpu)",
                          Loc("--device meta"))  # fmt: skip
@@ -105,14 +108,20 @@ def save(built: Built, path: str | os.PathLike, durable: bool = True) -> Saved:
     state = model.state_dict()
     tensors = {g[0]: state[g[0]] for g in groups}
     meta = metadata_for(built, groups)
-    write_tensors(tensors, path, metadata=meta, flag="-o", durable=durable)
+    names = []
+    if max_shard_size is None:
+        write_tensors(tensors, path, metadata=meta, flag="-o", durable=durable)
+    else:
+        names = write_sharded(tensors, path, meta, max_shard_size, flag="-o", durable=durable)
+    folder = os.path.dirname(os.path.realpath(path))
     return Saved(
         path=str(path),
         tensors=len(tensors),
-        bytes=os.path.getsize(path),
+        bytes=os.path.getsize(path) + sum(os.path.getsize(os.path.join(folder, n)) for n in names),
         parameters=sum(p.numel() for p in model.parameters()),
         ties=[g for g in groups if len(g) > 1],
         spec_sha256=meta[KEY_HASH],
+        shards=names,
     )
 
 
@@ -122,7 +131,8 @@ def save(built: Built, path: str | os.PathLike, durable: bool = True) -> Saved:
 @dataclass
 class Loaded:
     built: Built
-    header: Header
+    header: Checkpoint
+    """The file's or the index's and its shards' headers."""
     problems: list[str] = field(default_factory=list)
     """Mismatches tolerated by a non-strict load."""
     checksum: str | None = None
@@ -131,7 +141,7 @@ class Loaded:
     tensors_loaded: int = 0
 
 
-def embedded_spec(header: Header) -> Spec:
+def embedded_spec(header: Checkpoint) -> Spec:
     meta = header.metadata
     version = meta.get(KEY_FORMAT)
     if version is not None and not (version.isascii() and version.isdigit() and len(version) < 10):
@@ -142,6 +152,9 @@ def embedded_spec(header: Header) -> Spec:
             "upgrade netcfg",
             Loc(header.path),
         )
+    if KEY_SPEC not in meta and KEY_SET in meta:
+        raise CheckpointError("one shard of a sharded checkpoint: load its index (NAME.safetensors.index.json)",
+                              Loc(header.path))  # fmt: skip
     if KEY_SPEC not in meta:
         raise CheckpointError("holds no netcfg spec (not saved by netcfg): pass --config SPEC", Loc(header.path))
     where = f"{header.path} (embedded spec)"
@@ -161,19 +174,22 @@ def load(
     strict: bool = True,
     check: bool = False,
 ) -> Loaded:
-    """Rebuild the model a checkpoint describes (or `spec`) and load its tensors."""
-    header = read_header(path)
-    spec = spec or embedded_spec(header)
-    skeleton = build_spec(spec, device="meta")
-    problems = compare(skeleton.model, header)
-    if problems and strict:
-        raise CheckpointError([Diagnostic(Loc(header.path), p) for p in problems])
-    if strict:
-        built = _materialize(skeleton, spec, header, device)
-        count = 0 if built.device.type == "meta" else len(header.tensors)
-    else:
-        built = build_spec(spec, device=device)
-        count = _copy_matching(built.model, header, problems)
+    """Rebuild the model a checkpoint (a file, or an index and its shards) describes (or `spec`)
+    and load its tensors. Every header is checked, and compared with the model, before a tensor
+    is read; each tensor is then read into the memory it keeps (peak: the model's size)."""
+    with open_checkpoint(path) as source:
+        header = source.checkpoint
+        spec = spec or embedded_spec(header)
+        skeleton = build_spec(spec, device="meta")
+        problems = compare(skeleton.model, header)
+        if problems and strict:
+            raise CheckpointError([Diagnostic(Loc(header.path), p) for p in problems])
+        if strict:
+            built = _materialize(skeleton, spec, source, device)
+            count = 0 if built.device.type == "meta" else len(header.tensors)
+        else:
+            built = build_spec(spec, device=device)
+            count = _copy_matching(built.model, source, problems)
     _restore_frozen(built.model, header)
     loaded = Loaded(built, header, problems if not strict else [], tensors_loaded=count)
     if check:
@@ -181,7 +197,7 @@ def load(
     return loaded
 
 
-def _restore_frozen(model: nn.Module, header: Header) -> None:
+def _restore_frozen(model: nn.Module, header: Checkpoint) -> None:
     """Parameters saved frozen (trainable: false, or frozen by a pretrained: entry) stay frozen."""
     names = _json_field(header, header.metadata.get(KEY_FROZEN), list, "its frozen parameters") or []
     params = dict(model.named_parameters())
@@ -190,7 +206,7 @@ def _restore_frozen(model: nn.Module, header: Header) -> None:
             params[name].requires_grad_(False)
 
 
-def compare(model: nn.Module, header: Header) -> list[str]:
+def compare(model: nn.Module, header: Checkpoint) -> list[str]:
     """Every difference between the model's state_dict and the file, as one line each."""
     expected = model.state_dict(keep_vars=True)
     groups = alias_groups(model)
@@ -213,7 +229,7 @@ def compare(model: nn.Module, header: Header) -> list[str]:
     return problems
 
 
-def _mismatch(name: str, tensor: torch.Tensor, header: Header) -> list[str]:
+def _mismatch(name: str, tensor: torch.Tensor, header: Checkpoint) -> list[str]:
     info = header.tensors[name]
     problems = []
     if tuple(tensor.shape) != info.shape:
@@ -236,20 +252,18 @@ def _file_dt(name: str) -> str:
 def load_into(model: nn.Module, path: str | os.PathLike) -> None:
     """Load a checkpoint's tensors into an existing model, in place, strictly.
 
-    Each tensor is copied from a memory map of the file straight into the parameter's own
-    memory (one copy, as safetensors.torch.load_model does); ties stay ties."""
-    header = read_header(path)
-    problems = compare(model, header)
-    if problems:
-        raise CheckpointError([Diagnostic(Loc(header.path), p) for p in problems])
-    state = model.state_dict(keep_vars=True)
-    with mapped(header) as views, torch.no_grad():
+    Every name, shape and dtype is compared before a tensor is read; each is then read from the
+    file (or its shard) straight into the parameter's own memory; ties stay ties."""
+    with open_checkpoint(path) as source:
+        problems = compare(model, source.checkpoint)
+        if problems:
+            raise CheckpointError([Diagnostic(Loc(source.path), p) for p in problems])
+        state = model.state_dict(keep_vars=True)
         for group in alias_groups(model):
-            source = views[next(n for n in group if n in header.tensors)]()
-            state[group[0]].copy_(source)
+            source.copy_into(next(n for n in group if n in source.tensors), state[group[0]])
 
 
-def _materialize(skeleton: Built, spec: Spec, header: Header, device: str | None) -> Built:
+def _materialize(skeleton: Built, spec: Spec, source: TensorSource, device: str | None) -> Built:
     """Put the file's tensors into the meta skeleton (no initialization is ever computed)."""
     where = Loc(f"--device {device}") if device else spec.loc(("device",))
     target, note = devices.resolve(device or spec.head.device, where)
@@ -258,7 +272,8 @@ def _materialize(skeleton: Built, spec: Spec, header: Header, device: str | None
     if target.type == "meta":
         skeleton.device, skeleton.device_note = target, note
         return skeleton
-    tensors = read_tensors(header, target)
+    header = source.checkpoint
+    tensors = source.read(target)
     conflicts = _tie_conflicts(groups, tensors)
     if conflicts:
         raise CheckpointError([Diagnostic(Loc(header.path), c) for c in conflicts])
@@ -283,26 +298,37 @@ def _tie_conflicts(groups: list[list[str]], tensors: dict) -> list[str]:
     problems = []
     for group in groups:
         present = [n for n in group if n in tensors]
-        for name in present[1:]:
-            if not torch.equal(tensors[present[0]], tensors[name]):
-                problems.append(f"tensors '{present[0]}' and '{name}' are one tied tensor in the model, "
-                                "but differ in the file")  # fmt: skip
+        problems += [_conflict(present[0], n) for n in present[1:] if not torch.equal(tensors[present[0]], tensors[n])]
     return problems
 
 
-def _copy_matching(model: nn.Module, header: Header, problems: list[str]) -> int:
-    """Non-strict: copy every tensor whose name, shape and dtype fit; keep the rest as initialized."""
-    expected = model.state_dict()
-    device = next((t.device for t in expected.values()), torch.device("cpu"))
-    wanted = [
-        n for n, info in header.tensors.items()
-        if n in expected and info.shape == tuple(expected[n].shape)
-        and info.dtype == SAFETENSORS_NAMES.get(expected[n].dtype)
-    ]  # fmt: skip
-    tensors = read_tensors(header, device, wanted)
-    problems += _tie_conflicts(alias_groups(model), tensors)
-    model.load_state_dict(tensors, strict=False)
-    return len(tensors)
+def _conflict(first: str, other: str) -> str:
+    return f"tensors '{first}' and '{other}' are one tied tensor in the model, but differ in the file"
+
+
+def _copy_matching(model: nn.Module, source: TensorSource, problems: list[str]) -> int:
+    """Non-strict: copy every tensor whose name, shape and dtype fit, one at a time into the
+    model's memory; keep the rest as initialized. The number of file tensors loaded."""
+    expected = model.state_dict(keep_vars=True)
+
+    def fits(name: str) -> bool:
+        info = source.tensors.get(name)
+        return name in expected and info is not None and info.shape == tuple(expected[name].shape) and (
+            info.dtype == SAFETENSORS_NAMES.get(expected[name].dtype))  # fmt: skip
+
+    count = 0
+    with torch.no_grad():
+        for group in alias_groups(model):
+            present = [n for n in group if fits(n)]
+            target = expected[group[0]]
+            if not present or target.device.type == "meta":
+                continue  # meta: checked against the headers, nothing to read
+            source.copy_into(present[0], target)
+            count += len(present)
+            for other in present[1:]:
+                if not torch.equal(source.get_tensor(other).to(target.device), target):
+                    problems.append(_conflict(present[0], other))
+    return count
 
 
 def _check(loaded: Loaded) -> None:
@@ -330,24 +356,28 @@ class CheckpointInfo:
     metadata: dict[str, str]
     spec: dict | None
     parameters_bytes: int
+    shards: list[tuple[str, int, int]] = field(default_factory=list)
+    """A sharded checkpoint's files: (name, tensors, bytes), in the index's order."""
 
 
 def describe(path: str | os.PathLike) -> CheckpointInfo:
-    """What a safetensors file holds, from its header alone (no tensor data is read)."""
-    header = read_header(path)
+    """What a safetensors file or a sharded checkpoint holds, from its headers alone (no tensor
+    data is read)."""
+    header = read_checkpoint(path)
     meta = dict(header.metadata)
     spec = _json_field(header, meta.pop(KEY_SPEC, None), dict, "its embedded spec")
     tie_groups = _json_field(header, meta.pop(KEY_TIES, "[]"), list, "its tie list")
     if not all(isinstance(g, list) and all(isinstance(n, str) for n in g) for g in tie_groups):
         raise CheckpointError("its tie list does not hold lists of tensor names", Loc(header.path))
-    rows = [(t.name, t.dtype, t.shape, t.nbytes) for t in sorted(header.tensors.values(), key=lambda t: t.start)]
+    rows = [(n, t.dtype, t.shape, t.nbytes) for n in file_order(header) for t in [header.tensors[n]]]
+    shards = [(os.path.basename(h.path), len(h.tensors), h.size) for h in header.files] if header.sharded else []
     return CheckpointInfo(
         path=str(path), size=header.size, header_bytes=header.header_size, tensors=rows, ties=tie_groups,
-        metadata=meta, spec=spec, parameters_bytes=sum(r[3] for r in rows),
+        metadata=meta, spec=spec, parameters_bytes=sum(r[3] for r in rows), shards=shards,
     )  # fmt: skip
 
 
-def _json_field(header: Header, text: str | None, kind: type, what: str, parse=json.loads):
+def _json_field(header: Checkpoint, text: str | None, kind: type, what: str, parse=json.loads):
     if text is None:
         return None
     try:

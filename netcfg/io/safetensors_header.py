@@ -61,8 +61,11 @@ def fail(path: str | os.PathLike, message: str) -> CheckpointError:
     return CheckpointError(message, Loc(str(path)))
 
 
-def read_header(path: str | os.PathLike) -> Header:
-    """The checked header of a safetensors file; CheckpointError names any problem."""
+def read_header(path: str | os.PathLike, max_tensors: int = MAX_TENSORS, too_many: str = "") -> Header:
+    """The checked header of a safetensors file; CheckpointError names any problem.
+
+    A header listing more than `max_tensors` tensors is refused before it is parsed, with
+    `too_many` as the message if given (a shard holding more than its index lists)."""
     try:
         with open_regular(path, CheckpointError, "safetensors file") as f:
             size = os.fstat(f.fileno()).st_size
@@ -76,6 +79,8 @@ def read_header(path: str | os.PathLike) -> Header:
     except OSError as exc:
         raise fail(path, f"cannot read: {exc.strerror or exc}") from None
     header = Header(str(path), size, 8 + length)
+    if raw.count(b'"data_offsets"') > max_tensors:  # counted before parsing a huge header
+        raise fail(path, too_many or f"header lists more than {max_tensors:,} tensors (corrupt or hostile)")
     _parse(header, raw)
     return header
 
@@ -111,20 +116,7 @@ def _check_length(path, length: int, size: int) -> None:
 
 def _parse(header: Header, raw: bytes) -> None:
     path = header.path
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise fail(path, "header is not UTF-8 text (corrupt or not safetensors)") from None
-    if raw.count(b'"data_offsets"') > MAX_TENSORS:  # counted before parsing a huge header
-        raise fail(path, f"header lists more than {MAX_TENSORS:,} tensors (corrupt or hostile)")
-    try:
-        entries = json.loads(text, object_pairs_hook=_Pairs)
-    except RecursionError:
-        raise fail(path, "header nests too deeply to be a safetensors header") from None
-    except json.JSONDecodeError as exc:
-        raise fail(path, f"header is not valid JSON ({exc.msg} at byte {exc.pos})") from None
-    except ValueError as exc:  # an integer of thousands of digits
-        raise fail(path, f"header is not valid JSON ({str(exc).split(';')[0]})") from None
+    entries = parse_json(path, raw, "header")
     entries = _top_level(path, entries)
     header.metadata = _metadata(path, entries.pop(METADATA, {}))
     for name, entry in entries.items():
@@ -132,22 +124,39 @@ def _parse(header: Header, raw: bytes) -> None:
     _check_layout(header)
 
 
-class _Pairs(list):
+def parse_json(path, raw: bytes, noun: str):
+    """JSON text of a safetensors header or index, its objects kept as Pairs (so repeated keys
+    can be named); every way it can be broken is one line naming `noun`."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise fail(path, f"{noun} is not UTF-8 text (corrupt or not safetensors)") from None
+    try:
+        return json.loads(text, object_pairs_hook=Pairs)
+    except RecursionError:
+        raise fail(path, f"{noun} nests too deeply to be a safetensors {noun}") from None
+    except json.JSONDecodeError as exc:
+        raise fail(path, f"{noun} is not valid JSON ({exc.msg} at byte {exc.pos})") from None
+    except ValueError as exc:  # an integer of thousands of digits
+        raise fail(path, f"{noun} is not valid JSON ({str(exc).split(';')[0]})") from None
+
+
+class Pairs(list):
     """A JSON object kept as its (key, value) pairs, so repeated keys can be named."""
 
 
-def _unique(path, pairs: _Pairs, what) -> dict:
+def _unique(path, pairs: Pairs, what) -> dict:
     out = {}
     for key, value in pairs:
         if key in out:
             raise fail(path, what(key))
         out[key] = _unique(path, value, lambda k, key=key: f"tensor '{key}': duplicate key '{k}'") if isinstance(
-            value, _Pairs) else value  # fmt: skip
+            value, Pairs) else value  # fmt: skip
     return out
 
 
 def _top_level(path, entries) -> dict:
-    if not isinstance(entries, _Pairs):
+    if not isinstance(entries, Pairs):
         raise fail(path, "header is not a JSON object")
     return _unique(path, entries, lambda k: "duplicate key '__metadata__' in the header" if k == METADATA
                    else f"duplicate tensor name '{k}' in the header")  # fmt: skip
