@@ -139,6 +139,11 @@ class Loaded:
     nonfinite: dict[str, int] = field(default_factory=dict)
     """Tensor name -> count of NaN/Inf values (filled by check=True)."""
     tensors_loaded: int = 0
+    """File tensors whose values were loaded."""
+    model_tensors: int = 0
+    """The model's tensors (a tied tensor once)."""
+    model_tensors_loaded: int = 0
+    """Of those, the ones whose values came from the file (all of them when strict)."""
 
 
 def embedded_spec(header: Checkpoint) -> Spec:
@@ -184,14 +189,16 @@ def load(
         problems = compare(skeleton.model, header)
         if problems and strict:
             raise CheckpointError([Diagnostic(Loc(header.path), p) for p in problems])
+        groups = len(alias_groups(skeleton.model))
         if strict:
             built = _materialize(skeleton, spec, source, device)
-            count = 0 if built.device.type == "meta" else len(header.tensors)
+            count, filled = (0, 0) if built.device.type == "meta" else (len(header.tensors), groups)
         else:
             built = build_spec(spec, device=device)
-            count = _copy_matching(built.model, source, problems)
+            count, filled = _copy_matching(built.model, source, problems)
     _restore_frozen(built.model, header)
-    loaded = Loaded(built, header, problems if not strict else [], tensors_loaded=count)
+    loaded = Loaded(built, header, problems if not strict else [], tensors_loaded=count, model_tensors=groups,
+                    model_tensors_loaded=filled)  # fmt: skip
     if check:
         _check(loaded)
     return loaded
@@ -306,9 +313,10 @@ def _conflict(first: str, other: str) -> str:
     return f"tensors '{first}' and '{other}' are one tied tensor in the model, but differ in the file"
 
 
-def _copy_matching(model: nn.Module, source: TensorSource, problems: list[str]) -> int:
+def _copy_matching(model: nn.Module, source: TensorSource, problems: list[str]) -> tuple[int, int]:
     """Non-strict: copy every tensor whose name, shape and dtype fit, one at a time into the
-    model's memory; keep the rest as initialized. The number of file tensors loaded."""
+    model's memory; keep the rest as initialized. The numbers of file tensors loaded and of
+    model tensors (a tied one once) filled."""
     expected = model.state_dict(keep_vars=True)
 
     def fits(name: str) -> bool:
@@ -316,7 +324,7 @@ def _copy_matching(model: nn.Module, source: TensorSource, problems: list[str]) 
         return name in expected and info is not None and info.shape == tuple(expected[name].shape) and (
             info.dtype == SAFETENSORS_NAMES.get(expected[name].dtype))  # fmt: skip
 
-    count = 0
+    count = filled = 0
     with torch.no_grad():
         for group in alias_groups(model):
             present = [n for n in group if fits(n)]
@@ -325,10 +333,11 @@ def _copy_matching(model: nn.Module, source: TensorSource, problems: list[str]) 
                 continue  # meta: checked against the headers, nothing to read
             source.copy_into(present[0], target)
             count += len(present)
+            filled += 1
             for other in present[1:]:
                 if not torch.equal(source.get_tensor(other).to(target.device), target):
                     problems.append(_conflict(present[0], other))
-    return count
+    return count, filled
 
 
 def _check(loaded: Loaded) -> None:
