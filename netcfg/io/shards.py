@@ -230,9 +230,11 @@ def _read_sharded(path) -> Checkpoint:
 def _shard_header(index: Index, shard: str, names: list[str]) -> Header:
     """A shard's checked header; its problem said at the index, naming the shard and a tensor in it."""
     more = f" and {len(names) - 1:,} more" if len(names) > 1 else ""
+    # A few more than listed, so that the agreement check can name them; not thousands.
+    most = len(names) + MAX_LISTED
     try:
-        return read_header(os.path.join(index.folder(), shard), len(names),
-                           f"holds more tensors than the {len(names):,} the index lists for it")  # fmt: skip
+        return read_header(os.path.join(index.folder(), shard), most,
+                           f"holds more than {most:,} tensors; the index lists {len(names):,} for it")  # fmt: skip
     except CheckpointError as exc:
         message = exc.diagnostics[0].message
         raise fail(index.path, f"shard '{shard}' (tensor '{names[0]}'{more}): {message}") from None
