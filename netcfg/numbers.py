@@ -91,7 +91,8 @@ def parse_size(text: str, where: Loc, low: int = 1, high: int = 2**63 - 1) -> in
     value = (int(whole or "0") * 10 ** len(fraction) + int(fraction or "0")) * scale // 10 ** len(fraction)
     if value < low or value > high:
         bound = f"at least {low:,}" if value < low else f"at most {high:,}"
-        raise InputError(f"must be {bound} byte{'' if bound.endswith(' 1') else 's'}, got {quote(text)} ({value:,} bytes)", where)
+        unit = "byte" if bound.endswith(" 1") else "bytes"
+        raise InputError(f"must be {bound} {unit}, got {quote(text)} ({value:,} bytes)", where)
     return value
 
 

@@ -125,6 +125,140 @@ def save(built: Built, path: str | os.PathLike, durable: bool = True, max_shard_
     )
 
 
+# ---------------------------------------------------------------- saving a model as it is now
+
+MARK = "_netcfg_made"
+"""The attribute of a module netcfg built or loaded that says how (its spec and seed)."""
+
+
+@dataclass(frozen=True)
+class Made:
+    """What built a module: kept on the module itself, so a deep copy of the module keeps it."""
+
+    spec: Spec
+    seed: int
+
+    def __deepcopy__(self, memo) -> Made:
+        return self  # immutable: a copy of the module shares it
+
+    def __copy__(self) -> Made:
+        return self
+
+
+def mark(built: Built) -> None:
+    """Record on `built.model` the spec and seed that made it (netcfg.build, netcfg.load)."""
+    built.model.__dict__[MARK] = Made(built.spec, built.seed)
+
+
+def made_by(model: nn.Module) -> Made | None:
+    made = unwrap(model).__dict__.get(MARK)
+    return made if isinstance(made, Made) else None
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module a torch.compile wrapper holds (its state_dict names start with '_orig_mod.')."""
+    import sys
+
+    compiled = getattr(sys.modules.get("torch._dynamo.eval_frame"), "OptimizedModule", None)
+    while compiled is not None and isinstance(model, compiled) and isinstance(model._orig_mod, nn.Module):
+        model = model._orig_mod
+    return model
+
+
+def as_built(model: nn.Module, spec: Spec, seed: int | None, where: Loc, same_modules: bool = True) -> Built:
+    """A Built for saving `model` as it is now, with `spec`: refused, in one line saying what differs,
+    unless `load` rebuilds exactly this model from the file. A dtype the whole model was cast to is
+    recorded in the spec (load casts too); tensors on any device are saved; a changed name, shape,
+    dtype or tie, and with `same_modules` a module of another type or settings (a replaced layer),
+    are refused. `same_modules=False` for a hand-written twin, whose modules are its own."""
+    model = unwrap(model)
+    state = model.state_dict(keep_vars=True)
+    on_meta = [n for n, t in state.items() if t.device.type == "meta"]
+    if on_meta:
+        raise CheckpointError(f"tensor '{on_meta[0]}' is on the meta device: it holds no values to save", where)
+    dtype = _one_dtype(state, spec, where)
+    if devices.dtype_name(dtype) != spec.head.dtype:  # cast after building: the spec says so, load casts
+        spec = load_spec_data({**spec.data, "dtype": devices.dtype_name(dtype)}, spec.file)
+    seed = spec.head.seed if seed is None else seed
+    skeleton = build_spec(spec, device="meta", seed=seed, memory_check=False)
+    differences = _differences(skeleton.model, model, same_modules)
+    if differences:
+        more = f" (and {len(differences) - 1} more difference(s))" if len(differences) > 1 else ""
+        if same_modules:
+            why = f"the model no longer matches its spec: {differences[0]}{more}; load would not rebuild it"
+            raise CheckpointError(f"{why}: save it with spec= a spec that builds it", where)
+        raise CheckpointError(f"the module does not fit the spec's model: {differences[0]}{more}", where)
+    device = next((t.device for t in state.values()), torch.device("cpu"))
+    return Built(model, spec, device, "", dtype, seed)
+
+
+def _one_dtype(state: dict, spec: Spec, where: Loc) -> torch.dtype:
+    """The one floating-point dtype of the model's tensors (a spec has one), or the spec's."""
+    dtypes: dict[torch.dtype, str] = {}
+    for name, tensor in state.items():
+        if tensor.is_floating_point():
+            dtypes.setdefault(tensor.dtype, name)
+    if len(dtypes) > 1:
+        listed = ", ".join(f"'{n}' is {_dt(d)}" for d, n in dtypes.items())
+        raise CheckpointError(f"the model's tensors have several dtypes ({listed}): a spec has one; cast the whole "
+                              "model with model.to(dtype)", where)  # fmt: skip
+    if not dtypes:
+        return devices.DTYPES[spec.head.dtype]
+    (dtype,) = dtypes
+    if dtype not in FLOAT_DTYPES:
+        raise CheckpointError(f"the model's tensors are {_dt(dtype)}; a spec's dtype is one of "
+                              f"{', '.join(map(_dt, FLOAT_DTYPES))}", where)  # fmt: skip
+    return dtype
+
+
+FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+
+
+def _differences(expected: nn.Module, model: nn.Module, same_modules: bool) -> list[str]:
+    """What `model` has that the spec's model (`expected`, on meta) has not, one line each."""
+    want, have = expected.state_dict(keep_vars=True), model.state_dict(keep_vars=True)
+    out = _module_differences(expected, model) if same_modules else []  # a replaced layer, said as such
+    out += [f"'{n}' is missing (the spec makes it {_described(want[n])})" for n in want if n not in have]
+    out += [f"'{n}' {_described(have[n])} is not in the spec's model" for n in have if n not in want]
+    for name in (n for n in want if n in have):
+        if want[name].shape != have[name].shape or want[name].dtype != have[name].dtype:
+            out.append(f"'{name}' is {_described(have[name])}, the spec makes {_described(want[name])}")
+    return out + _tie_differences(expected, model)
+
+
+def _described(t: torch.Tensor) -> str:
+    return f"{_dt(t.dtype)} {list(t.shape)}"
+
+
+def _tie_differences(expected: nn.Module, model: nn.Module) -> list[str]:
+    want = {frozenset(g) for g in alias_groups(expected) if len(g) > 1}
+    have = {frozenset(g) for g in alias_groups(model) if len(g) > 1}
+    out = [f"{_names(g)} are no longer one tied tensor (the spec ties them)" for g in want - have]
+    return out + [f"{_names(g)} are one tensor, the spec makes them separate" for g in have - want]
+
+
+def _names(group) -> str:
+    return " and ".join(f"'{n}'" for n in sorted(group))
+
+
+def _module_differences(expected: nn.Module, model: nn.Module) -> list[str]:
+    """A module of another type or settings (extra_repr) at a path: load would build the spec's."""
+    want = dict(expected.named_modules(remove_duplicate=False))
+    have = dict(model.named_modules(remove_duplicate=False))
+    out = []
+    for path, module in want.items():
+        other = have.get(path)
+        if other is None:
+            out.append(f"module '{path}' ({_module(module)}) is missing")
+        elif (type(other), other.extra_repr()) != (type(module), module.extra_repr()):
+            out.append(f"module '{path or '(root)'}' is {_module(other)}, the spec makes {_module(module)}")
+    return out + [f"module '{p}' ({_module(m)}) is not in the spec's model" for p, m in have.items() if p not in want]
+
+
+def _module(m: nn.Module) -> str:
+    return f"{type(m).__name__}({m.extra_repr()})"
+
+
 # ---------------------------------------------------------------- load
 
 

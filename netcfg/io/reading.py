@@ -231,4 +231,3 @@ def peek_tensors(path: str | os.PathLike, count: int = 6) -> tuple[str, list[Pee
         kind, names = structure(source.checkpoint)
         peeks = [Peek(n, source.tensors[n].shape, source.tensors[n].count, source.first(n, count)) for n in names]
     return kind, peeks
-

@@ -30,9 +30,9 @@ import fcntl
 import hashlib
 import json
 import os
-import stat
 import re
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -284,14 +284,35 @@ CASES: dict[str, tuple[str, Callable[[Parts], bytes] | None]] = {
     "spec_interpolation_bomb": ("spec_interpolation_bomb.safetensors", lambda p: with_spec(p, _interpolation_bomb)),
     "spec_many_values": ("spec_many_values.safetensors", lambda p: with_spec(p, lambda s: s.update(x=[0] * 200_001))),
     # Sharded checkpoints (issue 13): each an index beside the valid shards (INDEX_CASES).
-    **{name: (name.removeprefix("index_") + ".index.json", None) for name in [
-        "index_missing_shard", "index_unlisted_tensor", "index_wrong_shard", "index_shard_pickle", "index_shard_zip",
-        "index_shard_truncated", "index_shard_other_save", "index_shard_is_a_folder", "index_parent_folder",
-        "index_absolute_path", "index_nul_in_name", "index_shard_not_text", "index_not_json", "index_nests_deeply",
-        "index_duplicate_tensor", "index_duplicate_weight_map", "index_duplicate_metadata_key",
-        "index_without_weight_map", "index_metadata_not_object", "index_too_large", "index_many_values",
-        "index_too_many_tensors", "index_too_many_shards", "index_empty",
-    ]},  # fmt: skip
+    **{
+        name: (name.removeprefix("index_") + ".index.json", None)
+        for name in [
+            "index_missing_shard",
+            "index_unlisted_tensor",
+            "index_wrong_shard",
+            "index_shard_pickle",
+            "index_shard_zip",
+            "index_shard_truncated",
+            "index_shard_other_save",
+            "index_shard_is_a_folder",
+            "index_parent_folder",
+            "index_absolute_path",
+            "index_nul_in_name",
+            "index_shard_not_text",
+            "index_not_json",
+            "index_nests_deeply",
+            "index_duplicate_tensor",
+            "index_duplicate_weight_map",
+            "index_duplicate_metadata_key",
+            "index_without_weight_map",
+            "index_metadata_not_object",
+            "index_too_large",
+            "index_many_values",
+            "index_too_many_tensors",
+            "index_too_many_shards",
+            "index_empty",
+        ]
+    },
 }
 
 
@@ -364,10 +385,12 @@ INDEX_CASES: dict[str, Callable[[Path, dict], str | None]] = {
     "index_shard_pickle": lambda d, i: _shard_copy(d, "pickle-shard.safetensors", pickle.dumps(HARMLESS), i),
     "index_shard_zip": lambda d, i: _shard_copy(d, "zip-shard.safetensors", _torch_zip(None), i),
     "index_shard_truncated": lambda d, i: _shard_copy(
-        d, "truncated-shard.safetensors", (d / "shard-2.safetensors").read_bytes()[:-4], i),
+        d, "truncated-shard.safetensors", (d / "shard-2.safetensors").read_bytes()[:-4], i
+    ),
     "index_shard_other_save": _other_save,
-    "index_shard_is_a_folder": lambda d, i: (d / "folder.safetensors").mkdir() or _index(
-        i, **{"2.bias": "folder.safetensors"}),
+    "index_shard_is_a_folder": lambda d, i: (
+        (d / "folder.safetensors").mkdir() or _index(i, **{"2.bias": "folder.safetensors"})
+    ),
     "index_parent_folder": lambda d, i: _index(i, **{"2.bias": "../valid.safetensors"}),
     "index_absolute_path": lambda d, i: _index(i, **{"2.bias": "/etc/passwd"}),
     "index_nul_in_name": lambda d, i: _index(i, **{"2.bias": "shard\u0000.safetensors"}),
@@ -375,7 +398,8 @@ INDEX_CASES: dict[str, Callable[[Path, dict], str | None]] = {
     "index_not_json": lambda d, i: '{"weight_map": {"0.bias": }',
     "index_nests_deeply": lambda d, i: '{"metadata": {"x": ' + "[" * 100_000 + "]" * 100_000 + '}, "weight_map": {}}',
     "index_duplicate_tensor": lambda d, i: _splice(
-        i, '"0.bias": "shard-2.safetensors"', '"0.bias": "shard-2.safetensors", "0.bias": "shard-1.safetensors"'),
+        i, '"0.bias": "shard-2.safetensors"', '"0.bias": "shard-2.safetensors", "0.bias": "shard-1.safetensors"'
+    ),
     "index_duplicate_weight_map": lambda d, i: _splice(i, '{"metadata"', '{"weight_map": {}, "metadata"'),
     "index_duplicate_metadata_key": lambda d, i: _splice(i, '"format": "pt"', '"format": "pt", "format": "np"'),
     "index_without_weight_map": lambda d, i: json.dumps({"metadata": i["metadata"]}),

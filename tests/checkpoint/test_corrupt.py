@@ -141,15 +141,19 @@ EXPECTED: dict[str, tuple[str | None, object]] = {
         "'123456789abc', the index's '0c0ffee0c0de')",
         SAME,
     ),
-    "index_shard_is_a_folder": ("shard 'folder.safetensors' (tensor '2.bias'): is a directory, not a safetensors file",
-                                SAME),  # fmt: skip
+    "index_shard_is_a_folder": (
+        "shard 'folder.safetensors' (tensor '2.bias'): is a directory, not a safetensors file",
+        SAME,
+    ),
     "index_parent_folder": (
         "tensor '2.bias': shard '../valid.safetensors' is not a file name in the index's folder",
         SAME,
     ),
     "index_absolute_path": ("tensor '2.bias': shard '/etc/passwd' is not a file name in the index's folder", SAME),
-    "index_nul_in_name": ("tensor '2.bias': shard 'shard\\x00.safetensors' is not a file name in the index's folder",
-                          SAME),  # fmt: skip
+    "index_nul_in_name": (
+        "tensor '2.bias': shard 'shard\\x00.safetensors' is not a file name in the index's folder",
+        SAME,
+    ),
     "index_shard_not_text": ("tensor '2.bias': its shard must be a file name, got 7", SAME),
     "index_not_json": ("index is not valid JSON (Expecting value at byte 26)", SAME),
     "index_nests_deeply": ("index nests too deeply to be a safetensors index", SAME),
