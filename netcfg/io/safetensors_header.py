@@ -163,8 +163,13 @@ def _top_level(path, entries) -> dict:
 
 
 def _metadata(path, value) -> dict[str, str]:
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+    if not isinstance(value, dict):
         raise fail(path, "__metadata__ must map strings to strings")
+    for key, item in value.items():
+        if not isinstance(item, str):  # the reference reader refuses it too
+            shown = json.dumps(item)
+            shown = shown if len(shown) <= 40 else shown[:40] + "..."
+            raise fail(path, f"__metadata__ must map strings to strings: '{key}' is {shown}")
     return value
 
 

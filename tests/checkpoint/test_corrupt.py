@@ -66,7 +66,7 @@ EXPECTED: dict[str, tuple[str | None, object]] = {
     "duplicate_name": ("duplicate tensor name '0.bias' in the header", SAME),
     "duplicate_inner_key": ("tensor '0.bias': duplicate key 'dtype'", SAME),
     "duplicate_metadata": ("duplicate key '__metadata__' in the header", SAME),
-    "metadata_not_str_map": ("__metadata__ must map strings to strings", SAME),
+    "metadata_not_str_map": ("__metadata__ must map strings to strings: 'netcfg.seed' is 0", SAME),
     "metadata_not_object": ("__metadata__ must map strings to strings", SAME),
     "spec_edited": ("its embedded spec does not match its recorded sha256 (edited or corrupt)", None),
     "spec_not_json": ("its embedded spec is not valid JSON", SAME),
