@@ -24,7 +24,7 @@ from netcfg.building.builder import Built, build_spec
 from netcfg.errors import CheckpointError, Diagnostic, InputError, Loc
 from netcfg.io.reading import SAFETENSORS_NAMES, TORCH_DTYPES, TensorSource, open_checkpoint
 from netcfg.io.shards import KEY_SET, Checkpoint, file_order, read_checkpoint
-from netcfg.io.tensor_files import write_sharded, write_tensors
+from netcfg.io.tensor_files import shard_folder, write_sharded, write_tensors
 from netcfg.spec.loader import load_spec_data, read_json
 from netcfg.spec.model import Spec
 
@@ -113,7 +113,7 @@ def save(built: Built, path: str | os.PathLike, durable: bool = True, max_shard_
         write_tensors(tensors, path, metadata=meta, flag="-o", durable=durable)
     else:
         names = write_sharded(tensors, path, meta, max_shard_size, flag="-o", durable=durable)
-    folder = os.path.dirname(os.path.realpath(path))
+    folder = shard_folder(path)
     return Saved(
         path=str(path),
         tensors=len(tensors),

@@ -15,8 +15,9 @@ import torch
 
 from netcfg.building.builder import Built
 from netcfg.errors import CheckpointError, Diagnostic, Loc
-from netcfg.io.reading import SAFETENSORS_NAMES
-from netcfg.io.safetensors_header import Header, read_header
+from netcfg.io.reading import SAFETENSORS_NAMES, open_checkpoint
+from netcfg.io.safetensors_header import Header
+from netcfg.io.shards import read_checkpoint
 from netcfg.suggest import MAX_LISTED, Suggestions
 
 
@@ -27,7 +28,7 @@ def apply(built: Built) -> dict[str, str]:
         where = built.spec.loc(("pretrained", index))
         path = _resolve(built.spec.file, source.file)
         try:
-            header = read_header(path)
+            header = read_checkpoint(path)  # a safetensors file, or a sharded checkpoint's index
         except CheckpointError as exc:  # said at the spec's entry, naming the file
             raise CheckpointError(f"pretrained {index}: {path}: {exc.diagnostics[0].message}", where) from None
         plan = _plan(built, header, source, where, index)
@@ -107,8 +108,6 @@ def _fits(header: Header, key: str, target: str, state: dict, index: int, target
 
 
 def _copy(built: Built, path: Path, plan: dict[str, str], trainable: bool) -> None:
-    from safetensors import safe_open
-
     state = built.model.state_dict(keep_vars=True)
     if not trainable:
         for dst in plan.values():
@@ -116,6 +115,6 @@ def _copy(built: Built, path: Path, plan: dict[str, str], trainable: bool) -> No
                 state[dst].requires_grad_(False)
     if built.device.type == "meta":
         return  # checked against the header; no data to copy
-    with safe_open(str(path), framework="pt", device="cpu") as f, torch.no_grad():
+    with open_checkpoint(path) as f, torch.no_grad():
         for src, dst in plan.items():
             state[dst].copy_(f.get_tensor(src))

@@ -159,20 +159,24 @@ def write_sharded(
     files of the set the index named before are removed, if netcfg provably wrote them (their
     names and headers hold the old index's id). The set is recorded first (netcfg.io.temporaries),
     so a save killed at any point is undone, or finished, by the next write into that folder: the
-    index names the old set or the new one, whole. Returns the shard file names."""
+    index names the old set or the new one, whole. Returns the shard file names.
+
+    The shards go beside `path` as named (if it is a symbolic link, the file it points to is
+    replaced): readers look for them in the folder of the index they were given."""
     target = check_index_output(path, flag)
     where = Loc(f"{flag} {path}".strip())
     groups = _split(tensors, max_shard_size, where)
-    folder = str(target.parent)
-    set_id, names = _new_names(folder, _stem(target.name), len(groups))
+    index_path = shard_folder(path) / os.path.basename(path)
+    folder = str(index_path.parent)
+    set_id, names = _new_names(folder, _stem(index_path.name), len(groups))
     shard_meta = {"format": "pt", shards.KEY_SET: set_id}
     layouts = [_layout(group, shard_meta, where) for group in groups]  # every check before any write
     index = _index_bytes(tensors, groups, names, metadata, set_id, where)
-    old = _old_set(target)
-    record = temporaries.begin_set(folder, target.name, set_id, names, old)
+    old = _old_set(index_path)
+    record = temporaries.begin_set(folder, index_path.name, set_id, names, old)
     try:
         for name, (header, order) in zip(names, layouts, strict=True):
-            with output.replacing(target.parent / name, where, None, durable) as out:
+            with output.replacing(index_path.parent / name, where, None, durable) as out:
                 out.write(header)
                 for tensor in order:
                     _write_data(out, tensor)
@@ -204,10 +208,15 @@ def _split(tensors: dict, limit: int, where: Loc) -> list[dict]:
     return groups
 
 
+def shard_folder(index: str | os.PathLike) -> Path:
+    """The folder of an index's shards: the one holding the index as named (its real path)."""
+    return Path(os.path.realpath(os.path.dirname(os.path.abspath(index))))
+
+
 def _stem(index_name: str) -> str:
-    """model.safetensors.index.json -> model."""
-    stem = index_name.removesuffix(".index.json")
-    return stem.removesuffix(".safetensors") or "model"
+    """model.safetensors.index.json -> model (cut to 180 bytes: a shard's name fits in 255)."""
+    stem = index_name.removesuffix(".index.json").removesuffix(".safetensors")
+    return stem.encode("utf-8", "surrogateescape")[:180].decode("utf-8", "ignore") or "model"
 
 
 def _new_names(folder: str, stem: str, count: int) -> tuple[str, list[str]]:
@@ -215,9 +224,7 @@ def _new_names(folder: str, stem: str, count: int) -> tuple[str, list[str]]:
     while True:
         set_id = secrets.token_hex(6)
         names = [f"{stem}-{set_id}-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)]
-        if all(shards.plain_file_name(n) for n in names) and not any(
-            os.path.lexists(os.path.join(folder, n)) for n in names
-        ):
+        if not any(os.path.lexists(os.path.join(folder, n)) for n in names):
             return set_id, names
 
 
@@ -229,24 +236,24 @@ def _index_bytes(tensors: dict, groups: list[dict], names: list[str], metadata: 
     return _utf8(json.dumps(index, indent=2, ensure_ascii=False) + "\n", where)
 
 
-def _old_set(target: Path) -> list[str]:
+def _old_set(index: Path) -> list[str]:
     """The shards of the index being replaced that netcfg wrote: the index holds a save id, and each
     shard's name and header hold the same id. Files of any other index are left alone."""
     from netcfg.errors import NetcfgError
 
     try:
-        old = shards.read_index(target)
+        old = shards.read_index(index)
     except NetcfgError:
         return []  # none, or not one of ours: nothing to remove
     set_id = old.metadata.get(shards.KEY_SET)
-    if not set_id or _named_elsewhere(target, set_id):
+    if not set_id or _named_elsewhere(index, set_id):
         return []
     ours = []
     for name in old.shards():
         if f"-{set_id}-" not in name:
             continue
         try:
-            header = read_header(target.parent / name)
+            header = read_header(index.parent / name)
         except NetcfgError:
             continue
         if header.metadata.get(shards.KEY_SET) == set_id:
@@ -254,13 +261,13 @@ def _old_set(target: Path) -> list[str]:
     return ours
 
 
-def _named_elsewhere(target: Path, set_id: str) -> bool:
+def _named_elsewhere(index: Path, set_id: str) -> bool:
     """Another index in the folder names the same save (a copy of the index): its shards stay."""
     try:
-        others = [n for n in os.listdir(target.parent) if shards.is_index_name(n) and n != target.name]
+        others = [n for n in os.listdir(index.parent) if shards.is_index_name(n) and n != index.name]
     except OSError:
         return True
-    return any(temporaries.set_of(str(target.parent / n)) == set_id for n in others)
+    return any(temporaries.set_of(str(index.parent / n)) == set_id for n in others)
 
 
 def _remove(folder: str, names: list[str]) -> None:

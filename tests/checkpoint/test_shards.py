@@ -319,3 +319,33 @@ def test_sigkill_at_every_step_of_a_sharded_save(tmp_path):
     assert seen[-1] == "B" and len(seen) > 50, seen
     assert "B" in seen[:-1] and left >= 10, (seen, left)  # kills after the commit too; many left files
     print(f"\n{len(seen) - 1} steps killed: index was {''.join(seen)}; {left} files left, removed by the next save")
+
+
+def test_pretrained_reads_a_sharded_checkpoint(tmp_path):
+    """`pretrained:` takes an index as well as a file: the first layer comes from the shards."""
+    _, source = built_of("mlp.yaml", seed=4)
+    ck.save(source, tmp_path / INDEX, max_shard_size=11_000)
+    text = (CONFIGS / "chapter" / "reuse_first_layers.yaml").read_text()
+    spec = tmp_path / "reuse.yaml"
+    spec.write_text(text.replace("file: mlp_trained.safetensors", f"file: {INDEX}"))
+    built = build_model(load_spec(spec), device="cpu", seed=0)
+    assert torch.equal(built.model.features[0].weight, source.model[0].weight)
+    assert torch.equal(built.model.features[0].bias, source.model[0].bias)
+    assert not built.model.features[0].weight.requires_grad
+    (tmp_path / [p.name for p in tmp_path.iterdir() if p.name.endswith("00001-of-00003.safetensors")][0]).unlink()
+    with pytest.raises(CheckpointError, match=r"pretrained 0: .*: shard 'model-\w+-00001-of-00003.safetensors' "
+                                              r"\(tensor '0.weight'\): no such file"):  # fmt: skip
+        build_model(load_spec(spec), device="cpu")
+
+
+def test_an_index_named_through_a_link_keeps_its_shards_beside_the_link(tmp_path):
+    """Readers look for shards beside the index they are given (Hugging Face's cache links every file)."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "view").mkdir()
+    (tmp_path / "real" / INDEX).write_text('{"weight_map": {}}')
+    (tmp_path / "view" / INDEX).symlink_to(tmp_path / "real" / INDEX)
+    _, built = built_of("mlp.yaml")
+    saved = ck.save(built, tmp_path / "view" / INDEX, max_shard_size=11_000)
+    assert (tmp_path / "view" / INDEX).is_symlink()  # the link stays; the file it points to is replaced
+    assert shard_files(tmp_path / "view") == set(saved.shards) and shard_files(tmp_path / "real") == set()
+    assert digest(ck.load(tmp_path / "view" / INDEX).built.model) == digest(built.model)
