@@ -27,6 +27,7 @@ from netcfg.io import output, reading
 from netcfg.io.reading import load_tensors
 from netcfg.io.safetensors_header import read_header
 from netcfg.spec.loader import load_spec
+from tests.checkpoint import test_kill
 from tests.checkpoint.test_kill import DECOYS, decoys_intact, digest, make_decoys, registered
 from tests.checkpoint.test_roundtrip import forward, state_equal, tied_names
 from tests.conftest import CONFIGS, ROOT
@@ -237,43 +238,17 @@ def test_a_set_too_many_shards_is_refused_before_writing(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- killed at every step
 
-PHASES = r"""
-import fcntl, os, shutil, signal, sys
-import torch
-torch.set_num_threads(1)
-from netcfg.actions import checkpoint as ck
-from netcfg.building.builder import build_spec
-from netcfg.io import tensor_files
-from netcfg.spec.loader import load_spec
-
-target, spec = sys.argv[1], sys.argv[2]
-built = build_spec(load_spec(spec, ["model.layers.0.out_features=300"]), device="cpu", seed=2)
-warm = os.path.join(os.path.dirname(os.path.dirname(target)), "warmup")
+WARMUP = (
+    'ck.save(built, target + ".warmup")  # lazy imports done here, not in each writer\nos.remove(target + ".warmup")\n'
+)
+SHARDED_WARMUP = """warm = os.path.join(os.path.dirname(os.path.dirname(target)), "warmup")
 os.mkdir(warm)
 ck.save(built, os.path.join(warm, "w.safetensors.index.json"), max_shard_size=8000)  # lazy imports done here
 shutil.rmtree(warm)
-tensor_files.CHUNK = 16384
-CALLS = [(os, "open"), (os, "write"), (os, "pread"), (os, "fsync"), (os, "fchmod"), (os, "close"),
-         (os, "replace"), (os, "unlink"), (os, "listdir"), (fcntl, "flock")]
-print("ready", flush=True)
-for line in sys.stdin:
-    n = int(line)
-    pid = os.fork()
-    if pid == 0:  # save B, killed just before the n-th call to any of CALLS
-        count = [0]
-        def wrap(real):
-            def call(*args, **kwargs):
-                count[0] += 1
-                if count[0] == n:
-                    os.kill(os.getpid(), signal.SIGKILL)
-                return real(*args, **kwargs)
-            return call
-        for module, name in CALLS:
-            setattr(module, name, wrap(getattr(module, name)))
-        ck.save(built, target, max_shard_size=8000)
-        os._exit(0)
-    print(os.waitpid(pid, 0)[1], flush=True)
 """
+PHASES = test_kill.PHASES.replace(WARMUP, SHARDED_WARMUP).replace("import fcntl, os,", "import fcntl, os, shutil,")
+PHASES = PHASES.replace("ck.save(built, target)\n", "ck.save(built, target, max_shard_size=8000)\n")
+"""test_kill's server, saving shards of at most 8,000 bytes (4 shards) instead of one file."""
 
 
 def test_sigkill_at_every_step_of_a_sharded_save(tmp_path):
@@ -316,6 +291,7 @@ def test_sigkill_at_every_step_of_a_sharded_save(tmp_path):
         server.stdin.close()
         server.kill()
         server.wait()
+    assert PHASES.count("max_shard_size=8000") == 2  # both replacements took
     assert seen[-1] == "B" and len(seen) > 50, seen
     assert "B" in seen[:-1] and left >= 10, (seen, left)  # kills after the commit too; many left files
     print(f"\n{len(seen) - 1} steps killed: index was {''.join(seen)}; {left} files left, removed by the next save")
