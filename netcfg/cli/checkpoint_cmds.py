@@ -82,6 +82,8 @@ def save(
     """Build and initialize a spec, then write its weights and buffers (ties stored once) with the spec embedded.
 
     Example: netcfg save configs/gpt2.yaml -o gpt2.safetensors --seed 1
+
+    Sharded: netcfg save configs/gpt2.yaml -o gpt2.safetensors.index.json --max-shard-size 200MB
     """
     from netcfg.actions.checkpoint import save as save_checkpoint
     from netcfg.actions.model import build_model
