@@ -33,7 +33,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,7 +130,7 @@ def main() -> int:
     parser.add_argument("--shard", default="500MB", help="--max-shard-size of the save (default 500MB)")
     parser.add_argument("--width", type=int, default=4096, help="features of each linear layer (default 4096)")
     parser.add_argument("--dir", default=None, help="folder for the files (default: the system temp dir)")
-    parser.add_argument("--no-reference", action="store_true", help="skip the reference case (it needs twice the model)")
+    parser.add_argument("--no-reference", action="store_true", help="skip the reference case (twice the model)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     size, shard = parse_size(args.size, Loc("--size")), parse_size(args.shard, Loc("--shard"))
@@ -160,8 +159,10 @@ def main() -> int:
             print(f"{r['case']:<52} {r['model_bytes'] / mib:>5.0f} MiB {r['baseline_rss'] / mib:>5.0f} MiB "
                   f"{r['peak_rss'] / mib:>5.0f} MiB {r['peak_over_baseline'] / mib:>6.0f} MiB {r['ratio']:>5.2f}x "
                   f"{r['seconds']:>8.2f}")  # fmt: skip
-        print(f"target: every netcfg case <= {TARGET:.2f}x the model's bytes over its baseline: "
-              + ("met" if not missed else f"MISSED by {', '.join(r['case'] for r in missed)}"))
+        print(
+            f"target: every netcfg case <= {TARGET:.2f}x the model's bytes over its baseline: "
+            + ("met" if not missed else f"MISSED by {', '.join(r['case'] for r in missed)}")
+        )
     return 1 if missed else 0
 
 
