@@ -4,6 +4,8 @@ Targets (pick with --target, default all in turn per input):
   yaml        netcfg.spec.yaml_source.read_yaml on arbitrary text
   spec        the whole spec pipeline: read, expand, validate (no torch), and a meta build
   checkpoint  netcfg.io.safetensors_header.read_header on arbitrary bytes written to a file
+  index       netcfg.io.shards.read_checkpoint on arbitrary bytes as a sharded checkpoint's index,
+              beside a valid shard (s.safetensors) and one that is arbitrary bytes (x.safetensors)
 
 Any exception other than NetcfgError is a finding (atheris reports it with the input).
 Run (atheris: pip install atheris):
@@ -54,7 +56,25 @@ def target_checkpoint(data: bytes) -> None:
         read_header(path)
 
 
-TARGETS = {"yaml": target_yaml, "spec": target_spec, "checkpoint": target_checkpoint}
+_SHARD_HEADER = b'{"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}'
+SHARD = len(_SHARD_HEADER).to_bytes(8, "little") + _SHARD_HEADER + b"\x00\x00\x80?\x00\x00\x00@"
+"""A valid safetensors file: one float32 tensor 'a' = [1, 2]."""
+INDEX_SEED = b'{"metadata": {"total_size": 8}, "weight_map": {"a": "s.safetensors", "b": "x.safetensors"}}'
+
+
+def target_index(data: bytes) -> None:
+    from netcfg.io.shards import read_checkpoint
+
+    (_SCRATCH / "s.safetensors").write_bytes(SHARD)
+    half = len(data) // 2
+    (_SCRATCH / "x.safetensors").write_bytes(data[half:])
+    path = _SCRATCH / "fuzz.safetensors.index.json"
+    path.write_bytes(data[:half])
+    with contextlib.suppress(NetcfgError):
+        read_checkpoint(path)
+
+
+TARGETS = {"yaml": target_yaml, "spec": target_spec, "checkpoint": target_checkpoint, "index": target_index}
 
 
 def one_input(data: bytes) -> None:
@@ -68,7 +88,9 @@ def one_input(data: bytes) -> None:
 def seeds() -> list[bytes]:
     out = []
     for i, name in enumerate(TARGETS):
-        if name == "checkpoint":
+        if name == "index":
+            out.append(bytes([i]) + INDEX_SEED + SHARD)
+        elif name == "checkpoint":
             out += [bytes([i]) + p.read_bytes()[:4096] for p in sorted((ROOT / "configs").rglob("*.safetensors"))]
         else:
             out += [bytes([i]) + p.read_bytes() for p in sorted((ROOT / "configs").rglob("*.yaml"))[:12]]
@@ -85,6 +107,7 @@ def main_atheris() -> None:
             (Path(corpus) / f"seed-{i}").write_bytes(seed)
     with atheris.instrument_imports():
         import netcfg.io.safetensors_header  # noqa: F401
+        import netcfg.io.shards  # noqa: F401
         import netcfg.spec.expand  # noqa: F401
         import netcfg.spec.loader  # noqa: F401
         import netcfg.spec.validate  # noqa: F401

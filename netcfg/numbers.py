@@ -68,6 +68,34 @@ def parse_int_list(text: str, where: Loc, low: int | None = None, high: int | No
     return [parse_int(item, where, low, high) for item in items]
 
 
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+) ?([A-Za-z]*)")
+SIZE_UNITS = {
+    "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}  # fmt: skip
+"""Units of a size, any case: decimal as disks and Hugging Face count (2GB = 2*10**9 bytes), binary with an i."""
+_SIZE_EXAMPLE = "a size such as 500MB, 2GB or 1GiB (B, kB, MB, GB, TB; KiB, MiB, GiB, TiB)"
+
+
+def parse_size(text: str, where: Loc, low: int = 1, high: int = 2**63 - 1) -> int:
+    """The number of bytes `text` spells: a number (decimals allowed) and a unit (bytes without one),
+    whole bytes (rounded down) within [low, high]. `2GB` is 2,000,000,000; `1GiB` 1,073,741,824."""
+    match = _SIZE.fullmatch(text) if len(text) <= MAX_DIGITS else None
+    unit = (match.group(2).lower() or "b") if match else ""
+    if unit not in SIZE_UNITS:
+        raise InputError(f"expected {_SIZE_EXAMPLE}, got {quote(text)}", where)
+    number = match.group(1)
+    whole, _, fraction = number.partition(".")
+    scale = SIZE_UNITS[unit]
+    # Exact arithmetic: 1.1GB is 1,100,000,000 bytes, not float's 1,100,000,000.0000002.
+    value = (int(whole or "0") * 10 ** len(fraction) + int(fraction or "0")) * scale // 10 ** len(fraction)
+    if value < low or value > high:
+        bound = f"at least {low:,}" if value < low else f"at most {high:,}"
+        unit = "byte" if bound.endswith(" 1") else "bytes"
+        raise InputError(f"must be {bound} {unit}, got {quote(text)} ({value:,} bytes)", where)
+    return value
+
+
 def index_or_key(part: str) -> int | str:
     """A dotted path's component: a list index (ASCII digits, optional minus) or a key."""
     return int(part) if _INDEX.fullmatch(part) else part

@@ -3,7 +3,7 @@
 import pytest
 
 from netcfg.errors import InputError, Loc
-from netcfg.numbers import index_or_key, parse_int, parse_int_list, parse_real
+from netcfg.numbers import index_or_key, parse_int, parse_int_list, parse_real, parse_size
 
 WHERE = Loc("--flag")
 
@@ -66,3 +66,31 @@ def test_integer_lists():
 )  # fmt: skip
 def test_set_path_components_are_indexes_only_in_ascii(part, expected):
     assert index_or_key(part) == expected
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [("2GB", 2 * 10**9), ("500MB", 500 * 10**6), ("1GiB", 2**30), ("1gib", 2**30), ("64kB", 64_000),
+     ("3KiB", 3 * 1024), ("1.5GB", 1_500_000_000), ("1.1GB", 1_100_000_000), (".5MiB", 2**19), ("7", 7),
+     ("10B", 10), ("1 TB", 10**12), ("2TiB", 2 * 2**40)],
+)  # fmt: skip
+def test_sizes_are_decimal_or_binary_units(text, value):
+    """Decimal units are powers of 10 (as Hugging Face's max_shard_size), binary ones powers of 2."""
+    assert parse_size(text, WHERE) == value
+
+
+@pytest.mark.parametrize("text", ["", "GB", "2XB", "2 GB ", "2  GB", "-1GB", "+1GB", "1e3GB", "٣GB", "2Gb!", "inf",
+                                  "1_000MB", "2ＧＢ", "9" * 31])  # fmt: skip
+def test_anything_else_is_not_a_size(text):
+    with pytest.raises(InputError) as caught:
+        parse_size(text, WHERE)
+    assert str(caught.value).startswith("--flag: error: expected a size such as 500MB, 2GB or 1GiB (B, kB, MB, GB, "
+                                        "TB; KiB, MiB, GiB, TiB), got '")  # fmt: skip
+
+
+def test_sizes_are_whole_bytes_within_bounds():
+    assert parse_size("1.9B", WHERE, low=0) == 1
+    with pytest.raises(InputError, match=r"^--flag: error: must be at least 1 byte, got '0.5B' \(0 bytes\)$"):
+        parse_size("0.5B", WHERE)
+    with pytest.raises(InputError, match=r"must be at most 1,000 bytes, got '1MB' \(1,000,000 bytes\)$"):
+        parse_size("1MB", WHERE, high=1000)

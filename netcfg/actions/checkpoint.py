@@ -22,9 +22,9 @@ from netcfg.actions.model import checksum_all, forward
 from netcfg.building import devices, ties
 from netcfg.building.builder import Built, build_spec
 from netcfg.errors import CheckpointError, Diagnostic, InputError, Loc
-from netcfg.io.reading import SAFETENSORS_NAMES, TORCH_DTYPES, mapped, read_tensors
-from netcfg.io.safetensors_header import Header, read_header
-from netcfg.io.tensor_files import write_tensors
+from netcfg.io.reading import SAFETENSORS_NAMES, TORCH_DTYPES, TensorSource, open_checkpoint
+from netcfg.io.shards import KEY_SET, Checkpoint, file_order, read_checkpoint
+from netcfg.io.tensor_files import shard_folder, write_sharded, write_tensors
 from netcfg.spec.loader import load_spec_data, read_json
 from netcfg.spec.model import Spec
 
@@ -72,6 +72,8 @@ class Saved:
     parameters: int
     ties: list[list[str]]
     spec_sha256: str
+    shards: list[str] = field(default_factory=list)
+    """The shard files beside the index (a sharded save)."""
 
 
 def metadata_for(built: Built, groups: list[list[str]]) -> dict[str, str]:
@@ -95,8 +97,9 @@ def metadata_for(built: Built, groups: list[list[str]]) -> dict[str, str]:
     }
 
 
-def save(built: Built, path: str | os.PathLike, durable: bool = True) -> Saved:
-    """Write the model's weights and buffers, each tensor once, with the spec embedded."""
+def save(built: Built, path: str | os.PathLike, durable: bool = True, max_shard_size: int | None = None) -> Saved:
+    """Write the model's weights and buffers, each tensor once, with the spec embedded: one file,
+    or with `max_shard_size` an index (`path`, NAME.safetensors.index.json) and its shards."""
     if built.device.type == "meta":
         raise InputError("cannot save a model on the meta device: it holds no values (use --device cpu)",
                          Loc("--device meta"))  # fmt: skip
@@ -105,15 +108,155 @@ def save(built: Built, path: str | os.PathLike, durable: bool = True) -> Saved:
     state = model.state_dict()
     tensors = {g[0]: state[g[0]] for g in groups}
     meta = metadata_for(built, groups)
-    write_tensors(tensors, path, metadata=meta, flag="-o", durable=durable)
+    names = []
+    if max_shard_size is None:
+        write_tensors(tensors, path, metadata=meta, flag="-o", durable=durable)
+    else:
+        names = write_sharded(tensors, path, meta, max_shard_size, flag="-o", durable=durable)
+    folder = shard_folder(path)
     return Saved(
         path=str(path),
         tensors=len(tensors),
-        bytes=os.path.getsize(path),
+        bytes=os.path.getsize(path) + sum(os.path.getsize(os.path.join(folder, n)) for n in names),
         parameters=sum(p.numel() for p in model.parameters()),
         ties=[g for g in groups if len(g) > 1],
         spec_sha256=meta[KEY_HASH],
+        shards=names,
     )
+
+
+# ---------------------------------------------------------------- saving a model as it is now
+
+MARK = "_netcfg_made"
+"""The attribute of a module netcfg built or loaded that says how (its spec and seed)."""
+
+
+@dataclass(frozen=True)
+class Made:
+    """What built a module: kept on the module itself, so a deep copy of the module keeps it."""
+
+    spec: Spec
+    seed: int
+
+    def __deepcopy__(self, memo) -> Made:
+        return self  # immutable: a copy of the module shares it
+
+    def __copy__(self) -> Made:
+        return self
+
+
+def mark(built: Built) -> None:
+    """Record on `built.model` the spec and seed that made it (netcfg.build, netcfg.load)."""
+    built.model.__dict__[MARK] = Made(built.spec, built.seed)
+
+
+def made_by(model: nn.Module) -> Made | None:
+    made = unwrap(model).__dict__.get(MARK)
+    return made if isinstance(made, Made) else None
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module a torch.compile wrapper holds (its state_dict names start with '_orig_mod.')."""
+    import sys
+
+    compiled = getattr(sys.modules.get("torch._dynamo.eval_frame"), "OptimizedModule", None)
+    while compiled is not None and isinstance(model, compiled) and isinstance(model._orig_mod, nn.Module):
+        model = model._orig_mod
+    return model
+
+
+def as_built(model: nn.Module, spec: Spec, seed: int | None, where: Loc, same_modules: bool = True) -> Built:
+    """A Built for saving `model` as it is now, with `spec`: refused, in one line saying what differs,
+    unless `load` rebuilds exactly this model from the file. A dtype the whole model was cast to is
+    recorded in the spec (load casts too); tensors on any device are saved; a changed name, shape,
+    dtype or tie, and with `same_modules` a module of another type or settings (a replaced layer),
+    are refused. `same_modules=False` for a hand-written twin, whose modules are its own."""
+    model = unwrap(model)
+    state = model.state_dict(keep_vars=True)
+    on_meta = [n for n, t in state.items() if t.device.type == "meta"]
+    if on_meta:
+        raise CheckpointError(f"tensor '{on_meta[0]}' is on the meta device: it holds no values to save", where)
+    dtype = _one_dtype(state, spec, where)
+    if devices.dtype_name(dtype) != spec.head.dtype:  # cast after building: the spec says so, load casts
+        spec = load_spec_data({**spec.data, "dtype": devices.dtype_name(dtype)}, spec.file)
+    seed = spec.head.seed if seed is None else seed
+    skeleton = build_spec(spec, device="meta", seed=seed, memory_check=False)
+    differences = _differences(skeleton.model, model, same_modules)
+    if differences:
+        more = f" (and {len(differences) - 1} more difference(s))" if len(differences) > 1 else ""
+        if same_modules:
+            why = f"the model no longer matches its spec: {differences[0]}{more}; load would not rebuild it"
+            raise CheckpointError(f"{why}: save it with spec= a spec that builds it", where)
+        raise CheckpointError(f"the module does not fit the spec's model: {differences[0]}{more}", where)
+    device = next((t.device for t in state.values()), torch.device("cpu"))
+    return Built(model, spec, device, "", dtype, seed)
+
+
+def _one_dtype(state: dict, spec: Spec, where: Loc) -> torch.dtype:
+    """The one floating-point dtype of the model's tensors (a spec has one), or the spec's."""
+    dtypes: dict[torch.dtype, str] = {}
+    for name, tensor in state.items():
+        if tensor.is_floating_point():
+            dtypes.setdefault(tensor.dtype, name)
+    if len(dtypes) > 1:
+        listed = ", ".join(f"'{n}' is {_dt(d)}" for d, n in dtypes.items())
+        raise CheckpointError(f"the model's tensors have several dtypes ({listed}): a spec has one; cast the whole "
+                              "model with model.to(dtype)", where)  # fmt: skip
+    if not dtypes:
+        return devices.DTYPES[spec.head.dtype]
+    (dtype,) = dtypes
+    if dtype not in FLOAT_DTYPES:
+        raise CheckpointError(f"the model's tensors are {_dt(dtype)}; a spec's dtype is one of "
+                              f"{', '.join(map(_dt, FLOAT_DTYPES))}", where)  # fmt: skip
+    return dtype
+
+
+FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+
+
+def _differences(expected: nn.Module, model: nn.Module, same_modules: bool) -> list[str]:
+    """What `model` has that the spec's model (`expected`, on meta) has not, one line each."""
+    want, have = expected.state_dict(keep_vars=True), model.state_dict(keep_vars=True)
+    out = _module_differences(expected, model) if same_modules else []  # a replaced layer, said as such
+    out += [f"'{n}' is missing (the spec makes it {_described(want[n])})" for n in want if n not in have]
+    out += [f"'{n}' {_described(have[n])} is not in the spec's model" for n in have if n not in want]
+    for name in (n for n in want if n in have):
+        if want[name].shape != have[name].shape or want[name].dtype != have[name].dtype:
+            out.append(f"'{name}' is {_described(have[name])}, the spec makes {_described(want[name])}")
+    return out + _tie_differences(expected, model)
+
+
+def _described(t: torch.Tensor) -> str:
+    return f"{_dt(t.dtype)} {list(t.shape)}"
+
+
+def _tie_differences(expected: nn.Module, model: nn.Module) -> list[str]:
+    want = {frozenset(g) for g in alias_groups(expected) if len(g) > 1}
+    have = {frozenset(g) for g in alias_groups(model) if len(g) > 1}
+    out = [f"{_names(g)} are no longer one tied tensor (the spec ties them)" for g in want - have]
+    return out + [f"{_names(g)} are one tensor, the spec makes them separate" for g in have - want]
+
+
+def _names(group) -> str:
+    return " and ".join(f"'{n}'" for n in sorted(group))
+
+
+def _module_differences(expected: nn.Module, model: nn.Module) -> list[str]:
+    """A module of another type or settings (extra_repr) at a path: load would build the spec's."""
+    want = dict(expected.named_modules(remove_duplicate=False))
+    have = dict(model.named_modules(remove_duplicate=False))
+    out = []
+    for path, module in want.items():
+        other = have.get(path)
+        if other is None:
+            out.append(f"module '{path}' ({_module(module)}) is missing")
+        elif (type(other), other.extra_repr()) != (type(module), module.extra_repr()):
+            out.append(f"module '{path or '(root)'}' is {_module(other)}, the spec makes {_module(module)}")
+    return out + [f"module '{p}' ({_module(m)}) is not in the spec's model" for p, m in have.items() if p not in want]
+
+
+def _module(m: nn.Module) -> str:
+    return f"{type(m).__name__}({m.extra_repr()})"
 
 
 # ---------------------------------------------------------------- load
@@ -122,16 +265,22 @@ def save(built: Built, path: str | os.PathLike, durable: bool = True) -> Saved:
 @dataclass
 class Loaded:
     built: Built
-    header: Header
+    header: Checkpoint
+    """The file's or the index's and its shards' headers."""
     problems: list[str] = field(default_factory=list)
     """Mismatches tolerated by a non-strict load."""
     checksum: str | None = None
     nonfinite: dict[str, int] = field(default_factory=dict)
     """Tensor name -> count of NaN/Inf values (filled by check=True)."""
     tensors_loaded: int = 0
+    """File tensors whose values were loaded."""
+    model_tensors: int = 0
+    """The model's tensors (a tied tensor once)."""
+    model_tensors_loaded: int = 0
+    """Of those, the ones whose values came from the file (all of them when strict)."""
 
 
-def embedded_spec(header: Header) -> Spec:
+def embedded_spec(header: Checkpoint) -> Spec:
     meta = header.metadata
     version = meta.get(KEY_FORMAT)
     if version is not None and not (version.isascii() and version.isdigit() and len(version) < 10):
@@ -142,6 +291,9 @@ def embedded_spec(header: Header) -> Spec:
             "upgrade netcfg",
             Loc(header.path),
         )
+    if KEY_SPEC not in meta and KEY_SET in meta:
+        raise CheckpointError("one shard of a sharded checkpoint: load its index (NAME.safetensors.index.json)",
+                              Loc(header.path))  # fmt: skip
     if KEY_SPEC not in meta:
         raise CheckpointError("holds no netcfg spec (not saved by netcfg): pass --config SPEC", Loc(header.path))
     where = f"{header.path} (embedded spec)"
@@ -161,27 +313,32 @@ def load(
     strict: bool = True,
     check: bool = False,
 ) -> Loaded:
-    """Rebuild the model a checkpoint describes (or `spec`) and load its tensors."""
-    header = read_header(path)
-    spec = spec or embedded_spec(header)
-    skeleton = build_spec(spec, device="meta")
-    problems = compare(skeleton.model, header)
-    if problems and strict:
-        raise CheckpointError([Diagnostic(Loc(header.path), p) for p in problems])
-    if strict:
-        built = _materialize(skeleton, spec, header, device)
-        count = 0 if built.device.type == "meta" else len(header.tensors)
-    else:
-        built = build_spec(spec, device=device)
-        count = _copy_matching(built.model, header, problems)
+    """Rebuild the model a checkpoint (a file, or an index and its shards) describes (or `spec`)
+    and load its tensors. Every header is checked, and compared with the model, before a tensor
+    is read; each tensor is then read into the memory it keeps (peak: the model's size)."""
+    with open_checkpoint(path) as source:
+        header = source.checkpoint
+        spec = spec or embedded_spec(header)
+        skeleton = build_spec(spec, device="meta")
+        problems = compare(skeleton.model, header)
+        if problems and strict:
+            raise CheckpointError([Diagnostic(Loc(header.path), p) for p in problems])
+        groups = len(alias_groups(skeleton.model))
+        if strict:
+            built = _materialize(skeleton, spec, source, device)
+            count, filled = (0, 0) if built.device.type == "meta" else (len(header.tensors), groups)
+        else:
+            built = build_spec(spec, device=device)
+            count, filled = _copy_matching(built.model, source, problems)
     _restore_frozen(built.model, header)
-    loaded = Loaded(built, header, problems if not strict else [], tensors_loaded=count)
+    loaded = Loaded(built, header, problems if not strict else [], tensors_loaded=count, model_tensors=groups,
+                    model_tensors_loaded=filled)  # fmt: skip
     if check:
         _check(loaded)
     return loaded
 
 
-def _restore_frozen(model: nn.Module, header: Header) -> None:
+def _restore_frozen(model: nn.Module, header: Checkpoint) -> None:
     """Parameters saved frozen (trainable: false, or frozen by a pretrained: entry) stay frozen."""
     names = _json_field(header, header.metadata.get(KEY_FROZEN), list, "its frozen parameters") or []
     params = dict(model.named_parameters())
@@ -190,7 +347,7 @@ def _restore_frozen(model: nn.Module, header: Header) -> None:
             params[name].requires_grad_(False)
 
 
-def compare(model: nn.Module, header: Header) -> list[str]:
+def compare(model: nn.Module, header: Checkpoint) -> list[str]:
     """Every difference between the model's state_dict and the file, as one line each."""
     expected = model.state_dict(keep_vars=True)
     groups = alias_groups(model)
@@ -213,7 +370,7 @@ def compare(model: nn.Module, header: Header) -> list[str]:
     return problems
 
 
-def _mismatch(name: str, tensor: torch.Tensor, header: Header) -> list[str]:
+def _mismatch(name: str, tensor: torch.Tensor, header: Checkpoint) -> list[str]:
     info = header.tensors[name]
     problems = []
     if tuple(tensor.shape) != info.shape:
@@ -236,20 +393,18 @@ def _file_dt(name: str) -> str:
 def load_into(model: nn.Module, path: str | os.PathLike) -> None:
     """Load a checkpoint's tensors into an existing model, in place, strictly.
 
-    Each tensor is copied from a memory map of the file straight into the parameter's own
-    memory (one copy, as safetensors.torch.load_model does); ties stay ties."""
-    header = read_header(path)
-    problems = compare(model, header)
-    if problems:
-        raise CheckpointError([Diagnostic(Loc(header.path), p) for p in problems])
-    state = model.state_dict(keep_vars=True)
-    with mapped(header) as views, torch.no_grad():
+    Every name, shape and dtype is compared before a tensor is read; each is then read from the
+    file (or its shard) straight into the parameter's own memory; ties stay ties."""
+    with open_checkpoint(path) as source:
+        problems = compare(model, source.checkpoint)
+        if problems:
+            raise CheckpointError([Diagnostic(Loc(source.path), p) for p in problems])
+        state = model.state_dict(keep_vars=True)
         for group in alias_groups(model):
-            source = views[next(n for n in group if n in header.tensors)]()
-            state[group[0]].copy_(source)
+            source.copy_into(next(n for n in group if n in source.tensors), state[group[0]])
 
 
-def _materialize(skeleton: Built, spec: Spec, header: Header, device: str | None) -> Built:
+def _materialize(skeleton: Built, spec: Spec, source: TensorSource, device: str | None) -> Built:
     """Put the file's tensors into the meta skeleton (no initialization is ever computed)."""
     where = Loc(f"--device {device}") if device else spec.loc(("device",))
     target, note = devices.resolve(device or spec.head.device, where)
@@ -258,7 +413,8 @@ def _materialize(skeleton: Built, spec: Spec, header: Header, device: str | None
     if target.type == "meta":
         skeleton.device, skeleton.device_note = target, note
         return skeleton
-    tensors = read_tensors(header, target)
+    header = source.checkpoint
+    tensors = source.read(target)
     conflicts = _tie_conflicts(groups, tensors)
     if conflicts:
         raise CheckpointError([Diagnostic(Loc(header.path), c) for c in conflicts])
@@ -283,26 +439,39 @@ def _tie_conflicts(groups: list[list[str]], tensors: dict) -> list[str]:
     problems = []
     for group in groups:
         present = [n for n in group if n in tensors]
-        for name in present[1:]:
-            if not torch.equal(tensors[present[0]], tensors[name]):
-                problems.append(f"tensors '{present[0]}' and '{name}' are one tied tensor in the model, "
-                                "but differ in the file")  # fmt: skip
+        problems += [_conflict(present[0], n) for n in present[1:] if not torch.equal(tensors[present[0]], tensors[n])]
     return problems
 
 
-def _copy_matching(model: nn.Module, header: Header, problems: list[str]) -> int:
-    """Non-strict: copy every tensor whose name, shape and dtype fit; keep the rest as initialized."""
-    expected = model.state_dict()
-    device = next((t.device for t in expected.values()), torch.device("cpu"))
-    wanted = [
-        n for n, info in header.tensors.items()
-        if n in expected and info.shape == tuple(expected[n].shape)
-        and info.dtype == SAFETENSORS_NAMES.get(expected[n].dtype)
-    ]  # fmt: skip
-    tensors = read_tensors(header, device, wanted)
-    problems += _tie_conflicts(alias_groups(model), tensors)
-    model.load_state_dict(tensors, strict=False)
-    return len(tensors)
+def _conflict(first: str, other: str) -> str:
+    return f"tensors '{first}' and '{other}' are one tied tensor in the model, but differ in the file"
+
+
+def _copy_matching(model: nn.Module, source: TensorSource, problems: list[str]) -> tuple[int, int]:
+    """Non-strict: copy every tensor whose name, shape and dtype fit, one at a time into the
+    model's memory; keep the rest as initialized. The numbers of file tensors loaded and of
+    model tensors (a tied one once) filled."""
+    expected = model.state_dict(keep_vars=True)
+
+    def fits(name: str) -> bool:
+        info = source.tensors.get(name)
+        return name in expected and info is not None and info.shape == tuple(expected[name].shape) and (
+            info.dtype == SAFETENSORS_NAMES.get(expected[name].dtype))  # fmt: skip
+
+    count = filled = 0
+    with torch.no_grad():
+        for group in alias_groups(model):
+            present = [n for n in group if fits(n)]
+            target = expected[group[0]]
+            if not present or target.device.type == "meta":
+                continue  # meta: checked against the headers, nothing to read
+            source.copy_into(present[0], target)
+            count += len(present)
+            filled += 1
+            for other in present[1:]:
+                if not torch.equal(source.get_tensor(other).to(target.device), target):
+                    problems.append(_conflict(present[0], other))
+    return count, filled
 
 
 def _check(loaded: Loaded) -> None:
@@ -336,24 +505,28 @@ class CheckpointInfo:
     metadata: dict[str, str]
     spec: dict | None
     parameters_bytes: int
+    shards: list[tuple[str, int, int]] = field(default_factory=list)
+    """A sharded checkpoint's files: (name, tensors, bytes), in the index's order."""
 
 
 def describe(path: str | os.PathLike) -> CheckpointInfo:
-    """What a safetensors file holds, from its header alone (no tensor data is read)."""
-    header = read_header(path)
+    """What a safetensors file or a sharded checkpoint holds, from its headers alone (no tensor
+    data is read)."""
+    header = read_checkpoint(path)
     meta = dict(header.metadata)
     spec = _json_field(header, meta.pop(KEY_SPEC, None), dict, "its embedded spec")
     tie_groups = _json_field(header, meta.pop(KEY_TIES, "[]"), list, "its tie list")
     if not all(isinstance(g, list) and all(isinstance(n, str) for n in g) for g in tie_groups):
         raise CheckpointError("its tie list does not hold lists of tensor names", Loc(header.path))
-    rows = [(t.name, t.dtype, t.shape, t.nbytes) for t in sorted(header.tensors.values(), key=lambda t: t.start)]
+    rows = [(n, t.dtype, t.shape, t.nbytes) for n in file_order(header) for t in [header.tensors[n]]]
+    shards = [(os.path.basename(h.path), len(h.tensors), h.size) for h in header.files] if header.sharded else []
     return CheckpointInfo(
         path=str(path), size=header.size, header_bytes=header.header_size, tensors=rows, ties=tie_groups,
-        metadata=meta, spec=spec, parameters_bytes=sum(r[3] for r in rows),
+        metadata=meta, spec=spec, parameters_bytes=sum(r[3] for r in rows), shards=shards,
     )  # fmt: skip
 
 
-def _json_field(header: Header, text: str | None, kind: type, what: str, parse=json.loads):
+def _json_field(header: Checkpoint, text: str | None, kind: type, what: str, parse=json.loads):
     if text is None:
         return None
     try:

@@ -28,7 +28,7 @@ import torch
 from netcfg.building.builder import Built, build_spec
 from netcfg.errors import CheckpointError, Diagnostic, Loc
 from netcfg.io.reading import SAFETENSORS_NAMES, read_tensors
-from netcfg.io.safetensors_header import Header, read_header
+from netcfg.io.shards import Checkpoint, read_checkpoint
 from netcfg.spec.keymap import MAX_KEY, RenameRule, expand, pattern, shipped
 from netcfg.spec.model import PretrainedSource
 from netcfg.suggest import MAX_LISTED, Suggestions
@@ -66,7 +66,7 @@ class Entry:
 
     index: int
     source: PretrainedSource
-    header: Header
+    header: Checkpoint
     where: Loc
     loads: list[Load] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)
@@ -201,9 +201,10 @@ def _resolve(spec_file: str, file: str) -> Path:
     return path if path.is_absolute() else Path(spec_file).parent / path
 
 
-def _read_header(path: Path) -> Header:
-    """The checked header of a `pretrained:` file (the one place that opens one)."""
-    return read_header(path)
+def _read_header(path: Path) -> Checkpoint:
+    """The checked headers of a `pretrained:` file, or of a sharded checkpoint's index and its
+    shards (the one place that opens one)."""
+    return read_checkpoint(path)
 
 
 class _Model:
@@ -536,7 +537,7 @@ def _copy(built: Built, found: Plan) -> None:
                 state[load.target].copy_(_value(entry.header, load, last, tuple(state[load.target].shape)))
 
 
-def _value(header: Header, load: Load, last: dict, shape: tuple) -> torch.Tensor:
+def _value(header: Checkpoint, load: Load, last: dict, shape: tuple) -> torch.Tensor:
     """The model tensor's values: the file tensors, transformed, fused or split."""
     parts = []
     for key in load.keys:
@@ -551,6 +552,6 @@ def _value(header: Header, load: Load, last: dict, shape: tuple) -> torch.Tensor
     return value.reshape(shape) if load.transform == "reshape" else value
 
 
-def _read_tensor(header: Header, key: str) -> torch.Tensor:
+def _read_tensor(header: Checkpoint, key: str) -> torch.Tensor:
     """One file tensor into new CPU memory (the one place `pretrained:` reads tensor data)."""
     return read_tensors(header, torch.device("cpu"), [key])[key]

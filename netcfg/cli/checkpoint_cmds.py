@@ -22,6 +22,8 @@ from netcfg.cli._common import (
     printable,
     refuse_flags,
 )
+from netcfg.errors import Loc
+from netcfg.numbers import parse_size
 from netcfg.text import human_bytes
 
 OutputOpt = Annotated[
@@ -30,14 +32,15 @@ OutputOpt = Annotated[
         "--output",
         "-o",
         metavar="FILE",
-        help="Checkpoint file to write (.safetensors).",
+        help="Checkpoint file to write (.safetensors); with --max-shard-size, its index (.safetensors.index.json).",
         callback=paths("-o", write=True),
     ),
 ]
 CkptArg = Annotated[
     Path,
-    typer.Argument(metavar="CHECKPOINT", help="Checkpoint file (.safetensors).", show_default=False, callback=paths()),
-]
+    typer.Argument(metavar="CHECKPOINT", help="Checkpoint: a .safetensors file, or a sharded one's .index.json.",
+                   show_default=False, callback=paths()),
+]  # fmt: skip
 ConfigOpt = Annotated[
     Optional[Path],
     typer.Option(
@@ -48,6 +51,18 @@ ConfigOpt = Annotated[
     ),
 ]
 CheckOpt = Annotated[bool, typer.Option("--check", help="Run the sample input, print a checksum; report NaN/Inf.")]
+
+
+def _size(text):
+    return text if isinstance(text, int) else parse_size(text, Loc(f"--max-shard-size {text}"))
+
+
+ShardOpt = Annotated[
+    Optional[int],
+    typer.Option("--max-shard-size", metavar="SIZE", parser=_size,
+                 help="Write shards of at most SIZE of tensors (500MB, 2GB, 1GiB) and an index naming them: "
+                      "-o NAME.safetensors.index.json."),
+]  # fmt: skip
 StrictOpt = Annotated[
     bool, typer.Option("--strict/--non-strict", help="Refuse any missing, unexpected or mismatched tensor.")
 ]
@@ -56,6 +71,7 @@ StrictOpt = Annotated[
 def save(
     spec: SpecArg,
     output: OutputOpt,
+    max_shard_size: ShardOpt = None,
     seed: SeedOpt = None,
     device: DeviceOpt = None,
     set_: SetOpt = None,
@@ -66,18 +82,21 @@ def save(
     """Build and initialize a spec, then write its weights and buffers (ties stored once) with the spec embedded.
 
     Example: netcfg save configs/gpt2.yaml -o gpt2.safetensors --seed 1
+
+    Sharded: netcfg save configs/gpt2.yaml -o gpt2.safetensors.index.json --max-shard-size 200MB
     """
     from netcfg.actions.checkpoint import save as save_checkpoint
     from netcfg.actions.model import build_model
-    from netcfg.io.tensor_files import check_output
+    from netcfg.io.tensor_files import check_index_output, check_output
 
-    check_output(output, "-o")
+    (check_output if max_shard_size is None else check_index_output)(output, "-o")
     built = build_model(load(spec, set_, plugin), device=device, seed=seed, memory_check=memory_check)
     for warning in built.warnings:
         note(warning)
-    saved = save_checkpoint(built, output)
+    saved = save_checkpoint(built, output, max_shard_size=max_shard_size)
     tied = f", {len(saved.ties)} tie group(s) stored once" if saved.ties else ""
-    out(f"wrote {saved.path}: {saved.tensors} tensors{tied}, {saved.parameters:,} parameters, "
+    shards = f" in {len(saved.shards)} shard(s)" if max_shard_size is not None else ""
+    out(f"wrote {saved.path}: {saved.tensors} tensors{shards}{tied}, {saved.parameters:,} parameters, "
         f"{saved.bytes:,} bytes ({human_bytes(saved.bytes)}), spec sha256 {saved.spec_sha256[:16]}")  # fmt: skip
 
 
@@ -112,6 +131,11 @@ def load_cmd(
         loaded.checksum = _checksum_on(loaded, input)
     for problem in loaded.problems:
         note(f"{checkpoint}: warning: {problem}")
+    missed = loaded.model_tensors - loaded.model_tensors_loaded
+    if not strict and missed and loaded.built.device.type != "meta":
+        note(f"{checkpoint}: warning: --non-strict loaded {loaded.model_tensors_loaded} of the model's "
+             f"{loaded.model_tensors} tensors; the other {missed} keep their initialization (seed "
+             f"{loaded.built.seed})")  # fmt: skip
     from netcfg.actions.model import summarize
 
     if loaded.built.device.type == "meta":
@@ -145,7 +169,13 @@ def _checksum_on(loaded, path: Path) -> str:
 
 
 NameArg = Annotated[
-    Path, typer.Argument(metavar="FILE", help="A .safetensors file.", show_default=False, callback=paths())
+    Path,
+    typer.Argument(
+        metavar="FILE",
+        help="A .safetensors file, or a sharded checkpoint's .index.json.",
+        show_default=False,
+        callback=paths(),
+    ),
 ]
 
 

@@ -116,8 +116,9 @@ def _refuse_ignored(given: dict[str, bool], checkpoint: bool, format: InspectFor
 
 
 def is_checkpoint(path) -> bool:
-    """A safetensors file: by its name, or by its first bytes (8-byte length, then '{')."""
-    if str(path).endswith(".safetensors"):
+    """A safetensors file or a sharded checkpoint's index: by its name (.safetensors,
+    .index.json), or by its first bytes (8-byte length, then '{')."""
+    if str(path).endswith((".safetensors", ".index.json")):
         return True
     try:
         if not os.path.isfile(path):
@@ -151,9 +152,10 @@ def checkpoint_report(path, params: bool, format: InspectFormat, pattern: re.Pat
         return buffer.getvalue().rstrip("\n")
     elements = sum(math.prod(r[2]) for r in info.tensors)
     meta = info.metadata
+    kind = f"sharded safetensors, {len(info.shards)} shards" if info.shards else "safetensors"
     lines = [
-        f"{info.path}: safetensors, {len(info.tensors)} tensors, {elements:,} elements, "
-        f"{human_bytes(info.size)} ({info.header_bytes:,}-byte header)",
+        f"{info.path}: {kind}, {len(info.tensors)} tensors, {elements:,} elements, "
+        f"{human_bytes(info.size)} ({info.header_bytes:,}-byte {'index and headers' if info.shards else 'header'})",
         f"written by netcfg {meta.get('netcfg.version', '?')} (checkpoint format "
         f"{meta.get('netcfg.checkpoint_format', '?')}), torch {meta.get('torch.version', '?')}"
         if "netcfg.version" in meta else "not written by netcfg (no embedded spec)",
@@ -163,6 +165,9 @@ def checkpoint_report(path, params: bool, format: InspectFormat, pattern: re.Pat
             f"spec         {info.spec.get('name') or '(unnamed)'}, sha256 {meta.get('netcfg.spec_sha256', '')[:16]}"
         )
     lines += [f"tie          {' = '.join(group)}" for group in info.ties]
+    if params and info.shards:
+        table = [[n, f"{t:,}", f"{b:,}"] for n, t, b in info.shards]
+        lines.append(_table("shards", [("file", "left"), ("tensors", "right"), ("bytes", "right")], table))
     if params:
         table = [[n, d, _shape(s), f"{b:,}"] for n, d, s, b in rows]
         lines.append(_table("tensors", [("name", "left"), ("dtype", "left"), ("shape", "left"), ("bytes", "right")],

@@ -53,7 +53,19 @@ def _netcfg_schema(fd: int) -> bool:
     return isinstance(value, dict) and "$schema" in value and str(value.get("title", "")).startswith("netcfg spec")
 
 
+def _shard_index(fd: int) -> bool:
+    size = os.fstat(fd).st_size
+    if size > SCHEMA_LIMIT:  # a 9 MB index lists 91,000 tensors
+        return False
+    try:
+        value = json.loads(_read_all(fd, size))
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(value, dict) and isinstance(value.get("weight_map"), dict)
+
+
 SAFETENSORS = Kind("a safetensors file", _safetensors)
+SHARD_INDEX = Kind("a safetensors index (a JSON object with a weight_map)", _shard_index)
 JSON_SCHEMA = Kind("a JSON schema written by netcfg", _netcfg_schema)
 
 

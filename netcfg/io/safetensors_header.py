@@ -61,8 +61,11 @@ def fail(path: str | os.PathLike, message: str) -> CheckpointError:
     return CheckpointError(message, Loc(str(path)))
 
 
-def read_header(path: str | os.PathLike) -> Header:
-    """The checked header of a safetensors file; CheckpointError names any problem."""
+def read_header(path: str | os.PathLike, max_tensors: int = MAX_TENSORS, too_many: str = "") -> Header:
+    """The checked header of a safetensors file; CheckpointError names any problem.
+
+    A header listing more than `max_tensors` tensors is refused before it is parsed, with
+    `too_many` as the message if given (a shard holding more than its index lists)."""
     try:
         with open_regular(path, CheckpointError, "safetensors file") as f:
             size = os.fstat(f.fileno()).st_size
@@ -76,6 +79,8 @@ def read_header(path: str | os.PathLike) -> Header:
     except OSError as exc:
         raise fail(path, f"cannot read: {exc.strerror or exc}") from None
     header = Header(str(path), size, 8 + length)
+    if raw.count(b'"data_offsets"') > max_tensors:  # counted before parsing a huge header
+        raise fail(path, too_many or f"header lists more than {max_tensors:,} tensors (corrupt or hostile)")
     _parse(header, raw)
     return header
 
@@ -111,20 +116,10 @@ def _check_length(path, length: int, size: int) -> None:
 
 def _parse(header: Header, raw: bytes) -> None:
     path = header.path
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise fail(path, "header is not UTF-8 text (corrupt or not safetensors)") from None
     if raw.count(b'"data_offsets"') > MAX_TENSORS:  # counted before parsing a huge header
         raise fail(path, f"header lists more than {MAX_TENSORS:,} tensors (corrupt or hostile)")
-    try:
-        entries = _loads(path, text)
-    except RecursionError:
-        raise fail(path, "header nests too deeply to be a safetensors header") from None
-    except json.JSONDecodeError as exc:
-        raise fail(path, f"header is not valid JSON ({exc.msg} at byte {exc.pos})") from None
-    except ValueError as exc:  # an integer of thousands of digits
-        raise fail(path, f"header is not valid JSON ({str(exc).split(';')[0]})") from None
+    entries = parse_json(path, raw, "header", as_pairs=False)
+    entries = _top_level(path, entries) if isinstance(entries, Pairs) else entries
     if not isinstance(entries, dict):
         raise fail(path, "header is not a JSON object")
     header.metadata = _metadata(path, entries.pop(METADATA, {}))
@@ -133,49 +128,65 @@ def _parse(header: Header, raw: bytes) -> None:
     _check_layout(header)
 
 
-def _loads(path, text: str):
-    """The header's JSON, a key given twice in any object refused (named).
+def parse_json(path, raw: bytes, noun: str, as_pairs: bool = True):
+    """JSON text of a safetensors header or index, its objects kept as Pairs (so repeated keys
+    can be named); every way it can be broken is one line naming `noun`. Not `as_pairs`: each
+    object becomes a dict at once (C speed), and only when one has fewer keys than pairs is the
+    text parsed again as Pairs, to name the key."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise fail(path, f"{noun} is not UTF-8 text (corrupt or not safetensors)") from None
+    try:
+        if as_pairs:
+            return json.loads(text, object_pairs_hook=Pairs)
+        repeated = []
 
-    Each object becomes a dict at once (C speed); only when one has fewer keys than pairs is the
-    text parsed again as pairs, to name the key and where it is."""
-    repeated = []
+        def to_dict(pairs: list) -> dict:
+            out = dict(pairs)
+            if len(out) != len(pairs):
+                repeated.append(True)
+            return out
 
-    def to_dict(pairs: list) -> dict:
-        out = dict(pairs)
-        if len(out) != len(pairs):
-            repeated.append(True)
-        return out
-
-    entries = json.loads(text, object_pairs_hook=to_dict)
-    if repeated:
-        entries = _top_level(path, json.loads(text, object_pairs_hook=_Pairs))
-    return entries
+        value = json.loads(text, object_pairs_hook=to_dict)
+        return json.loads(text, object_pairs_hook=Pairs) if repeated else value
+    except RecursionError:
+        raise fail(path, f"{noun} nests too deeply to be a safetensors {noun}") from None
+    except json.JSONDecodeError as exc:
+        raise fail(path, f"{noun} is not valid JSON ({exc.msg} at byte {exc.pos})") from None
+    except ValueError as exc:  # an integer of thousands of digits
+        raise fail(path, f"{noun} is not valid JSON ({str(exc).split(';')[0]})") from None
 
 
-class _Pairs(list):
+class Pairs(list):
     """A JSON object kept as its (key, value) pairs, so repeated keys can be named."""
 
 
-def _unique(path, pairs: _Pairs, what) -> dict:
+def _unique(path, pairs: Pairs, what) -> dict:
     out = {}
     for key, value in pairs:
         if key in out:
             raise fail(path, what(key))
         out[key] = _unique(path, value, lambda k, key=key: f"tensor '{key}': duplicate key '{k}'") if isinstance(
-            value, _Pairs) else value  # fmt: skip
+            value, Pairs) else value  # fmt: skip
     return out
 
 
 def _top_level(path, entries) -> dict:
-    if not isinstance(entries, _Pairs):
+    if not isinstance(entries, Pairs):
         raise fail(path, "header is not a JSON object")
     return _unique(path, entries, lambda k: "duplicate key '__metadata__' in the header" if k == METADATA
                    else f"duplicate tensor name '{k}' in the header")  # fmt: skip
 
 
 def _metadata(path, value) -> dict[str, str]:
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+    if not isinstance(value, dict):
         raise fail(path, "__metadata__ must map strings to strings")
+    for key, item in value.items():
+        if not isinstance(item, str):  # the reference reader refuses it too
+            shown = json.dumps(item)
+            shown = shown if len(shown) <= 40 else shown[:40] + "..."
+            raise fail(path, f"__metadata__ must map strings to strings: '{key}' is {shown}")
     return value
 
 

@@ -15,14 +15,16 @@ copied to the CPU a chunk at a time, never whole; Linux writes at most ~2 GiB pe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import struct
 from pathlib import Path
 
 from netcfg.errors import CheckpointError, Loc
-from netcfg.io import output
-from netcfg.io.safetensors_header import MAX_HEADER, METADATA
+from netcfg.io import output, shards, temporaries
+from netcfg.io.safetensors_header import MAX_HEADER, METADATA, read_header
 
 CHUNK = 256 << 20
 """Bytes per write (and per read, netcfg.io.reading.CHUNK): tests lower it to exercise many chunks."""
@@ -134,3 +136,141 @@ def save_tensors(obj, path: str | os.PathLike) -> None:
         raise CheckpointError("save_tensors takes a tensor, a list of tensors, or a dict of str -> tensor",
                               Loc(str(path)))  # fmt: skip
     write_tensors(tensors, path, metadata={"netcfg.tensors": kind})
+
+
+# ---------------------------------------------------------------- sharded checkpoints
+
+
+def check_index_output(path: str | os.PathLike, flag: str = "") -> Path:
+    """Refuse an index path that is not NAME.index.json or cannot take an index (check_output)."""
+    where = Loc(f"{flag} {path}".strip())
+    if not shards.is_index_name(path):
+        raise CheckpointError("a sharded checkpoint is written as its index: name it NAME.safetensors.index.json "
+                              "(the shards go beside it)", where)  # fmt: skip
+    return output.check_output(path, flag, output.SHARD_INDEX)
+
+
+def write_sharded(
+    tensors: dict, path: str | os.PathLike, metadata: dict, max_shard_size: int, flag: str = "", durable: bool = True
+) -> list[str]:
+    """Save a dict of name -> tensor as shards of at most `max_shard_size` bytes of tensor data (a
+    larger tensor gets a shard of its own) and an index naming them, as a set: the shards get new
+    names (holding a random id), then the index is replaced atomically, committing them; then the
+    files of the set the index named before are removed, if netcfg provably wrote them (their
+    names and headers hold the old index's id). The set is recorded first (netcfg.io.temporaries),
+    so a save killed at any point is undone, or finished, by the next write into that folder: the
+    index names the old set or the new one, whole. Returns the shard file names.
+
+    The shards go beside `path` as named (if it is a symbolic link, the file it points to is
+    replaced): readers look for them in the folder of the index they were given."""
+    target = check_index_output(path, flag)
+    where = Loc(f"{flag} {path}".strip())
+    groups = _split(tensors, max_shard_size, where)
+    index_path = shard_folder(path) / os.path.basename(path)
+    folder = str(index_path.parent)
+    set_id, names = _new_names(folder, _stem(index_path.name), len(groups))
+    shard_meta = {"format": "pt", shards.KEY_SET: set_id}
+    layouts = [_layout(group, shard_meta, where) for group in groups]  # every check before any write
+    index = _index_bytes(tensors, groups, names, metadata, set_id, where)
+    old = _old_set(index_path)
+    record = temporaries.begin_set(folder, index_path.name, set_id, names, old)
+    try:
+        for name, (header, order) in zip(names, layouts, strict=True):
+            with output.replacing(index_path.parent / name, where, None, durable) as out:
+                out.write(header)
+                for tensor in order:
+                    _write_data(out, tensor)
+        with output.replacing(target, where, output.SHARD_INDEX, durable) as out:
+            out.write(index)
+    except BaseException:
+        _remove(folder, names)
+        temporaries.end_set(record)
+        raise
+    _remove(folder, old)
+    temporaries.end_set(record)
+    return names
+
+
+def _split(tensors: dict, limit: int, where: Loc) -> list[dict]:
+    """Tensors in order, a new shard whenever the next would take the current one past `limit`."""
+    groups: list[dict] = [{}]
+    size = 0
+    for name, tensor in tensors.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if groups[-1] and size + nbytes > limit:
+            groups.append({})
+            size = 0
+        groups[-1][name] = tensor
+        size += nbytes
+    if len(groups) > shards.MAX_SHARDS:
+        raise CheckpointError(f"would write {len(groups):,} shards, more than the {shards.MAX_SHARDS:,} an index "
+                              "may name: raise --max-shard-size", where)  # fmt: skip
+    return groups
+
+
+def shard_folder(index: str | os.PathLike) -> Path:
+    """The folder of an index's shards: the one holding the index as named (its real path)."""
+    return Path(os.path.realpath(os.path.dirname(os.path.abspath(index))))
+
+
+def _stem(index_name: str) -> str:
+    """model.safetensors.index.json -> model (cut to 180 bytes: a shard's name fits in 255)."""
+    stem = index_name.removesuffix(".index.json").removesuffix(".safetensors")
+    return stem.encode("utf-8", "surrogateescape")[:180].decode("utf-8", "ignore") or "model"
+
+
+def _new_names(folder: str, stem: str, count: int) -> tuple[str, list[str]]:
+    """A random id and the shard names holding it, none of which exists yet."""
+    while True:
+        set_id = secrets.token_hex(6)
+        names = [f"{stem}-{set_id}-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)]
+        if not any(os.path.lexists(os.path.join(folder, n)) for n in names):
+            return set_id, names
+
+
+def _index_bytes(tensors: dict, groups: list[dict], names: list[str], metadata: dict, set_id: str, where) -> bytes:
+    """The index as Hugging Face writes it (total_size, then weight_map), with netcfg's metadata."""
+    weight_map = {tensor: name for name, group in zip(names, groups, strict=True) for tensor in group}
+    total = sum(t.numel() * t.element_size() for t in tensors.values())
+    index = {"metadata": {"total_size": total, **metadata, shards.KEY_SET: set_id}, "weight_map": weight_map}
+    return _utf8(json.dumps(index, indent=2, ensure_ascii=False) + "\n", where)
+
+
+def _old_set(index: Path) -> list[str]:
+    """The shards of the index being replaced that netcfg wrote: the index holds a save id, and each
+    shard's name and header hold the same id. Files of any other index are left alone."""
+    from netcfg.errors import NetcfgError
+
+    try:
+        old = shards.read_index(index)
+    except NetcfgError:
+        return []  # none, or not one of ours: nothing to remove
+    set_id = old.metadata.get(shards.KEY_SET)
+    if not set_id or _named_elsewhere(index, set_id):
+        return []
+    ours = []
+    for name in old.shards():
+        if f"-{set_id}-" not in name:
+            continue
+        try:
+            header = read_header(index.parent / name)
+        except NetcfgError:
+            continue
+        if header.metadata.get(shards.KEY_SET) == set_id:
+            ours.append(name)
+    return ours
+
+
+def _named_elsewhere(index: Path, set_id: str) -> bool:
+    """Another index in the folder names the same save (a copy of the index): its shards stay."""
+    try:
+        others = [n for n in os.listdir(index.parent) if shards.is_index_name(n) and n != index.name]
+    except OSError:
+        return True
+    return any(temporaries.set_of(str(index.parent / n)) == set_id for n in others)
+
+
+def _remove(folder: str, names: list[str]) -> None:
+    for name in names:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(folder, name))

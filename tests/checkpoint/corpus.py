@@ -283,6 +283,132 @@ CASES: dict[str, tuple[str, Callable[[Parts], bytes] | None]] = {
     "spec_repeat_bomb": ("spec_repeat_bomb.safetensors", lambda p: with_spec(p, _repeat_bomb)),
     "spec_interpolation_bomb": ("spec_interpolation_bomb.safetensors", lambda p: with_spec(p, _interpolation_bomb)),
     "spec_many_values": ("spec_many_values.safetensors", lambda p: with_spec(p, lambda s: s.update(x=[0] * 200_001))),
+    # Sharded checkpoints (issue 13): each an index beside the valid shards (INDEX_CASES).
+    **{
+        name: (name.removeprefix("index_") + ".index.json", None)
+        for name in [
+            "index_missing_shard",
+            "index_unlisted_tensor",
+            "index_wrong_shard",
+            "index_shard_pickle",
+            "index_shard_zip",
+            "index_shard_truncated",
+            "index_shard_other_save",
+            "index_shard_is_a_folder",
+            "index_parent_folder",
+            "index_absolute_path",
+            "index_nul_in_name",
+            "index_shard_not_text",
+            "index_not_json",
+            "index_nests_deeply",
+            "index_duplicate_tensor",
+            "index_duplicate_weight_map",
+            "index_duplicate_metadata_key",
+            "index_without_weight_map",
+            "index_metadata_not_object",
+            "index_too_large",
+            "index_many_values",
+            "index_too_many_tensors",
+            "index_too_many_shards",
+            "index_empty",
+        ]
+    },
+}
+
+
+# ---------------------------------------------------------------- sharded checkpoints (index files)
+
+SET_ID = "0c0ffee0c0de"
+"""The save id of the corpus's sharded checkpoint (netcfg.io.shards.KEY_SET), fixed so messages quoting it are."""
+SHARDS = {"shard-1.safetensors": ["0.weight"], "shard-2.safetensors": ["0.bias", "2.weight", "2.bias"]}
+
+
+def write_shards(directory: Path, valid: Path) -> dict:
+    """The valid checkpoint's tensors as two shards beside an index, as netcfg writes them (with a
+    fixed save id); returns the valid index as data."""
+    from netcfg.io.reading import load_tensors
+    from netcfg.io.safetensors_header import read_header
+    from netcfg.io.shards import KEY_SET
+    from netcfg.io.tensor_files import write_tensors
+
+    tensors = load_tensors(valid)
+    for name, names in SHARDS.items():
+        write_tensors({n: tensors[n] for n in names}, directory / name, {"format": "pt", KEY_SET: SET_ID})
+    total = sum(t.numel() * t.element_size() for t in tensors.values())
+    metadata = {"total_size": total, **read_header(valid).metadata, KEY_SET: SET_ID}
+    index = {"metadata": metadata, "weight_map": {n: shard for shard, names in SHARDS.items() for n in names}}
+    (directory / "sharded.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    return index
+
+
+def _index(index: dict, **weight_map) -> str:
+    return json.dumps({**index, "weight_map": {**index["weight_map"], **weight_map}})
+
+
+def _index_without(index: dict, name: str) -> str:
+    return json.dumps({**index, "weight_map": {k: v for k, v in index["weight_map"].items() if k != name}})
+
+
+def _splice(index: dict, before: str, after: str) -> str:
+    """The index's JSON text with one piece replaced (repeated keys, which json.dumps cannot write)."""
+    text = json.dumps(index)
+    assert before in text
+    return text.replace(before, after, 1)
+
+
+def _shard_copy(directory: Path, name: str, raw: bytes, index: dict) -> str:
+    """An index whose tensors of shard-2 point at a new shard file holding `raw`."""
+    (directory / name).write_bytes(raw)
+    return _index(index, **dict.fromkeys(SHARDS["shard-2.safetensors"], name))
+
+
+def _other_save(directory: Path, index: dict) -> str:
+    from netcfg.io.shards import KEY_SET
+
+    parts = split((directory / "shard-2.safetensors").read_bytes())
+    header = json.loads(parts.raw_header)
+    header["__metadata__"][KEY_SET] = "123456789abc"
+    return _shard_copy(directory, "other-save.safetensors", assemble(header, parts.data), index)
+
+
+def _sparse_index(path: Path, size: int) -> None:
+    with open(path, "wb") as f:
+        f.write(b'{"weight_map": {}, "pad": "')
+        f.truncate(size)
+
+
+# name -> the index's text, given the folder (with the valid shards) and the valid index.
+INDEX_CASES: dict[str, Callable[[Path, dict], str | None]] = {
+    "index_missing_shard": lambda d, i: _index(i, **{"2.bias": "missing.safetensors"}),
+    "index_unlisted_tensor": lambda d, i: _index_without(i, "2.bias"),
+    "index_wrong_shard": lambda d, i: _index(i, **{"2.bias": "shard-1.safetensors"}),
+    "index_shard_pickle": lambda d, i: _shard_copy(d, "pickle-shard.safetensors", pickle.dumps(HARMLESS), i),
+    "index_shard_zip": lambda d, i: _shard_copy(d, "zip-shard.safetensors", _torch_zip(None), i),
+    "index_shard_truncated": lambda d, i: _shard_copy(
+        d, "truncated-shard.safetensors", (d / "shard-2.safetensors").read_bytes()[:-4], i
+    ),
+    "index_shard_other_save": _other_save,
+    "index_shard_is_a_folder": lambda d, i: (
+        (d / "folder.safetensors").mkdir() or _index(i, **{"2.bias": "folder.safetensors"})
+    ),
+    "index_parent_folder": lambda d, i: _index(i, **{"2.bias": "../valid.safetensors"}),
+    "index_absolute_path": lambda d, i: _index(i, **{"2.bias": "/etc/passwd"}),
+    "index_nul_in_name": lambda d, i: _index(i, **{"2.bias": "shard\u0000.safetensors"}),
+    "index_shard_not_text": lambda d, i: _splice(i, '"2.bias": "shard-2.safetensors"', '"2.bias": 7'),
+    "index_not_json": lambda d, i: '{"weight_map": {"0.bias": }',
+    "index_nests_deeply": lambda d, i: '{"metadata": {"x": ' + "[" * 100_000 + "]" * 100_000 + '}, "weight_map": {}}',
+    "index_duplicate_tensor": lambda d, i: _splice(
+        i, '"0.bias": "shard-2.safetensors"', '"0.bias": "shard-2.safetensors", "0.bias": "shard-1.safetensors"'
+    ),
+    "index_duplicate_weight_map": lambda d, i: _splice(i, '{"metadata"', '{"weight_map": {}, "metadata"'),
+    "index_duplicate_metadata_key": lambda d, i: _splice(i, '"format": "pt"', '"format": "pt", "format": "np"'),
+    "index_without_weight_map": lambda d, i: json.dumps({"metadata": i["metadata"]}),
+    "index_metadata_not_object": lambda d, i: json.dumps({**i, "metadata": ["a"]}),
+    "index_too_large": lambda d, i: _sparse_index(d / "too_large.index.json", 100_000_001),
+    "index_many_values": lambda d, i: '{"metadata": {"x": "' + "," * 2_000_001 + '"}, "weight_map": {}}',
+    "index_too_many_tensors": lambda d, i: json.dumps({"weight_map": {f"t{n}": "s" for n in range(100_001)}}),
+    "index_too_many_shards": lambda d, i: json.dumps({"weight_map": {f"t{n}": f"s{n}" for n in range(10_001)}}),
+    "index_empty": lambda d, i: "",
 }
 
 
@@ -319,10 +445,15 @@ def build(directory: Path) -> tuple[dict[str, Path], Facts]:
         len(parts.data),
         {k: v for k, v in parts.header.items() if k != "__metadata__"},
     )
+    index = write_shards(directory, valid)
     paths = {}
     for name, (file_name, make) in CASES.items():
         path = directory / file_name
-        if name == "directory":
+        if name in INDEX_CASES:
+            text = INDEX_CASES[name](directory, index)
+            if text is not None:
+                path.write_text(text)
+        elif name == "directory":
             path.mkdir()
         elif name == "fifo":
             os.mkfifo(path)  # a read would block forever: it must be refused unopened

@@ -166,3 +166,37 @@ def test_a_checkpoint_written_and_read_in_many_chunks_is_exact(tmp_path, monkeyp
     loaded = ck.load(path).built.model.state_dict()
     plain = load_file(path)  # the reference reader agrees
     assert all(torch.equal(loaded[k], v) and torch.equal(plain[k], v) for k, v in state.items())
+
+
+def test_tensors_lists_files_of_lists_and_list_like_names(tmp_path):
+    """Issue 13: `netcfg tensors` on a list saved by save_tensors crashed (TypeError: expected string or
+    bytes-like object, got 'int'); so must a file the safetensors library wrote with names "0", "1"."""
+    x, y = torch.arange(3.0), torch.tensor([[1, 2], [3, 4]], dtype=torch.int32)
+    save_tensors([x, y], tmp_path / "list.safetensors")
+    save_file({"0": x, "1": y}, tmp_path / "library.safetensors")
+    save_file({"0": x, "2": y}, tmp_path / "gap.safetensors", metadata={"netcfg.tensors": "list"})  # not 0..n-1
+    expected = {
+        "list.safetensors": ["a list of 2 tensors", "  0: [3] float32 [0, 1, 2]", "  1: [2, 2] int32 [1, 2, 3, 4]"],
+        "library.safetensors": ["a dict of 2 tensors", "  0: [3] float32 [0, 1, 2]", "  1: [2, 2] int32 [1, 2, 3, 4]"],
+        "gap.safetensors": ["a dict of 2 tensors", "  0: [3] float32 [0, 1, 2]", "  2: [2, 2] int32 [1, 2, 3, 4]"],
+    }
+    for name, lines in expected.items():
+        result = invoke("tensors", tmp_path / name)
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines() == [f"{tmp_path / name}: {lines[0]}", *lines[1:]]
+    assert [t.tolist() for t in load_tensors(tmp_path / "list.safetensors")] == [x.tolist(), y.tolist()]
+
+
+def test_metadata_that_is_not_text_is_one_line_naming_the_key(tmp_path):
+    """The safetensors format's metadata maps strings to strings (the library refuses a number too)."""
+    import json
+    import struct
+
+    header = json.dumps({"__metadata__": {"count": 1}, "a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})
+    header += " " * (-len(header) % 8)
+    path = tmp_path / "numbers.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header.encode() + bytes(4))
+    for command in ("tensors", "inspect", "load"):
+        result = invoke(command, path)
+        assert result.exit_code == 2
+        assert result.stderr == f"{path}: error: __metadata__ must map strings to strings: 'count' is 1\n"

@@ -35,3 +35,24 @@ def test_tensors_past_the_gpus_free_memory_are_refused_before_reading(tmp_path, 
     monkeypatch.setattr(memory, "available", lambda d: 6000 if d.type == "cuda" else real(d))
     with pytest.raises(CheckpointError, match="its 2 tensors to read need 8,000 bytes .* free on cuda"):
         read_tensors(read_header(tmp_path / "t.safetensors"), torch.device("cuda"))
+
+
+def test_a_model_moved_to_the_gpu_saves_the_bytes_of_the_cpu_model_and_loads_anywhere(tmp_path):
+    """Issue 13: another device needs nothing recorded; the values are the same, load places them."""
+    import netcfg
+    from tests.conftest import CONFIGS
+
+    model = netcfg.build(CONFIGS / "mlp.yaml", device="cpu", seed=3)
+    netcfg.save(model, tmp_path / "cpu.safetensors")
+    netcfg.save(model.to("cuda"), tmp_path / "gpu.safetensors")
+    assert (tmp_path / "gpu.safetensors").read_bytes() == (tmp_path / "cpu.safetensors").read_bytes()
+    index = tmp_path / "m.safetensors.index.json"
+    netcfg.save(model, index, max_shard_size=11_000)
+    for device in ("cpu", "cuda"):
+        loaded = netcfg.load(index, device=device)
+        assert all(p.device.type == device for p in loaded.parameters())
+        assert all(torch.equal(a.cpu(), b.cpu()) for a, b in zip(loaded.state_dict().values(),
+                                                                 model.state_dict().values(), strict=True))  # fmt: skip
+    target = netcfg.build(CONFIGS / "mlp.yaml", device="cuda", seed=9)
+    netcfg.load_into(target, index)  # read on the CPU, copied into the GPU's tensors
+    assert torch.equal(target[0].weight, model[0].weight)
