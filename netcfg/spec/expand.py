@@ -66,6 +66,8 @@ class Expander:
         or a repeat is expanded, and counted exactly as each value is produced."""
         self.refused = False
         self.estimator = Estimator(blocks, variables, Size(MAX_EXPANDED_NODES, *self.budget.limits))
+        self.broken = any(v is FAILED for v in variables.values())
+        """A var failed (reported): expressions that read it are left quiet."""
 
     # -- bookkeeping
 
@@ -90,6 +92,8 @@ class Expander:
             self.spend(1, 0, src)
             return [self.value(v, src + (i,), scope, _sub(dst, i)) for i, v in enumerate(raw)]
         if has_expr(raw):
+            if self.broken and any(scope.get(n) is FAILED for n in names(raw)):
+                return FAILED  # it reads a var whose own error was reported
             via = _via(raw, scope)
             if via and dst is not None:
                 self.vias[dst] = via
@@ -357,6 +361,65 @@ class Expander:
         problems, result = pydantic_problems(model, data, loc)
         self.problems.extend(problems)
         return result
+
+
+def expand_vars(
+    doc: Document, registry: Registry, variables: dict, flags: dict[str, str], budget: Budget
+) -> tuple[dict, dict[str, str], list[Diagnostic]]:
+    """The vars computed in order, each `${...}` over the vars above it; a var computed from one
+    a `--set` flag gave names that flag too (returned with the flags). A var that reads itself, a
+    later var or a var that failed is FAILED (the first two reported here, naming the vars)."""
+    expander = Expander(doc, registry, {}, {}, flags, budget)
+    values: dict = {}
+    flags = dict(flags)
+    position = {name: i for i, name in enumerate(variables)}
+    in_cycles: set[str] = set()
+    for name, raw in variables.items():
+        read = names(raw) if has_expr(raw) else frozenset()
+        later = sorted((n for n in read if n in position and position[n] >= position[name]), key=position.get)
+        if later and name not in in_cycles:
+            message, cycle = _order_problem(name, later[0], variables, position)
+            in_cycles.update(cycle)  # a cycle is said once, at its first var
+            expander.fail(("vars", name), message)
+        if later or any(values.get(n) is FAILED for n in read):
+            values[name] = FAILED  # reported: here, or at the var it reads
+            continue
+        values[name] = expander.value(raw, ("vars", name), Scope(values, flags), ("vars", name))
+        via = sorted({flags[n] for n in read if n in flags} | ({flags[name]} if name in flags else set()))
+        if via:
+            flags[name] = ", ".join(via)
+    return values, flags, expander.problems
+
+
+def _order_problem(name: str, later: str, variables: dict, position: dict) -> tuple[str, tuple]:
+    """Why var `name` cannot read var `later` (itself or one below it): a cycle, named, or the
+    order; and the vars of the cycle (none: no cycle)."""
+    if later == name:
+        return f"var '{name}' reads itself", (name,)
+    cycle = _cycle(later, name, variables, position, (name,))
+    if cycle:
+        return (f"vars {' -> '.join(cycle)} read each other in a cycle: each var is computed from the vars "
+                "above it"), cycle  # fmt: skip
+    return (f"var '{name}' reads '{later}', which comes after it: each var is computed from the vars above it "
+            f"(move '{later}' above '{name}')"), ()  # fmt: skip
+
+
+def _cycle(start: str, goal: str, variables: dict, position: dict, chain: tuple) -> tuple | None:
+    """A chain of var references from `start` back to `goal` (depth-first; each var visited once)."""
+    seen: set[str] = set()
+    stack = [chain + (start,)]
+    while stack:
+        path = stack.pop()
+        here = path[-1]
+        if here == goal:
+            return path
+        if here in seen:
+            continue
+        seen.add(here)
+        raw = variables.get(here)
+        read = names(raw) if has_expr(raw) else frozenset()
+        stack.extend(path + (n,) for n in sorted(read, key=position.get, reverse=True) if n in position)
+    return None
 
 
 def _mib(chars: int) -> str:

@@ -295,7 +295,8 @@ class SpecHead(BaseModel):
     name: str | None = None
     description: str | None = None
     vars: dict[str, Scalar] = Field(default_factory=dict)
-    """Named values usable as ${name} anywhere; change them with --set vars.name=value."""
+    """Named values usable as ${name} anywhere, each a value or an expression over the vars above it;
+    change them with --set vars.name=value."""
     input: InputSpec
     """The sample input."""
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
@@ -316,14 +317,6 @@ class SpecHead(BaseModel):
     """Initializer rules, applied in order after PyTorch's default initialization."""
     pretrained: list[PretrainedSource] = Field(default_factory=list)
     """Checkpoints to initialize parts of the model from, after the init rules."""
-
-    @field_validator("vars")
-    @classmethod
-    def _plain_vars(cls, value: dict) -> dict:
-        computed = [k for k, v in value.items() if isinstance(v, str) and "${" in v]
-        if computed:
-            raise ValueError(f"vars hold plain values, not ${{...}} expressions ({', '.join(computed)})")
-        return value
 
     @field_validator("device")
     @classmethod
