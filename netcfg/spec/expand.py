@@ -66,6 +66,8 @@ class Expander:
         or a repeat is expanded, and counted exactly as each value is produced."""
         self.refused = False
         self.estimator = Estimator(blocks, variables, Size(MAX_EXPANDED_NODES, *self.budget.limits))
+        self.reported_cycles: set[str] = set()
+        """Templates whose argument defaults read each other in a cycle (said once each)."""
         self.broken = any(v is FAILED for v in variables.values())
         """A var failed (reported): expressions that read it are left quiet."""
 
@@ -270,15 +272,15 @@ class Expander:
             self.fail(src + ("block",), f"block '{call.block}' instantiates itself ({chain})")
             return FAILED
         self.used_blocks.add(call.block)
-        bound = self.bind(call, template, src)
-        if bound is None:
-            return FAILED
         body_src = ("blocks", call.block, "body")
         # A value the template computes from an argument this call gives names the call too: with
         # several instances, the one whose argument is wrong.
         site = f"block '{call.block}' at line {self.doc.loc(src).line}"
         raw_args = raw.get("args") if isinstance(raw.get("args"), dict) else {}
         via = {name: ", ".join([site, *filter(None, [_via_deep(raw_args.get(name), scope)])]) for name in call.args}
+        bound = self.bind(call, template, src, via)
+        if bound is None:
+            return FAILED
         inner = Scope(self.variables, self.flags).child(bound, via)
         size = self.estimator.size(template.body, body_src, inner)  # its arguments known: before expanding it
         over = self.over(size)
@@ -295,26 +297,57 @@ class Expander:
                 self.copy_locs(raw[key], src + (key,), dst + (key,))
         return _carry(self.value(raw, src, scope, dst), result)
 
-    def bind(self, call: composite.Block, template: Any, src: Path) -> dict | None:
-        # Defaults may be expressions over the vars (`width: ${base * 2}`), evaluated per use.
-        scope = Scope(self.variables, self.flags)
-        bound = {
-            name: self.value(default, ("blocks", call.block, "args", name), scope)
-            for name, default in template.args.items()
-            if name not in call.args
-        }
-        ok = FAILED not in bound.values()
-        for name, val in call.args.items():
+    def bind(self, call: composite.Block, template: Any, src: Path, via: dict[str, str]) -> dict | None:
+        """The call's arguments with the template's defaults for the others. A default may be an
+        expression over the vars and the other arguments (`width: ${planes * 4}`), computed per use
+        after the arguments it reads; one computed from an argument this call gives names the call
+        (added to `via`)."""
+        ok = True
+        for name in call.args:
             if name not in template.args:
                 hint = _suggest(name, list(template.args))
                 self.fail(src + ("args", name), f"block '{call.block}' has no argument '{name}'{hint}", key=True)
                 ok = False
-            bound[name] = val
         for name, default in template.args.items():
             if default is None and call.args.get(name) is None:
                 self.fail(src, f"block '{call.block}' needs argument '{name}'")
                 ok = False
-        return bound if ok else None
+        defaults = {n: d for n, d in template.args.items() if n not in call.args}
+        order = self.default_order(call.block, defaults)
+        if not ok or order is None:
+            return None
+        bound = dict(call.args)
+        scope = Scope(self.variables, self.flags).child(bound, via)
+        for name in order:
+            raw = defaults[name]
+            read = names(raw) - {name} if has_expr(raw) else frozenset()  # its own name: the var of that name
+            if any(bound.get(n) is FAILED for n in read):
+                bound[name] = FAILED  # reported at the default it reads
+                continue
+            bound[name] = self.value(raw, ("blocks", call.block, "args", name), scope)
+            via_default = _via(raw, scope) if read else ""
+            scope = scope.child({name: bound[name]}, {name: via_default} if via_default else None)
+            if name in scope.via:
+                via[name] = scope.via[name]
+        return None if any(bound[n] is FAILED for n in order) else bound  # a failed given argument: its uses stay quiet
+
+    def default_order(self, block: str, defaults: dict) -> list[str] | None:
+        """The defaults in an order where each comes after the other defaults it reads (None: they
+        read each other in a cycle; said once per template, at the cycle's first argument)."""
+        reads = {n: (names(d) & defaults.keys()) - {n} if has_expr(d) else set() for n, d in defaults.items()}
+        order: list[str] = []
+        state: dict[str, int] = {}  # 1: being placed, 2: placed
+        for start in defaults:
+            cycle = _place_after_reads(start, reads, state, order)
+            if cycle:
+                if block not in self.reported_cycles:
+                    self.reported_cycles.add(block)
+                    self.fail(("blocks", block, "args", cycle[0]), (
+                        f"arguments of block '{block}' read each other in a cycle: {' -> '.join(cycle)} "
+                        "(give one of them in the call's `args`)"
+                    ))  # fmt: skip
+                return None
+        return order
 
     def refuse(self, src: Path, message: str) -> Any:
         """A node that would pass a budget is not expanded: said for the first one only (the
@@ -419,6 +452,29 @@ def _cycle(start: str, goal: str, variables: dict, position: dict, chain: tuple)
         raw = variables.get(here)
         read = names(raw) if has_expr(raw) else frozenset()
         stack.extend(path + (n,) for n in sorted(read, key=position.get, reverse=True) if n in position)
+    return None
+
+
+def _place_after_reads(start: str, reads: dict, state: dict, order: list) -> tuple | None:
+    """Depth-first (iterative: a template may have many arguments): append `start` to `order`
+    after the names it reads, and those after theirs; a cycle met on the way."""
+    if state.get(start) == 2:
+        return None
+    state[start] = 1
+    chain = [start]
+    pending = [iter(sorted(reads[start]))]
+    while pending:
+        read = next(pending[-1], None)
+        if read is None:  # all it reads are placed
+            pending.pop()
+            state[chain[-1]] = 2
+            order.append(chain.pop())
+        elif state.get(read) == 1:
+            return tuple(chain[chain.index(read) :]) + (read,)
+        elif state.get(read) != 2:
+            state[read] = 1
+            chain.append(read)
+            pending.append(iter(sorted(reads[read])))
     return None
 
 

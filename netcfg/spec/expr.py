@@ -43,6 +43,8 @@ _COMPARE = {
     ast.Gt: operator.gt,
     ast.GtE: operator.ge,
 }
+
+
 def _round(x, ndigits=None):
     """Python's round: ties to even (round(2.5) == 2, as torch.round); round(x, n) keeps a float."""
     _require_numbers("round", x, ndigits)
@@ -174,8 +176,10 @@ class _Eval:
             return self.scope[node.id]
         known = ", ".join(sorted(self.scope)) or "none"
         if node.id in BUILD_NAMES:
-            raise ExprError(f"'{node.id}' ({BUILD_NAMES[node.id]}) is known only when building: a layer's own "
-                            f"arguments may read it, as a whole '${{...}}' value (names available here: {known})")  # fmt: skip
+            raise ExprError(
+                f"'{node.id}' ({BUILD_NAMES[node.id]}) is known only when building: a layer's own arguments "
+                f"may read it, as a whole '${{...}}' value (names available here: {known})"
+            )
         raise ExprError(f"unknown name '{node.id}' in expression (names available: {known})")
 
     def visit_BinOp(self, node: ast.BinOp) -> Any:

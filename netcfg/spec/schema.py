@@ -50,13 +50,15 @@ def json_schema(registry: Registry = REGISTRY) -> dict:
 EXPRESSION = {
     "type": "string",
     "pattern": r"\$\{[^{}]*\}",
-    "description": "A ${...} expression (over vars, block arguments, a repeat index), substituted before validation.",
+    "description": "A ${...} expression (over vars, block arguments, a repeat index), substituted before validation;"
+    " in a layer's own arguments it may read the incoming shape (in_channels, ...), computed when building.",
 }
 _EXPR = {"$ref": "#/$defs/Expression"}
 _NOTES = ("title", "description", "default", "examples")
 _NOT_ANY_STRING = {"enum", "const", "pattern", "format", "maxLength", "$ref", "oneOf", "allOf", "not"}
 # Top-level keys whose values the loader does not substitute (loader._substitute_top): vars
-# must be plain values, and blocks are templates (their bodies are nodes, expanded per use).
+# are computed in order (expand.expand_vars; a var is a scalar, and a string takes an expression
+# already), and blocks are templates (their bodies are nodes, expanded per use).
 _LITERAL_TOP = ("vars", "blocks")
 
 
