@@ -22,6 +22,7 @@ from torch.overrides import TorchFunctionMode
 
 import netcfg.building.layers  # noqa: F401  (attaches the torch build functions to the registry)
 from netcfg.building import devices, init, memory, memplan, ties
+from netcfg.building.computed import computed
 from netcfg.catalogue.base import Node
 from netcfg.catalogue.registry import REGISTRY, Registry
 from netcfg.catalogue.shapes import ShapeError, fmt
@@ -136,6 +137,7 @@ class Builder:
         entry = self.registry.get(node.type)
         if entry.kind == "layer" and len(xs) != 1:
             self.fail(node, f"layer '{_show(path)}' ({node.type}) takes one input, got {len(xs)}")
+        node = computed(node, tuple(xs[0].shape), path, self.spec)  # arguments reading the input's shape
         if name:
             self.prefix.append(name)
         try:

@@ -63,6 +63,11 @@ class Node(BaseModel):
     """false freezes every parameter of this module (requires_grad=False)."""
 
     _path: tuple = PrivateAttr(())
+    _deferred: tuple = PrivateAttr(())
+    """Arguments holding a `${...}` that reads the incoming shape (in_channels ...): the builder
+    computes them just before building the layer (netcfg/building/computed.py)."""
+    _computed: dict = PrivateAttr(default_factory=dict)
+    """On the node as built: argument -> the `${...}` its value was computed from."""
 
     float_only: ClassVar[bool] = False
     """Refuses integer inputs (token ids must go through an embedding first)."""

@@ -18,7 +18,7 @@ from netcfg.catalogue.registry import Registry
 from netcfg.errors import Diagnostic, Loc
 from netcfg.spec.budget import EXPANSION_COUNTED, Budget
 from netcfg.spec.estimate import Estimator, Size
-from netcfg.spec.expr import ExprError, has_expr, names, substitute
+from netcfg.spec.expr import ExprError, bind_later, has_expr, names, substitute
 from netcfg.spec.validate import FAILED, pydantic_problems
 from netcfg.spec.yaml_source import Document, Path
 
@@ -85,14 +85,15 @@ class Expander:
     def spend(self, values: int, text: int, src: Path) -> None:
         self.budget.spend(values, text, self.doc.loc, src)
 
-    def value(self, raw: Any, src: Path, scope: dict, dst: Path | None = None) -> Any:
-        """Substitute ${...} in plain (non-module) data; `dst`: where the result goes."""
+    def value(self, raw: Any, src: Path, scope: dict, dst: Path | None = None, later: bool = False) -> Any:
+        """Substitute ${...} in plain (non-module) data; `dst`: where the result goes. `later`: in a
+        layer's own arguments, where an expression reading the incoming shape is left to the builder."""
         if isinstance(raw, dict):
             self.spend(1 + len(raw), _key_text(raw), src)
-            return {k: self.value(v, src + (k,), scope, _sub(dst, k)) for k, v in raw.items()}
+            return {k: self.value(v, src + (k,), scope, _sub(dst, k), later) for k, v in raw.items()}
         if isinstance(raw, list):
             self.spend(1, 0, src)
-            return [self.value(v, src + (i,), scope, _sub(dst, i)) for i, v in enumerate(raw)]
+            return [self.value(v, src + (i,), scope, _sub(dst, i), later) for i, v in enumerate(raw)]
         if has_expr(raw):
             if self.broken and any(scope.get(n) is FAILED for n in names(raw)):
                 return FAILED  # it reads a var whose own error was reported
@@ -102,7 +103,7 @@ class Expander:
                 for end in range(len(dst) + 1):
                     self.vias_below.setdefault(dst[:end], set()).add(via)
             try:
-                result = substitute(raw, scope)
+                result = (later and bind_later(raw, scope)) or substitute(raw, scope)
             except ExprError as exc:
                 self.fail(src, str(exc), via=via)
                 return FAILED
@@ -198,12 +199,14 @@ class Expander:
         self.mark(dst, src)
         self.spend(1 + len(raw), _key_text(raw), src)
         children = composite.CHILD_FIELDS.get(kind, {}) if isinstance(kind, str) else {}
+        entry = self.registry.get(kind) if isinstance(kind, str) else None
+        leaf = entry is not None and entry.kind in ("layer", "merge")
         out: dict = {}
         for key, val in raw.items():
             shape = children.get(key)
             if shape is None or val is None:
                 self.copy_locs(val, src + (key,), dst + (key,))
-                out[key] = self.value(val, src + (key,), scope, dst + (key,))
+                out[key] = self.value(val, src + (key,), scope, dst + (key,), later=leaf and key != "type")
             else:
                 out[key] = self.children(shape, val, src + (key,), dst + (key,), scope, stack)
         return out

@@ -177,8 +177,8 @@ class _Eval:
         known = ", ".join(sorted(self.scope)) or "none"
         if node.id in BUILD_NAMES:
             raise ExprError(
-                f"'{node.id}' ({BUILD_NAMES[node.id]}) is known only when building: a layer's own arguments "
-                f"may read it, as a whole '${{...}}' value (names available here: {known})"
+                f"'{node.id}' is known only when building ({BUILD_NAMES[node.id]}): a layer's own numeric "
+                f"arguments may read it, as a whole '${{...}}' value (names available here: {known})"
             )
         raise ExprError(f"unknown name '{node.id}' in expression (names available: {known})")
 
@@ -298,7 +298,7 @@ _VISITORS = {
 # ---------------------------------------------------------------- names known when building
 
 BUILD_NAMES = {
-    "in_channels": "dimension 1 of the layer's input (C of [N, C, ...])",
+    "in_channels": "dimension 1 of the layer's input, C of [N, C, ...]",
     "in_features": "the last dimension of the layer's input",
     "in_height": "dimension 2 of a 4-D input [N, C, H, W]",
     "in_width": "dimension 3 of a 4-D input [N, C, H, W]",
@@ -328,7 +328,9 @@ def bind_later(value: str, scope: dict[str, Any]) -> str | None:
     if not whole or len(whole.group(1)) > MAX_LENGTH:
         return None
     text = whole.group(1).strip()
-    read = [n for n in ast.walk(_parse(text)) if isinstance(n, ast.Name)]
+    tree = _parse(text)
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}  # min, max ...: not values
+    read = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called]
     if not any(n.id in BUILD_NAMES and n.id not in scope for n in read):
         return None
     data = text.encode()  # ast offsets count UTF-8 bytes
