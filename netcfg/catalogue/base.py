@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 
 from netcfg.catalogue.shapes import ShapeError
 
@@ -47,6 +47,26 @@ def is_float(dtype: str) -> bool:
     return dtype.startswith("float") or dtype == "bfloat16"
 
 
+def module_name_problem(name: str) -> str:
+    """What keeps `name` from naming a module ('' when nothing): PyTorch's add_module takes any
+    string but an empty one or one with a '.' (the separator of paths); invisible characters are
+    refused too, so that every name prints as it is."""
+    if not name:
+        return "a module name cannot be empty"
+    if "." in name:
+        return "a module name has no '.' (it separates the names of a path)"
+    if not name.isprintable():
+        return "a module name has no invisible characters (line breaks, controls)"
+    return ""
+
+
+def _module_name(name: str | None) -> str | None:
+    problem = module_name_problem(name) if name is not None else ""
+    if problem:
+        raise ValueError(problem)
+    return name
+
+
 class Node(BaseModel):
     """Fields every module node has."""
 
@@ -55,8 +75,9 @@ class Node(BaseModel):
     )
 
     type: str
-    name: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    """Attribute name of this module inside its parent (default: its position, as in nn.Sequential)."""
+    name: Annotated[str | None, AfterValidator(_module_name)] = Field(None, json_schema_extra={"pattern": r"^[^.]+$"})
+    """Attribute name of this module inside its parent (default: its position, as in nn.Sequential):
+    any name PyTorch takes (not empty, no '.'), such as torchvision's `block1-0`."""
     inputs: str | list[str] | None = None
     """Graph nodes only: names of the earlier nodes (or 'input') this node reads; default: the previous node."""
     trainable: bool = True

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from netcfg.catalogue import composite
-from netcfg.catalogue.base import Node
+from netcfg.catalogue.base import Node, module_name_problem
 from netcfg.catalogue.registry import Registry
 from netcfg.errors import Diagnostic, Loc
 from netcfg.spec.expr import BUILD_NAMES, has_expr, names
@@ -342,9 +342,6 @@ def _build_names(data: dict, path: tuple) -> set[str]:
 # ---------------------------------------------------------------- module nodes
 
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # as a node's `name`: an attribute name
-
-
 class NodeValidator:
     """Validates a module tree node by node against the registry."""
 
@@ -431,11 +428,10 @@ class NodeValidator:
             self.check_names(value, path)
             return None if any(i is None for i in items) else items
         if shape == "map" and isinstance(value, dict):
-            bad = [k for k in value if not (isinstance(k, str) and _IDENTIFIER.match(k))]
+            bad = [k for k in value if not isinstance(k, str) or module_name_problem(k)]
             for k in bad:
-                self.problems.append(Diagnostic(self.key_loc_of(path + (k,)), (
-                    f"graph node name {yaml_repr(k)} is not an identifier (letters, digits and _, not first a digit)"
-                )))  # fmt: skip
+                why = module_name_problem(k) if isinstance(k, str) else "a module name is a string"
+                self.problems.append(Diagnostic(self.key_loc_of(path + (k,)), f"graph node name {yaml_repr(k)}: {why}"))
             items = {k: self.node(v, path + (k,), in_graph=True) for k, v in value.items()}
             return None if bad or any(i is None for i in items.values()) else items
         return None  # the shallow validation already reported the wrong shape
