@@ -25,6 +25,9 @@ from netcfg.spec.yaml_source import Document, Path
 MAX_EXPANDED_NODES = 100_000
 _DROP = object()
 """Stands for a node or value whose expansion already reported a problem."""
+_SPLICE = object()
+"""The key marking an expanded sequential whose layers go in its place (its value: where the
+`splice` is); never a string, so no spec key can be taken for it."""
 
 
 class Scope(dict):
@@ -66,6 +69,8 @@ class Expander:
         or a repeat is expanded, and counted exactly as each value is produced."""
         self.refused = False
         self.estimator = Estimator(blocks, variables, Size(MAX_EXPANDED_NODES, *self.budget.limits))
+        self.splices = 0
+        """Nodes marked `splice: true` in the root being expanded (0: nothing to flatten)."""
         self.reported_cycles: set[str] = set()
         """Templates whose argument defaults read each other in a cycle (said once each)."""
         self.broken = any(v is FAILED for v in variables.values())
@@ -147,12 +152,40 @@ class Expander:
             elif not keep:
                 return _DROP
             raw = {k: v for k, v in raw.items() if k != "if"}
+        if "splice" in raw:
+            return self.splice(raw, src, dst, scope, stack)
         kind = self.value(raw.get("type"), src + ("type",), scope, dst + ("type",))
         if kind == "block":
             return self.block(raw, src, dst, scope, stack)
         if kind == "repeat":
             return self.repeat(raw, src, dst, scope, stack)
         return self.plain(raw, kind, src, dst, scope, stack)
+
+    def splice(self, raw: dict, src: Path, dst: Path, scope: dict, stack: tuple) -> Any:
+        """A node with `splice: true`: expanded as usual to a sequential, marked so that its layers
+        take its place in the enclosing list (done once the root is expanded: `flatten`)."""
+        where = src + ("splice",)
+        splice = self.value(raw["splice"], where, scope, dst + ("splice",))
+        if splice is not FAILED and not isinstance(splice, bool):
+            via = self.vias.get(dst + ("splice",), "")
+            self.fail(where, f"'splice' must be true or false, got {splice!r}", via=via)
+        for key in ("name", "inputs"):
+            if splice is True and key in raw:
+                self.fail(src + (key,), f"a spliced node has no module of its own: its layers take its place, "
+                                        f"so it takes no '{key}'", key=True)  # fmt: skip
+        result = self.node({k: v for k, v in raw.items() if k != "splice"}, src, dst, scope, stack)
+        if splice is not True or not isinstance(result, dict):
+            return result
+        if result.get("type") != "sequential":
+            what = result.get("type") if isinstance(result.get("type"), str) else "no sequential"
+            self.fail(where, (
+                f"'splice: true' puts the layers of a sequential in its place; this node expands to {what!r} "
+                "(splice a sequential, a repeat in sequence, or a block whose body is one)"
+            ))  # fmt: skip
+            return FAILED
+        self.splices += 1
+        result[_SPLICE] = where
+        return result
 
     def check_unused_blocks(self) -> None:
         """A template no node instantiates is never expanded: check at least its literal layer types."""
@@ -193,6 +226,9 @@ class Expander:
             what = "the model" if path == ("model",) else f"shared module '{path[-1]}'"
             self.fail(path + ("if",), f"{what} cannot be removed by its `if`")
             return FAILED
+        if self.splices:
+            self.splices = 0
+            result = Splicer(self).root(result, path)
         return result
 
     def plain(self, raw: dict, kind: Any, src: Path, dst: Path, scope: dict, stack: tuple) -> dict:
@@ -397,6 +433,84 @@ class Expander:
         problems, result = pydantic_problems(model, data, loc)
         self.problems.extend(problems)
         return result
+
+
+class Splicer:
+    """Puts the layers of every sequential marked `splice: true` in its place in the enclosing
+    sequential's layers (a repeat in sequence is one), recursively, and moves what the expander
+    recorded by path (locations, flags, removed graph nodes) to the new paths; in one pass."""
+
+    def __init__(self, expander: Expander):
+        self.expander = expander
+        self.moves: dict[Path, Path | None] = {}
+        """Old path -> new path (None: a spliced sequential's own keys, gone)."""
+
+    def root(self, data: Any, path: Path) -> Any:
+        self.walk(data, path, path)
+        ex = self.expander
+        ex.locs, ex.key_locs = self.moved(ex.locs), self.moved(ex.key_locs)
+        ex.vias, ex.dropped = self.moved(ex.vias), self.moved(ex.dropped)
+        return data
+
+    def walk(self, node: Any, old: Path, new: Path) -> None:
+        """Flatten below `node`, which moves from path `old` to `new` (iterative: any depth)."""
+        stack = [(node, old, new)]
+        while stack:
+            node, old, new = stack.pop()
+            if old != new:
+                self.moves[old] = new
+            if isinstance(node, list):
+                stack.extend((v, old + (i,), new + (i,)) for i, v in enumerate(node))
+                continue
+            if not isinstance(node, dict):
+                continue
+            if _SPLICE in node:  # (the marks of the layers of a sequential are taken off before)
+                self.misplaced(node)
+            layers = node.get("layers") if node.get("type") == "sequential" else None
+            if isinstance(layers, list):
+                flat = [item for i, layer in enumerate(layers) for item in self.items(layer, old + ("layers", i))]
+                node["layers"] = [layer for _, layer in flat]
+                stack.extend((layer, at, new + ("layers", j)) for j, (at, layer) in enumerate(flat))
+            stack.extend((v, old + (k,), new + (k,)) for k, v in node.items() if not (k == "layers" and layers))
+
+    def items(self, layer: Any, old: Path) -> list[tuple[Path, Any]]:
+        """The layers `layer` puts in a list: its own when it is spliced (theirs when they are), else itself."""
+        out: list[tuple[Path, Any]] = []
+        stack = [(layer, old)]
+        while stack:
+            layer, old = stack.pop()
+            if not (isinstance(layer, dict) and _SPLICE in layer):
+                out.append((old, layer))
+                continue
+            del layer[_SPLICE]
+            self.moves[old] = None
+            frozen = layer.get("trainable") is False
+            inner = layer.get("layers") if isinstance(layer.get("layers"), list) else []
+            for j in range(len(inner) - 1, -1, -1):
+                if frozen and isinstance(inner[j], dict):
+                    inner[j]["trainable"] = False  # as the sequential's trainable: false would have frozen it
+                stack.append((inner[j], old + ("layers", j)))
+        return out
+
+    def misplaced(self, node: dict) -> None:
+        where = node.pop(_SPLICE)
+        self.expander.fail(where, "'splice: true' only in a sequential's `layers` or a repeat's body (copies in "
+                                  "sequence): its layers go in its place in that list")  # fmt: skip
+
+    def moved(self, by_path: dict) -> dict:
+        if not self.moves:
+            return by_path
+        out: dict = {}
+        for path, value in by_path.items():
+            for end in range(len(path), -1, -1):
+                if path[:end] in self.moves:
+                    target = self.moves[path[:end]]
+                    if target is not None:
+                        out[target + path[end:]] = value
+                    break
+            else:
+                out[path] = value
+        return out
 
 
 def expand_vars(

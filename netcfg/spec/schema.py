@@ -146,6 +146,11 @@ def _point_children_at_node(name: str, sub: dict) -> None:
         "anyOf": [{"type": "boolean"}, _EXPR],
         "description": "Keep this node only when true (true, false or a ${...} expression).",
     }
+    sub["properties"]["splice"] = {
+        "anyOf": [{"type": "boolean"}, _EXPR],
+        "description": "In a sequential's layers (or a repeat's body): put the layers of the sequential this node "
+        "expands to in its place, flat.",
+    }
 
 
 def _point_node_fields(schema: dict) -> None:
