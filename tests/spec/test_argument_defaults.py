@@ -102,3 +102,37 @@ def test_many_chained_defaults_are_ordered_without_recursion(write_spec):
     text = f"netcfg: 1\nblocks:\n  b:\n    args: {{{args}}}\n    body: {{type: linear, out_features: '${{a0}}'}}\n"
     spec = load_spec(write_spec(text + "input: {shape: [2, 4]}\nmodel: {type: block, block: b}\n"))
     assert spec.model.out_features == n + 1
+
+
+MOBILENET = """\
+netcfg: 1
+vars: {width_mult: 0.75}
+blocks:
+  divisible:  # torchvision's _make_divisible(v, d) as argument defaults
+    args:
+      v: ~
+      d: 8
+      rounded: "${max(d, int(v + d / 2) // d * d)}"
+      out: "${rounded + d if rounded < 0.9 * v else rounded}"
+    body: {type: linear, out_features: "${out}"}
+input: {shape: [2, 4]}
+model:
+  type: sequential
+  layers:
+"""
+
+
+def _make_divisible(v: float, divisor: int) -> int:
+    """torchvision.models._utils._make_divisible (min_value None)."""
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+def test_mobilenets_make_divisible_as_argument_defaults(write_spec):
+    widths = [16, 24, 32, 40, 80, 112, 160, 960, 1280, 30]
+    calls = "".join(f"    - {{type: block, block: divisible, args: {{v: '${{{w} * width_mult}}'}}}}\n" for w in widths)
+    for mult in (0.75, 0.35, 1.3):
+        spec = load_spec(write_spec(MOBILENET + calls), [f"vars.width_mult={mult}"])
+        assert [layer.out_features for layer in spec.model.layers] == [_make_divisible(w * mult, 8) for w in widths]
