@@ -4,7 +4,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from netcfg.spec.expr import MAX_LENGTH, ExprError, evaluate, substitute
+from netcfg.spec.expr import MAX_LENGTH, ExprError, bind_later, evaluate, shape_names, substitute
 
 
 @pytest.mark.parametrize(
@@ -248,3 +248,53 @@ MAKE_DIVISIBLE = "max(d, int(v + d / 2) // d * d) + (d if max(d, int(v + d / 2) 
 @settings(max_examples=300, deadline=None)
 def test_make_divisible_as_an_expression(v, d):
     assert evaluate(MAKE_DIVISIBLE, {"v": v, "d": d}) == _make_divisible(v, d)
+
+
+# ---------------------------------------------------------------- names known when building
+
+
+def test_shape_names_by_rank():
+    assert shape_names((2, 6)) == {"in_channels": 6, "in_features": 6}
+    assert shape_names((2, 16, 7)) == {"in_channels": 16, "in_features": 7}
+    assert shape_names((2, 16, 5, 7)) == {"in_channels": 16, "in_features": 7, "in_height": 5, "in_width": 7}
+    assert set(shape_names((2, 3, 4, 5, 6))) == {"in_channels", "in_features"}
+
+
+def test_bind_later_writes_in_the_other_names_only():
+    assert bind_later("${in_channels // g}", {"g": 2}) == "${in_channels // 2}"
+    assert bind_later("${max(in_features, base)}", {"base": 3}) == "${max(in_features, 3)}"
+    assert bind_later("${g ** 2 + in_width}", {"g": -3}) == "${(-3) ** 2 + in_width}"  # not -3 ** 2
+    assert bind_later("${in_channels if mode == 'half' else 1}", {"mode": "half"}) == (
+        "${in_channels if 'half' == 'half' else 1}"
+    )
+    assert bind_later("${in_channels * 2}", {"in_channels": 5}) is None  # a var of that name: computed now
+    assert bind_later("${width * 2}", {"width": 5}) is None
+    assert bind_later("c${in_channels}", {}) is None  # only a whole-string expression is kept
+
+
+@given(st.integers(-(2**40), 2**40), st.floats(-1e6, 1e6, allow_nan=False), st.integers(1, 4096), st.integers(1, 4096))
+@settings(max_examples=200, deadline=None)
+def test_bind_later_then_the_shape_computes_what_all_names_at_once_do(a, b, channels, features):
+    text = "${max(in_channels // 2 + a, 1) * b - in_features % 7 + (a if b < 0 else -a)}"
+    shape = {"in_channels": channels, "in_features": features}
+    bound = bind_later(text, {"a": a, "b": b})
+    assert substitute(bound, shape) == substitute(text, {"a": a, "b": b, **shape})
+
+
+@pytest.mark.parametrize(
+    "text, scope, message",
+    [
+        ("${in_channels * widht}", {"width": 1}, "unknown name 'widht'"),
+        ("${in_channels * s}", {"s": "x" * 300}, "longer than 200 characters once the values"),
+        ("${in_channels * f}", {"f": float("inf")}, "'f' is inf"),
+        ("${in_channels * xs}", {"xs": [1, 2]}, "reads numbers, strings and true/false only"),
+    ],
+)
+def test_bind_later_refuses_now_what_it_cannot_keep(text, scope, message):
+    with pytest.raises(ExprError, match=message):
+        bind_later(text, scope)
+
+
+def test_a_build_time_name_elsewhere_says_where_it_may_be_read():
+    with pytest.raises(ExprError, match=r"'in_channels' is known only when building .*a layer's own numeric"):
+        evaluate("in_channels * 2", {"w": 1})
