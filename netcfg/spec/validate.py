@@ -400,6 +400,10 @@ class NodeValidator:
 
     def shallow(self, model: type[Node], data: dict, path: tuple) -> Node | None:
         later = _later_paths(data) if self.registry.get(data["type"]).kind in ("layer", "merge") else []
+        if later and path[0] == "shared":
+            self.fail(path + later[0], "a shared module is one module for all its uses: its arguments cannot "
+                                       "read the incoming shape (give a number, or a var)")  # fmt: skip
+            return None
         probe, refused = _with_placeholders(model, data, later)
         problems, node = pydantic_problems(model, probe, lambda p: self._loc(path, p), owner=f"for {data['type']}")
         refused_at = {self.loc_of(path + p): p for p in refused}

@@ -187,3 +187,20 @@ model:
         "unknown name 'widht' in expression (names available: none)",
     ]
     # padding takes a number too (or 'same'): accepted, and computed when building
+
+
+def test_a_shared_module_cannot_read_the_incoming_shape(write_spec):
+    # One module for all uses: its arguments would differ per use.
+    text = """\
+netcfg: 1
+input: {shape: [2, 3, 8, 8]}
+shared:
+  pool: {type: avgpool2d, kernel_size: ["${in_height // 2}", 2]}
+model:
+  type: sequential
+  layers: [{type: shared, ref: pool}, {type: shared, ref: pool}]
+"""
+    assert spec_errors(write_spec, text) == [
+        "a shared module is one module for all its uses: its arguments cannot read the incoming shape (give a "
+        "number, or a var)"
+    ]
