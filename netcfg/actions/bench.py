@@ -1,11 +1,14 @@
 """Honest timing of a spec's forward (or training) step on a device. Returns data.
 
-Method: build, warm up (excluded), then take samples until the median is stable: each
-sample times a block of calls long enough to dwarf the clock's resolution; sampling stops
-when the interquartile range is under `stable` of the median (after `min_time` seconds and
-at least 10 samples), as torch.utils.benchmark's adaptive mode does, or at `max_time`. On
-CUDA every block is timed with CUDA events after a synchronization. torch.compile's
-compile time is measured apart from the steady state.
+Method: build, warm up (excluded), then time rounds until the median is stable: each
+round times a block of calls long enough to dwarf the clock's resolution; timing stops
+when the interquartile range of the rounds is under `stable` of the median (after `min_time`
+seconds and at least 10 rounds), as torch.utils.benchmark's adaptive mode does, or at
+`max_time`. On CUDA every block is timed with CUDA events after a synchronization.
+torch.compile's compile time is measured apart from the steady state. "Samples" are the
+model's input samples only (samples/s = batch / median step time); the timed units are rounds.
+A run records the threads, cores and load it saw and says when they (or the rounds' spread)
+make its figures doubtful (netcfg/actions/bench_health.py).
 """
 
 from __future__ import annotations
@@ -16,14 +19,15 @@ import resource
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 
+from netcfg.actions import bench_health
 from netcfg.actions.failures import TORCH_FAILURES, first_line, layer_failure, tracking
-from netcfg.actions.model import build_model
+from netcfg.actions.model import build_model, shown_inputs
 from netcfg.building import devices
-from netcfg.building.builder import sample_input
+from netcfg.building.builder import sample_inputs
 from netcfg.errors import InputError, Loc, NetcfgError
 from netcfg.numbers import (
     BATCH_MAX,
@@ -90,6 +94,13 @@ class BenchResult:
     peak_reserved_bytes: int | None = None
     compile_time_s: float | None = None
     warmup_s: float = 0.0
+    cores: int = 1
+    """CPU cores the process could run on."""
+    load_before: float | None = None
+    """1-minute load average before the build; load_after: when the timing ended."""
+    load_after: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    """Why the figures may not be the model's: oversubscribed threads, a busy machine, unstable rounds."""
 
     @property
     def ops(self) -> float:
@@ -122,6 +133,7 @@ def bench(spec: Spec, config: BenchConfig, progress: Callable[[float], None] | N
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     spec = with_batch(spec, config.batch)
+    load_before = bench_health.load_average()
     built = build_model(
         spec, device=config.device, seed=config.seed, dtype=config.dtype, memory_check=config.memory_check,
         forward_check=config.memory_check,
@@ -135,34 +147,43 @@ def bench(spec: Spec, config: BenchConfig, progress: Callable[[float], None] | N
         torch.cuda.reset_peak_memory_stats(device)
     try:
         compile_time = _first_call(step, device) if config.compile else None
-        warmup_s = _warm_up(step, device, config)
+        warmup_s, warmup_per_call = _warm_up(step, device, config)
         times, iterations = _sample(step, device, config, progress)
     except TORCH_FAILURES as exc:  # one line naming the layer or the flag, not PyTorch's traceback
         raise _failure(built, config, exc) from exc
-    return _result(built, config, times, iterations, rss_before, compile_time, warmup_s)
+    result = _result(built, config, times, iterations, rss_before, compile_time, warmup_s)
+    return _judged(result, config, times, load_before, warmup_per_call)
+
+
+def _judged(result: BenchResult, config: BenchConfig, times: list[float], load_before, warmup_per_call) -> BenchResult:
+    """The result with the conditions it ran under and the warnings they call for."""
+    seen = bench_health.conditions(result.threads, 1, result.device.startswith("cpu"), load_before)
+    result.cores, result.load_before, result.load_after = seen.cores, seen.load_before, seen.load_after
+    unsettled = len(times) < 10 or not _stable(times, config)  # _sample stopped at max_time
+    result.warnings = bench_health.health_warnings(seen, times, warmup_per_call, config.stable, unsettled)
+    return result
 
 
 def with_batch(spec: Spec, batch: int | None) -> Spec:
-    """The spec with its sample input's first dimension set to `batch`."""
+    """The spec with its sample inputs' first dimension set to `batch` (every input's)."""
     if batch is None:
         return spec
-    from netcfg.spec.loader import load_spec_data
+    from netcfg.actions.model import with_inputs
 
-    data = {**spec.data, "input": {**spec.data["input"], "shape": [batch, *spec.head.input.shape[1:]]}}
-    return load_spec_data(data, spec.file)
+    return with_inputs(spec, {name: ([batch, *one.shape[1:]], None) for name, one in spec.head.inputs.items()})
 
 
 def _step(built, config: BenchConfig) -> Callable[[], object]:
     """One forward pass (inference) or forward, backward and AdamW step (train)."""
     model = torch.compile(built.model) if config.compile else built.model
-    x = _input(built)
+    xs = _inputs(built)
     autocast = _autocast(built.device, config)
     if config.mode == "inference":
         built.model.eval()
 
         def forward():
             with torch.inference_mode(), autocast():
-                return model(x)
+                return model(*xs)
 
         return forward
     built.model.train()
@@ -174,7 +195,7 @@ def _step(built, config: BenchConfig) -> Callable[[], object]:
 
     def train_step():
         with autocast():
-            loss = model(x).float().mean()
+            loss = _loss(model(*xs))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -183,25 +204,33 @@ def _step(built, config: BenchConfig) -> Callable[[], object]:
     return train_step
 
 
-def _input(built) -> torch.Tensor:
-    x = sample_input(built.spec, built.device, built.seed)
-    return x.to(built.dtype) if x.is_floating_point() else x
+def _inputs(built) -> list[torch.Tensor]:
+    xs = sample_inputs(built.spec, built.device, built.seed)
+    return [x.to(built.dtype) if x.is_floating_point() else x for x in xs]
+
+
+def _loss(out) -> torch.Tensor:
+    """A scalar to take the gradient of: the mean of the output (several: the sum of their means)."""
+    if isinstance(out, torch.Tensor):
+        return out.float().mean()
+    outs = out.values() if isinstance(out, dict) else out
+    return sum(t.float().mean() for t in outs)
 
 
 def _failure(built, config: BenchConfig, exc: BaseException) -> NetcfgError:
     """What made a timed step fail, found by one eager pass under tracking: the layer that
     raises (where the spec defines it), else the flag (the backward pass is --mode train's,
     a pass that works eagerly failed in --compile)."""
-    x = _input(built)
-    context = f"on {built.device} with the sample input {list(x.shape)} {devices.dtype_name(x.dtype)}"
+    xs = _inputs(built)
+    context = f"on {built.device} with the sample input {shown_inputs(built.spec, xs)}"
     context += " under --amp" if config.amp else ""
     grad = torch.inference_mode() if config.mode == "inference" else contextlib.nullcontext()
     tracker = None
     try:
         with grad, tracking(built.model) as tracker, _autocast(built.device, config)():
-            output = built.model(x)
+            output = built.model(*xs)
         if config.mode == "train":
-            output.float().mean().backward()
+            _loss(output).backward()
     except TORCH_FAILURES as again:
         if tracker is not None and tracker.failed is not None:
             return layer_failure(built, tracker.failed, again, context)
@@ -234,16 +263,25 @@ def _first_call(step: Callable, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def _warm_up(step: Callable, device: torch.device, config: BenchConfig) -> float:
+def _warm_up(step: Callable, device: torch.device, config: BenchConfig) -> tuple[float, float | None]:
+    """Seconds spent, and seconds per call over the warm-up's second half (its first calls pay
+    one-time costs; None: too few calls to tell)."""
     start = time.perf_counter()
+    ends = []
     if config.warmup_is_seconds:
         while time.perf_counter() - start < config.warmup:
             step()
+            ends.append(time.perf_counter())
     else:
         for _ in range(int(config.warmup)):
             step()
+            ends.append(time.perf_counter())
     _sync(device)
-    return time.perf_counter() - start
+    spent = time.perf_counter() - start
+    half = len(ends) // 2
+    if half < 2 or device.type == "cuda":  # CUDA calls return before the work is done
+        return spent, None
+    return spent, (ends[-1] - ends[half - 1]) / (len(ends) - half)
 
 
 def _time_block(step: Callable, device: torch.device, calls: int) -> float:
@@ -300,7 +338,7 @@ def _result(built, config, times, iterations, rss_before, compile_time, warmup_s
         peak, reserved = torch.cuda.max_memory_allocated(device), torch.cuda.max_memory_reserved(device)
     else:
         peak, reserved = max(0, _peak_rss() - rss_before), None
-    batch = int(built.spec.head.input.shape[0])
+    batch = int(next(iter(built.spec.head.inputs.values())).shape[0])  # --batch sets every input's
     return BenchResult(
         device=str(device), device_name=device_name(device), batch=batch,
         dtype=devices.dtype_name(built.dtype), mode=config.mode, amp=config.amp, compiled=config.compile,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from netcfg.actions.model import checksum, forward
+from netcfg.actions.model import checksum_all, forward
 from netcfg.building import devices, ties
 from netcfg.building.builder import Built, build_spec
 from netcfg.errors import CheckpointError, Diagnostic, InputError, Loc
@@ -307,13 +307,19 @@ def _copy_matching(model: nn.Module, header: Header, problems: list[str]) -> int
 
 def _check(loaded: Loaded) -> None:
     built = loaded.built
+    check_weights(loaded)
+    if built.device.type != "meta":
+        loaded.checksum = checksum_all(forward(built)[1])
+
+
+def check_weights(loaded: Loaded) -> None:
+    """Count the NaN/Inf values of each floating-point tensor (loaded.nonfinite)."""
+    built = loaded.built
     for name, tensor in built.model.state_dict().items():
         if tensor.is_floating_point() and tensor.device.type != "meta":
             bad = int((~torch.isfinite(tensor)).sum())
             if bad:
                 loaded.nonfinite[name] = bad
-    if built.device.type != "meta":
-        loaded.checksum = checksum(forward(built)[1])
 
 
 # ---------------------------------------------------------------- describing a file

@@ -105,7 +105,9 @@ class Report(BaseModel):
     format: int = REPORT_FORMAT
     name: str | None
     file: str
-    input: dict
+    input: dict = Field(description="The (first) sample input: shape, dtype, low, high.")
+    inputs: dict[str, dict] = Field(description="Every sample input by name ('input' for one), in forward order.")
+    outputs: dict[str, dict] = Field(description="Every output by name ('output' for one): shape and dtype.")
     dtype: str
     parameters: int = Field(description="Unique parameters: a tied tensor counts once.")
     state_dict_parameters: int = Field(description="Parameter elements counting each tied path.")
@@ -146,10 +148,13 @@ def report(built: Built, train: bool = False) -> Report:
     layers = _layer_rows(built, unique, leaf_flops)
     coverage, warnings = _init_coverage(built, groups)
     total_flops = sum(f for f in leaf_flops.values() if f is not None)
+    inputs = {name: one.model_dump(mode="json", exclude_none=True) for name, one in built.spec.head.inputs.items()}
     return Report(
         name=built.spec.head.name,
         file=built.spec.file,
-        input=built.spec.head.input.model_dump(mode="json", exclude_none=True),
+        input=next(iter(inputs.values())),
+        inputs=inputs,
+        outputs={name: {"shape": list(shape), "dtype": _dt(dtype)} for name, (shape, dtype) in built.outputs.items()},
         dtype=_dt(built.dtype),
         parameters=unique,
         state_dict_parameters=sum(p.numel() for _, p in model.named_parameters(remove_duplicate=False)),

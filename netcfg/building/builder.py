@@ -27,7 +27,7 @@ from netcfg.catalogue.base import Node
 from netcfg.catalogue.registry import REGISTRY, Registry
 from netcfg.catalogue.shapes import ShapeError, fmt
 from netcfg.errors import BuildError, Diagnostic, Loc
-from netcfg.spec.model import Spec
+from netcfg.spec.model import InputSpec, Spec
 
 # A real build counts the whole model on meta first once it has allocated this much (small
 # models, nearly all, never pay for the second pass).
@@ -79,6 +79,8 @@ class Built:
     """`file:line:col: warning: ...` lines (for example an init rule that sets nothing)."""
     pretrained: dict[str, str] = field(default_factory=dict)
     """state_dict key -> 'file:key' it was loaded from by the spec's `pretrained:` (after the init rules)."""
+    outputs: dict[str, tuple[tuple, torch.dtype]] = field(default_factory=dict)
+    """The model's outputs by name ('output' for one), shape and dtype for the sample inputs."""
 
     @property
     def types(self) -> dict[str, str]:
@@ -118,11 +120,16 @@ class Builder:
         self.prefix: list[str] = []
         self.visits: dict[str, Visit] = {}
         self.shared: dict[str, tuple[nn.Module, str, list[tuple]]] = {}
-        self.root_input: torch.Tensor | None = None
-        """The sample input's meta tensor: a layer reading it directly knows its value range."""
+        self.root_inputs: list[torch.Tensor] = []
+        """The sample inputs' meta tensors: a layer reading one directly knows its value range."""
+        self.outputs: dict[str, tuple[tuple, torch.dtype]] = {}
+        """The model's outputs by name: shape and dtype for the sample inputs."""
         self.building_shared: set[str] = set()
         self.probes: dict[str, dict[str, Visit]] = {}
         """Records of the probe build of a later use of a shared module, by path."""
+        self.on_built = None
+        """Called as on_built(path, module, leaf) after each module is constructed (not probes):
+        sharded materialization keeps each layer's shard and drops the layer (building/distributed.py)."""
 
     def path(self, name: str | None = None) -> str:
         return ".".join(self.prefix + ([name] if name else []))
@@ -136,8 +143,12 @@ class Builder:
         path = self.path(name)
         entry = self.registry.get(node.type)
         if entry.kind == "layer" and len(xs) != 1:
-            self.fail(node, f"layer '{_show(path)}' ({node.type}) takes one input, got {len(xs)}")
-        node = computed(node, tuple(xs[0].shape), path, self.spec)  # arguments reading the input's shape
+            hint = ""
+            if len(xs) == len(self.root_inputs) and all(x is r for x, r in zip(xs, self.root_inputs, strict=True)):
+                names = ", ".join(self.spec.head.inputs)
+                hint = f" (the model's inputs {names}: make `model:` a graph that reads them by name)"
+            self.fail(node, f"layer '{_show(path)}' ({node.type}) takes one input, got {len(xs)}{hint}")
+        node = computed(node, xs, path, self.spec)  # arguments read from the input's shape, computed now
         if name:
             self.prefix.append(name)
         try:
@@ -147,13 +158,30 @@ class Builder:
                 self.prefix.pop()
         if not node.trainable:
             module.requires_grad_(False)
+        if self.on_built is not None and not self.probing:
+            self.on_built(path, module, entry.kind in ("layer", "merge"))
         if path not in self.visits:
             shapes = [tuple(x.shape) for x in xs]
+            first = out if isinstance(out, torch.Tensor) else next(iter(named_outputs(out, node).values()))
             self.visits[path] = Visit(
-                node, self.spec.loc(node._path), shapes, tuple(out.shape), [x.dtype for x in xs], out.dtype,
+                node, self.spec.loc(node._path), shapes, tuple(first.shape), [x.dtype for x in xs], first.dtype,
                 self.probes.pop(path, None),
             )  # fmt: skip
         return module, out
+
+    def declared_input(self, x: torch.Tensor) -> tuple[str, InputSpec | None]:
+        """(name, declared input) when `x` is one of the sample inputs itself; else ('', None)."""
+        for (name, declared), root in zip(self.spec.head.inputs.items(), self.root_inputs, strict=False):
+            if x is root:
+                return name, declared
+        return "", None
+
+    def build_model(self) -> nn.Module:
+        """Build the spec's model for its sample inputs (meta tensors), recording its outputs."""
+        self.root_inputs = sample_inputs(self.spec, "meta")
+        model, out = self.build(self.spec.model, list(self.root_inputs))
+        self.outputs = {name: (tuple(t.shape), t.dtype) for name, t in named_outputs(out, self.spec.model).items()}
+        return model
 
     def _construct(self, entry, node: Node, xs: list, path: str) -> tuple[nn.Module, torch.Tensor]:
         build = self.registry.builder(node.type)
@@ -213,15 +241,14 @@ class Builder:
         ahead = Builder(self.spec, self.registry, torch.device("meta"), self.budget)
         ahead.device = self.device  # the error names the real device
         with torch.random.fork_rng(devices=[]):  # whatever a plugin does, the real build's draws stay the same
-            ahead.root_input = sample_input(self.spec, "meta")
-            ahead.build(self.spec.model, [ahead.root_input])
+            ahead.build_model()
         if self.forward_dtype is not None:
             weights = ahead.allocated // memory.BYTES_PER_ELEMENT * self.forward_dtype.itemsize  # once cast
             self.check_forward(ahead.visits, weights)
 
     def check_forward(self, visits: dict[str, Visit], weights: int) -> None:
         """The weights and a forward pass of the sample input must fit in the budget together."""
-        _check_input_fits(self.spec, devices.DTYPES[self.spec.head.input.dtype], self.device)  # its own message
+        _check_input_fits(self.spec, self.device)  # its own message
         memplan.check(visits, self.forward_dtype.itemsize, weights, self.budget, self.device, self.spec)
         self.forward_checked = True
 
@@ -381,20 +408,40 @@ def _first_line(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def sample_input(spec: Spec, device: torch.device | str = "cpu", seed: int | None = None) -> torch.Tensor:
-    """The spec's sample input, drawn on the CPU from `seed` so every device sees the same values."""
-    inp = spec.head.input
-    dtype = devices.DTYPES[inp.dtype]
+def sample_inputs(spec: Spec, device: torch.device | str = "cpu", seed: int | None = None) -> list[torch.Tensor]:
+    """The spec's sample inputs in order, drawn on the CPU from `seed` (one generator, input after
+    input) so every device sees the same values; the first is the single-input spec's input."""
     if torch.device(device).type == "meta":
-        return torch.empty(inp.shape, dtype=dtype, device="meta")
-    _check_input_fits(spec, dtype, torch.device(device))
+        return [
+            torch.empty(one.shape, dtype=devices.DTYPES[one.dtype], device="meta") for one in spec.head.inputs.values()
+        ]
+    _check_input_fits(spec, torch.device(device))
     gen = torch.Generator().manual_seed(spec.head.seed if seed is None else seed)
+    return [_draw(one, gen).to(device=device) for one in spec.head.inputs.values()]
+
+
+def sample_input(spec: Spec, device: torch.device | str = "cpu", seed: int | None = None) -> torch.Tensor:
+    """The first sample input (the only one of a spec with one input)."""
+    return sample_inputs(spec, device, seed)[0]
+
+
+def _draw(inp: InputSpec, gen: torch.Generator) -> torch.Tensor:
+    dtype = devices.DTYPES[inp.dtype]
     if dtype.is_floating_point:
         high = 1.0 if inp.high is None else inp.high
-        x = torch.rand(inp.shape, generator=gen) * (high - inp.low) + inp.low
-    else:
-        x = _draw_ids(*inp.id_range, inp.shape, gen)
-    return x.to(device=device, dtype=dtype)
+        return (torch.rand(inp.shape, generator=gen) * (high - inp.low) + inp.low).to(dtype)
+    return _draw_ids(*inp.id_range, inp.shape, gen).to(dtype)
+
+
+def named_outputs(out, node: Node) -> dict[str, torch.Tensor]:
+    """A module's output by name: 'output' for one tensor, the node names of a top graph's
+    `output:` list, the keys of its mapping."""
+    if isinstance(out, torch.Tensor):
+        return {"output": out}
+    if isinstance(out, dict):
+        return dict(out)
+    names = node.output if isinstance(getattr(node, "output", None), list) else [f"output{i}" for i in range(len(out))]
+    return dict(zip(names, out, strict=True))
 
 
 def _draw_ids(low: int, high: int, shape: list[int], gen: torch.Generator) -> torch.Tensor:
@@ -411,27 +458,33 @@ def _draw_ids(low: int, high: int, shape: list[int], gen: torch.Generator) -> to
 
 def _check_input_dtype(spec: Spec, float_type: torch.dtype) -> None:
     """A declared float input of another type than the model's would be cast silently."""
-    declared = spec.head.input.dtype
-    is_float = declared.startswith("float") or declared == "bfloat16"
-    if is_float and declared != "float32" and devices.DTYPES[declared] != float_type:
-        raise BuildError(
-            f"input.dtype {declared} is not the model's dtype {devices.dtype_name(float_type)}: a float input is "
-            f"cast to the model's dtype (drop input.dtype, or set dtype: {declared})",
-            spec.loc(("input", "dtype")),
-        )
+    for name, one in spec.head.inputs.items():
+        is_float = one.dtype.startswith("float") or one.dtype == "bfloat16"
+        if is_float and one.dtype != "float32" and devices.DTYPES[one.dtype] != float_type:
+            raise BuildError(
+                f"input.dtype {one.dtype} is not the model's dtype {devices.dtype_name(float_type)}: a float input is "
+                f"cast to the model's dtype (drop input.dtype, or set dtype: {one.dtype})",
+                spec.loc(spec.head.input_path(name) + ("dtype",)),
+            )
 
 
-def _check_input_fits(spec: Spec, dtype: torch.dtype, device: torch.device) -> None:
-    """A sample input too large for the memory is refused before it is drawn (a float copy on
-    the CPU is drawn first: twice its size there)."""
-    size = math.prod(spec.head.input.shape) * max(dtype.itemsize, 4) * 2
+def _check_input_fits(spec: Spec, device: torch.device) -> None:
+    """Sample inputs too large for the memory are refused before they are drawn (a float copy on
+    the CPU is drawn first: twice their size there)."""
+    sizes = {name: math.prod(one.shape) * max(devices.DTYPES[one.dtype].itemsize, 4) * 2
+             for name, one in spec.head.inputs.items()}  # fmt: skip
+    size = sum(sizes.values())
     if size < 64 << 20:
         return  # small: not worth reading the free memory
     free = memory.available(device)
     if free is not None and size > free:
+        name = max(sizes, key=sizes.get)
+        shown = f"the sample input {list(spec.head.inputs[name].shape)}"
+        if spec.head.named_inputs:
+            shown = f"the sample inputs (the largest, '{name}', {list(spec.head.inputs[name].shape)})"
         raise BuildError(
-            f"the sample input {list(spec.head.input.shape)} needs {size:,} bytes to draw, {free:,} are available "
-            f"on {device}", spec.loc(("input", "shape")),
+            f"{shown} need{'s' if not spec.head.named_inputs else ''} {size:,} bytes to draw, {free:,} are available "
+            f"on {device}", spec.loc(spec.head.input_path(name) + ("shape",)),
         )  # fmt: skip
 
 
@@ -462,8 +515,7 @@ def build_spec(
     # as hand-written PyTorch constructing the same layers after torch.manual_seed(seed).
     with _seeded(seed, target), _no_gc():
         try:
-            builder.root_input = sample_input(spec, "meta")
-            model, _ = builder.build(spec.model, [builder.root_input])
+            model = builder.build_model()
         except BuildError as exc:
             exc.partial = builder  # what was built before the failure, for reports
             raise
@@ -484,7 +536,7 @@ def build_spec(
     if float_type != torch.float32:
         model = model.to(float_type)
     warnings = init.unused_rule_warnings(rules, types, chosen, rule_locs, param_groups)
-    return Built(model, spec, target, note, float_type, seed, builder.visits, chosen, warnings)
+    return Built(model, spec, target, note, float_type, seed, builder.visits, chosen, warnings, {}, builder.outputs)
 
 
 def _check_rules(model: nn.Module, spec: Spec, chosen: dict[str, int], locs: list[Loc]) -> None:

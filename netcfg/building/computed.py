@@ -20,12 +20,13 @@ from netcfg.spec.model import Spec
 from netcfg.spec.validate import pydantic_problems
 
 
-def computed(node: Node, shape: tuple, where: str, spec: Spec) -> Node:
-    """`node` with its arguments that read the incoming shape computed for an input of `shape`
-    (the first input of a merge); `where`: the module path, named in errors."""
+def computed(node: Node, xs: list, where: str, spec: Spec) -> Node:
+    """`node` with its arguments that read the incoming shape computed for its inputs `xs` (the
+    first one: a merge's first input); `where`: the module path, named in errors."""
     if not node._deferred:
         return node
-    scope = shape_names(tuple(int(s) for s in shape))
+    shape = tuple(int(s) for s in xs[0].shape) if xs else ()
+    scope = shape_names(shape)
     head = f"layer '{where or 'model'}' ({node.type}) with input {fmt(shape)}"
     problems: list[Diagnostic] = []
     values = {f: _compute(getattr(node, f), (f,), scope, node, head, spec, problems) for f in node._deferred}

@@ -60,9 +60,9 @@ def plan(visits: dict[str, Any], itemsize: int, shared: dict[str, Any] | None = 
     if root is None:
         return Peak(0, "", "")
     replay = _Replay(itemsize, shared or {})
-    x = replay.allocate(replay.nbytes(root.in_shapes[0], root.in_dtypes[0]))
+    xs = [replay.allocate(replay.nbytes(s, d)) for s, d in zip(root.in_shapes, root.in_dtypes, strict=True)]
     replay.note(0, "", "input")
-    replay.run("", root.node, [x], visits)
+    replay.run("", root.node, xs, visits)
     return replay.peak
 
 
@@ -213,25 +213,19 @@ class _Replay:
         return value
 
     def graph(self, path: str, node, inputs: list[Value], visits) -> Value:
-        index = {"input": 0}
-        steps = []
-        previous = "input"
-        for name, child in node.nodes.items():
-            refs = [child.inputs] if isinstance(child.inputs, str) else (child.inputs or [previous])
-            steps.append([index[r] for r in refs])
-            index[name] = len(index)
-            previous = name
-        output = index[node.output] if node.output else len(steps)
-        values: list[Value | None] = [self.hold(inputs[0])]  # the Graph module's list of values
-        for (name, child), idx, free in zip(node.nodes.items(), steps, releases(steps, output), strict=True):
+        steps, outputs = node.plan()
+        values: list[Value | None] = [self.hold(x) for x in inputs]  # the Graph module's list of values
+        released = releases(steps, outputs, len(inputs))
+        for (name, child), idx, free in zip(node.nodes.items(), steps, released, strict=True):
             values.append(self.run(_child(path, name), child, [values[i] for i in idx], visits))
             for i in free:
                 self.drop(values[i])
                 values[i] = None
+        kept = [values[i] for i in outputs]
         for i, value in enumerate(values):
-            if i != output:
+            if i not in outputs:
                 self.drop(value)
-        return values[output]
+        return tuple(sid for value in kept for sid in value)  # several outputs: all their storages
 
 
 _COMPOSITES = {

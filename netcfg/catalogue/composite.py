@@ -40,13 +40,42 @@ class Residual(Node):
 
 
 class Graph(Node):
-    """Named nodes, each reading named earlier outputs ('input' is the graph's input)."""
+    """Named nodes, each reading named earlier outputs or the graph's inputs ('input' when it has one)."""
 
     type: Literal["graph"]
     nodes: dict[str, Any] = Field(min_length=1)
     """Mapping from node name to module node; a node reads the previous node unless `inputs` says otherwise."""
-    output: str | None = None
-    """Node whose output the graph returns; default: the last node."""
+    output: str | list[str] | dict[str, str] | None = None
+    """Node whose output the graph returns (default: the last node); at the model's top, a list of
+    nodes (the model returns a tuple) or a mapping name -> node (a dict)."""
+    input_names: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] | None = Field(None, min_length=1)
+    """Names of the graph's inputs, in order; default: 'input' for one input, the spec's input
+    names for the model's top graph."""
+
+    def input_list(self) -> list[str]:
+        return self.input_names or ["input"]
+
+    def output_nodes(self) -> list[str]:
+        """The nodes whose outputs the graph returns, in order."""
+        if self.output is None:
+            return [next(reversed(self.nodes))]
+        if isinstance(self.output, str):
+            return [self.output]
+        return list(self.output.values()) if isinstance(self.output, dict) else list(self.output)
+
+    def plan(self) -> tuple[list[list[int]], list[int]]:
+        """(steps, outputs): node i reads the values at steps[i], the graph returns the values at
+        `outputs`; values are numbered inputs first, then node i as len(inputs) + i. Every
+        reference must be known (the builder checks them first)."""
+        index = {name: i for i, name in enumerate(self.input_list())}
+        steps = []
+        previous = self.input_list()[0]
+        for name, node in self.nodes.items():
+            refs = [node.inputs] if isinstance(node.inputs, str) else (node.inputs or [previous])
+            steps.append([index[r] for r in refs])
+            index[name] = len(index)
+            previous = name
+        return steps, [index[o] for o in self.output_nodes()]
 
 
 class Shared(Node):

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from netcfg.actions.bench_health import warning_lines
+from netcfg.cli import bench_dist
 from netcfg.cli._common import (
     DebugOpt,
     DTypeOpt,
@@ -86,6 +88,8 @@ def bench(
     set_: SetOpt = None,
     plugin: PluginOpt = None,
     memory_check: MemoryOpt = True,
+    nproc: bench_dist.NprocOpt = None,
+    strategy: bench_dist.StrategyOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Time a spec's forward pass (or training step): median, p90, p99, IQR, samples/s, peak memory.
@@ -120,6 +124,11 @@ def bench(
                             memory_check=memory_check)
         for b in batches for d in names
     ]  # fmt: skip
+    if bench_dist.wanted(nproc, strategy):
+        given = {"--device": len(names) > 1, "--sweep": bool(sweep), "--compile": compile, "--amp": amp,
+                 "--plugin": bool(plugin), "--no-memory-check": not memory_check}  # fmt: skip
+        bench_dist.run(loaded, configs, nproc, strategy, format, given)
+        return
     results = _run_all(actions, loaded, configs, show=format is Format.table)
     if format is Format.json:
         out(json.dumps([r.as_dict() for r in results], indent=2), data=True)
@@ -174,11 +183,15 @@ def table(results: list) -> str:
     columns = [("device", "left"), ("name", "left"), ("batch", "right"), ("dtype", "left"), ("median ms", "right"),
                ("p90 ms", "right"), ("p99 ms", "right"), ("min ms", "right"), ("IQR ms", "right"),
                ("samples/s", "right"), ("peak memory", "left"), ("speed-up", "right")]  # fmt: skip
-    head = (f"{first.mode}{' (compiled)' if first.compiled else ''}, torch {first.torch}, {first.threads} CPU threads; "
-            f"{sum(r.rounds for r in results)} samples")  # fmt: skip
+    head = (f"{first.mode}{' (compiled)' if first.compiled else ''}, torch {first.torch}, {first.threads} CPU threads "
+            f"on {first.cores} cores{_load(first)}; {sum(r.rounds for r in results)} timed rounds")  # fmt: skip
     text = _table(head, columns, rows)
     compiled = [f"{r.device}: compiled in {r.compile_time_s:.2f} s" for r in results if r.compile_time_s is not None]
-    return text + ("\n" + "\n".join(compiled) if compiled else "")
+    return text + "".join("\n" + line for line in compiled + warning_lines(results))
+
+
+def _load(result) -> str:
+    return "" if result.load_before is None else f", load average {result.load_before:.2f} before"
 
 
 def _scenarios(name: str, devices: list[str], format: Format, min_time: float, threads: int | None) -> None:

@@ -89,6 +89,7 @@ def load_cmd(
     strict: StrictOpt = True,
     set_: SetOpt = None,
     plugin: PluginOpt = None,
+    input: CheckInputOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Rebuild the model a checkpoint describes and load its tensors, verifying every name, shape and dtype.
@@ -101,11 +102,14 @@ def load_cmd(
 
     if config is None:
         refuse_flags({"--set": bool(set_)}, "needs --config (a checkpoint's embedded spec is used as saved)")
+    refuse_flags({"--input": input is not None and not check}, "needs --check (the checksum is of the outputs for it)")
     plugins.load(plugin or [])
     spec = load(config, set_, plugin) if config is not None else None
-    loaded = load_checkpoint(checkpoint, spec=spec, device=device, strict=strict, check=check)
+    loaded = load_checkpoint(checkpoint, spec=spec, device=device, strict=strict, check=check and input is None)
     if loaded.built.device.type == "meta":  # known only now: the device may come from the spec
         refuse_flags({"--check": check}, "needs values, which the meta device does not hold (use --device cpu)")
+    if input is not None:
+        loaded.checksum = _checksum_on(loaded, input)
     for problem in loaded.problems:
         note(f"{checkpoint}: warning: {problem}")
     from netcfg.actions.model import summarize
@@ -119,6 +123,25 @@ def load_cmd(
         note(f"{checkpoint}: warning: tensor '{name}' holds {count:,} NaN/Inf values")
     if loaded.checksum is not None:
         out(f"checksum {loaded.checksum}")
+
+
+CheckInputOpt = Annotated[
+    Optional[Path],
+    typer.Option("--input", metavar="FILE", callback=paths("--input"),
+                 help="With --check: the checksum of the outputs for the tensors of this .safetensors file "
+                      "(as `run --input` reads them) instead of the sample input."),
+]  # fmt: skip
+
+
+def _checksum_on(loaded, path: Path) -> str:
+    """The checksum of the loaded model's outputs for the inputs in `path` (and its NaN/Inf check)."""
+    from netcfg.actions import model as actions
+    from netcfg.actions.checkpoint import check_weights
+    from netcfg.errors import Loc
+
+    check_weights(loaded)
+    xs = actions.read_inputs(str(path), loaded.built.spec)
+    return actions.run_built(loaded.built, xs, True, Loc(f"--input {path}")).checksum
 
 
 NameArg = Annotated[

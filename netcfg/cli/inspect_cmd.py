@@ -186,14 +186,22 @@ def si(n: float, unit: str) -> str:
     return f"{n:.0f} {unit}"
 
 
+def _io_lines(r) -> list[str]:
+    """'input [2, 20] float32, parameters in float32', or one line per named input and output."""
+    if list(r.inputs) == ["input"] and list(r.outputs) == ["output"]:
+        return [f"input {r.input['shape']} {r.input.get('dtype', 'float32')}, parameters in {r.dtype}"]
+    lines = [f"input {name} {one['shape']} {one.get('dtype', 'float32')}" for name, one in r.inputs.items()]
+    lines += [f"output {name} {one['shape']} {one['dtype']}" for name, one in r.outputs.items()]
+    return [*lines, f"parameters in {r.dtype}"]
+
+
 def totals(r) -> str:
-    shape = r.input["shape"]
     tied = f" ({r.state_dict_parameters:,} counting each tied path)" if r.state_dict_parameters != r.parameters else ""
     per_dtype = ", ".join(f"{k} {human_bytes(v)}" for k, v in r.bytes.items() if k not in ("parameters", "buffers"))
     m = r.memory
     lines = [
         f"{r.name or 'model'}  {r.file}",
-        f"input {shape} {r.input.get('dtype', 'float32')}, parameters in {r.dtype}",
+        *_io_lines(r),
         "",
         f"parameters   {r.parameters:,}{tied}",
         f"trainable    {r.trainable:,}",

@@ -19,8 +19,10 @@ from netcfg.cli._common import (
     note,
     out,
     paths,
+    refuse_flags,
 )
 from netcfg.cli.build import summary_line
+from netcfg.cli.inspect_cmd import is_checkpoint
 from netcfg.errors import Loc
 
 InputOpt = Annotated[
@@ -28,7 +30,7 @@ InputOpt = Annotated[
     typer.Option(
         "--input",
         metavar="FILE",
-        help="Run on the tensor in this .safetensors file instead of the sample.",
+        help="Run on the tensor in this .safetensors file instead of the sample (named inputs: the tensors so named).",
         callback=paths("--input"),
     ),
 ]
@@ -38,7 +40,7 @@ OutputOpt = Annotated[
         "--output",
         "-o",
         metavar="FILE",
-        help="Write the output tensor to this .safetensors file.",
+        help="Write the output tensor(s) to this .safetensors file, by output name.",
         callback=paths("--output", write=True),
     ),
 ]
@@ -55,29 +57,60 @@ def run(
     memory_check: MemoryOpt = True,
     debug: DebugOpt = False,
 ) -> None:
-    """Build a spec and run a forward pass on its sample input (random, seeded) or on --input.
+    """Build a spec (or load a checkpoint) and run a forward pass on its sample input (random, seeded) or on --input.
 
-    Example: netcfg run configs/mlp.yaml --seed 3 -o out.safetensors
+    Example: netcfg run configs/mlp.yaml --seed 3 -o out.safetensors; netcfg run model.safetensors --input x.safetensors
     """
     from netcfg.actions import model as actions
     from netcfg.io.tensor_files import check_output, write_tensors
 
     if output is not None:
         check_output(output, "--output")
-    loaded = load(spec, set_, plugin)
-    x = actions.read_input(str(input)) if input is not None else None
     where = Loc(f"--input {input}") if input is not None else None
-    result = actions.run(loaded, device=device, seed=seed, inputs=x, memory_check=memory_check, input_where=where)
+    if is_checkpoint(spec):
+        loaded, result = _run_checkpoint(spec, input, device, seed, set_, plugin, memory_check, where)
+    else:
+        loaded = load(spec, set_, plugin)
+        xs = actions.read_inputs(str(input), loaded) if input is not None else None
+        result = actions.run(loaded, device=device, seed=seed, inputs=xs, memory_check=memory_check, input_where=where)
     for warning in result.warnings:
         note(warning)
     out(summary_line(result.summary))
-    out(f"input  {list(result.input_shape)} {result.input_dtype}")
-    out(f"output {list(result.output.shape)} {str(result.output.dtype).replace('torch.', '')}")
-    out(f"preview {preview(result.output)}")
+    for line in io_lines(result.inputs, result.outputs, loaded.head.named_inputs):
+        out(line)
     out(f"checksum {result.checksum}")
     if output is not None:
-        write_tensors({"output": result.output}, output, flag="--output")
+        write_tensors(dict(result.outputs), output, flag="--output")
         out(f"wrote {output}")
+
+
+def _run_checkpoint(path, input, device, seed, set_, plugin, memory_check, where):
+    """A checkpoint runs as saved: the model its embedded spec describes, with its weights."""
+    from netcfg.actions import model as actions
+    from netcfg.actions.checkpoint import load as load_checkpoint
+    from netcfg.building import plugins
+
+    refuse_flags({"--set": bool(set_)}, "does not apply to a checkpoint: it runs as saved (run its spec instead)")
+    plugins.load(plugin or [])
+    built = load_checkpoint(path, device=device).built
+    if seed is not None:
+        built.seed = seed  # the sample inputs' seed; the weights are the file's
+    xs = actions.read_inputs(str(input), built.spec) if input is not None else None
+    return built.spec, actions.run_built(built, xs, memory_check, where, device)
+
+
+def io_lines(inputs: dict[str, tuple], outputs: dict, named_inputs: bool) -> list[str]:
+    """'input  [2, 20] float32', 'output [2, 10] float32', 'preview [...]'; with names when the
+    model names its inputs or has several outputs."""
+    lines = [
+        f"input  {name + ' ' if named_inputs else ''}{list(shape)} {dtype}" for name, (shape, dtype) in inputs.items()
+    ]
+    several = len(outputs) > 1
+    for name, t in outputs.items():
+        label = f"{name} " if several else ""
+        lines.append(f"output {label}{list(t.shape)} {str(t.dtype).replace('torch.', '')}")
+        lines.append(f"preview {label}{preview(t)}")
+    return lines
 
 
 def preview(t, count: int = 6, total: int | None = None) -> str:

@@ -19,8 +19,14 @@ def validate(spec: SpecArg, set_: SetOpt = None, plugin: PluginOpt = None, debug
     for warning in built.warnings:
         note(warning)
     count = sum(p.numel() for p in built.model.parameters())
-    shape = list(built.visits[""].out_shape)
-    out(f"{spec}: ok ({count:,} parameters, output shape {shape})")
+    out(f"{spec}: ok ({count:,} parameters, {output_shapes(built.outputs)})")
+
+
+def output_shapes(outputs: dict[str, tuple]) -> str:
+    """'output shape [2, 10]', or 'outputs logits [2, 5, 3], pooled [2, 8]'."""
+    if len(outputs) == 1:
+        return f"output shape {list(next(iter(outputs.values()))[0])}"
+    return "outputs " + ", ".join(f"{name} {list(shape)}" for name, (shape, _) in outputs.items())
 
 
 def register(app: typer.Typer) -> None:

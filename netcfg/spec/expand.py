@@ -63,6 +63,9 @@ class Expander:
         self.dropped: dict[Path, Loc] = {}
         """Graph nodes removed by a false `if`, by expanded path: where their `if` is."""
         self.used_blocks: set[str] = set()
+        self.units: dict[Path, list[str]] = {}
+        """Each repeat copy ('repeat') and template instance ('block', and the template's name), by
+        expanded path: the model's natural blocks, the default units of --strategy fsdp."""
         self.count = 0
         self.budget = budget or Budget()
         """The values and text the expansion may produce: estimated from the text before a model
@@ -288,6 +291,7 @@ class Expander:
             inner = _scope(scope).child({args.index: i})
             result = self.node(raw.get("body"), src + ("body",), dst + (key, len(layers)), inner, stack)
             if result is not _DROP:
+                self.units.setdefault(dst + (key, len(layers)), []).append("repeat")
                 layers.append(result)
         self.mark(dst + (key,), src + ("body",))
         if args.merge is None:
@@ -331,6 +335,7 @@ class Expander:
         result = self.node(template.body, body_src, dst, inner, stack + (call.block,))
         if not isinstance(result, dict):
             return result
+        self.units.setdefault(dst, []).extend(["block", call.block])
         for key in ("name", "inputs", "trainable"):
             if key in raw:
                 self.copy_locs(raw[key], src + (key,), dst + (key,))

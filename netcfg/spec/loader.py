@@ -248,6 +248,8 @@ def resolve(doc: Document, registry: Registry) -> spec_mod.Spec:
     def key_loc_of(p: tuple) -> Loc:
         return key_locs.get(p) or loc_of(p)
 
+    if head is not None and head.named_inputs and isinstance(model_data, dict):
+        problems += _name_top_inputs(model_data, list(head.inputs), loc_of)
     validator = NodeValidator(registry, loc_of, key_loc_of, list(shared_data))
     model = validator.node(model_data, ("model",)) if "model" in data else None
     shared = {name: validator.node(raw, ("shared", name)) for name, raw in shared_data.items()}
@@ -255,12 +257,30 @@ def resolve(doc: Document, registry: Registry) -> spec_mod.Spec:
     if problems or head is None:
         raise SpecError(sorted(problems, key=_place))
     resolved = head.model_dump(mode="json", exclude={"blocks", "model", "shared"}, exclude_defaults=True)
-    resolved.update(netcfg=head.netcfg, input=head.input.model_dump(mode="json"), model=model_data)
+    resolved.update(netcfg=head.netcfg, input=_dumped_input(head), model=model_data)
     if shared_data:
         resolved["shared"] = shared_data
     spec = spec_mod.Spec(head=head, model=model, shared=shared, data=resolved, file=doc.file, locs=locs)
     spec.dropped = expander.dropped
+    spec.units = {path: kinds for path, kinds in expander.units.items() if path[0] == "model"}
     return spec
+
+
+def _name_top_inputs(model: dict, names: list[str], loc_of) -> list[Diagnostic]:
+    """The model's top graph reads the spec's named inputs by their names."""
+    if model.get("type") != "graph":
+        return []
+    if "input_names" in model and model["input_names"] != names:  # equal: a spec netcfg wrote back
+        message = "the model's inputs are named by the top-level `input:`; remove input_names here"
+        return [Diagnostic(loc_of(("model", "input_names")), message)]
+    model["input_names"] = names
+    return []
+
+
+def _dumped_input(head: spec_mod.SpecHead) -> dict:
+    if not head.named_inputs:
+        return head.input.model_dump(mode="json")
+    return {name: one.model_dump(mode="json") for name, one in head.inputs.items()}
 
 
 def _place(d: Diagnostic) -> tuple:

@@ -19,11 +19,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from netcfg.catalogue.base import Node
 from netcfg.errors import Loc
+from netcfg.spec.keymap import KEYMAPS, Rules
+from netcfg.suggest import suggest
 
 FORMAT_VERSION = 1
 DEVICE_PATTERN = r"auto|cpu|meta|mps|cuda(:[0-9]{1,9})?"  # ASCII digits: a regex \d takes any script's digits
@@ -110,6 +112,28 @@ def _check_id_range(dtype: str, low: int | float, high: int | float | None) -> N
 
 # The largest finite value of each float type (values drawn past it would be infinite).
 _FLOAT_MAX = {"float16": 65504.0, "bfloat16": 3.3895e38, "float32": 3.4028e38, "float64": 1.7976e308}
+
+
+INPUT_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+MAX_INPUTS = 64
+
+
+def _input_form(value: Any) -> str:
+    """`input: {shape: [...]}` is the one unnamed input; a mapping of mappings names several
+    (no field of an input spec is a mapping, so one mapping value tells them apart; validated
+    inputs are told apart the same way when they are written back)."""
+    if isinstance(value, dict) and any(isinstance(v, (dict, InputSpec)) for v in value.values()):
+        return "named"
+    return "one"
+
+
+NamedInputs = Annotated[
+    dict[Annotated[str, Field(pattern=INPUT_NAME)], InputSpec], Field(min_length=1, max_length=MAX_INPUTS)
+]
+"""Named inputs, in the order the model's forward takes them."""
+Inputs = Annotated[
+    Union[Annotated[InputSpec, Tag("one")], Annotated[NamedInputs, Tag("named")]], Discriminator(_input_form)
+]
 
 
 # ---------------------------------------------------------------- initializers
@@ -260,17 +284,40 @@ class InitRule(BaseModel):
     """The initializer."""
 
 
-class PretrainedSource(BaseModel):
-    """Initialize part of this model from a safetensors checkpoint (of this or another architecture)."""
+class PretrainedSource(Rules):
+    """Initialize part of this model from a safetensors checkpoint (of this or another architecture).
+
+    Each file key is taken by the first rule that applies: `ignore`, then `rename` (this entry's,
+    then the key map's), then the longest matching prefix of `map` (this entry's, then the key map's)."""
 
     model_config = _CONFIG
 
     file: str = Field(min_length=1)
     """Checkpoint path, relative to the spec file's directory."""
-    map: dict[str, str] = Field(default_factory=lambda: {"": ""})
-    """Name prefix in the file -> name prefix in this model, e.g. {"0.": "encoder.0."}; default: same names."""
+    keymap: Optional[str] = None
+    """A key map netcfg ships (netcfg/spec/keymaps/), e.g. hf_gpt2: its rules follow this entry's own."""
+    map: Optional[dict[str, str]] = None  # type: ignore[assignment]
+    """Name prefix in the file -> name prefix in this model, e.g. {"0.": "encoder.0."}; the longest
+    matching prefix wins and "" takes every other key. Default: same names ({"": ""}), or none when
+    `rename` or `keymap` is given."""
+    strict: Union[bool, Literal["warn"]] = "warn"
+    """Model tensors no entry loads and file tensors no rule takes: warn (one warning each,
+    counted), true (one error), false (silent: a partial reuse on purpose)."""
     trainable: bool = True
     """false freezes the parameters loaded from the file."""
+
+    @field_validator("keymap")
+    @classmethod
+    def _known_keymap(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and value not in KEYMAPS:
+            raise ValueError(f"unknown key map '{value}' (one of: {', '.join(KEYMAPS)}){suggest(value, list(KEYMAPS))}")
+        return value
+
+    def prefixes(self) -> dict[str, str]:
+        """This entry's own prefix rules, the default applied."""
+        if self.map is not None:
+            return self.map
+        return {} if self.rename or self.keymap else {"": ""}
 
 
 class BlockDef(BaseModel):
@@ -285,6 +332,18 @@ class BlockDef(BaseModel):
     description: str | None = None
 
 
+class ShardSpec(BaseModel):
+    """The units `--strategy fsdp` shards one by one (each gathers its parameters only while it runs)."""
+
+    model_config = _CONFIG
+
+    units: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=lambda: ["repeat", "block"], min_length=1)
+    """'repeat' (each repeat copy), 'block' (each template instance), a template's name, a layer type,
+    or a module path (globs allowed: transformer.h.*)."""
+    checkpoint: bool = False
+    """Recompute each unit's activations in the backward pass instead of keeping them (less memory)."""
+
+
 class SpecHead(BaseModel):
     """The top-level keys of a spec file; module nodes are validated separately."""
 
@@ -297,8 +356,9 @@ class SpecHead(BaseModel):
     vars: dict[str, Scalar] = Field(default_factory=dict)
     """Named values usable as ${name} anywhere, each a value or an expression over the vars above it;
     change them with --set vars.name=value."""
-    input: InputSpec
-    """The sample input."""
+    input: Inputs
+    """The sample input ({shape, dtype, low, high}), or a mapping of names to such inputs: the
+    model's forward takes them in that order (or by name)."""
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
     """Seed of parameter initialization and of the random sample input."""
     device: str = "auto"
@@ -317,6 +377,22 @@ class SpecHead(BaseModel):
     """Initializer rules, applied in order after PyTorch's default initialization."""
     pretrained: list[PretrainedSource] = Field(default_factory=list)
     """Checkpoints to initialize parts of the model from, after the init rules."""
+    shard: Optional[ShardSpec] = None
+    """How --strategy fsdp cuts the model into units (default: each repeat copy and block instance)."""
+
+    @property
+    def inputs(self) -> dict[str, InputSpec]:
+        """The inputs by name, in order; a single unnamed input is named 'input'."""
+        return self.input if isinstance(self.input, dict) else {"input": self.input}
+
+    @property
+    def named_inputs(self) -> bool:
+        """The spec names its inputs (`input:` is a mapping of inputs)."""
+        return isinstance(self.input, dict)
+
+    def input_path(self, name: str) -> tuple:
+        """The spec path of input `name` (for error locations)."""
+        return ("input", name) if self.named_inputs else ("input",)
 
     @field_validator("device")
     @classmethod
@@ -340,6 +416,8 @@ class Spec:
     """Location in the source of each path of `data`."""
     dropped: dict[tuple, Loc] = field(default_factory=dict)
     """Graph nodes removed by a false `if` (expanded path -> the `if`'s location)."""
+    units: dict[tuple, list[str]] = field(default_factory=dict)
+    """Expanded path of each repeat copy and block instance -> 'repeat', or 'block' and the template's name."""
 
     def loc(self, path: tuple) -> Loc:
         for i in range(len(path), -1, -1):

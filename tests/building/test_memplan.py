@@ -65,10 +65,10 @@ def test_the_graph_module_lets_values_go_as_planned():
 
     # steps read: a <- input, b <- a, c <- a, d <- b, c, e <- d; output e (5)
     steps = [[0], [1], [1], [2, 3], [4]]
-    assert releases(steps, 5) == [(0,), (), (1,), (2, 3), (4,)]
+    assert releases(steps, [5]) == [(0,), (), (1,), (2, 3), (4,)]
     # the input read by steps 0 and 1; step 1's value is the output (it stays), step 2's is never
     # read (it goes after its own step)
-    assert releases([[0], [0], [1]], 2) == [(), (0,), (1, 3)]
+    assert releases([[0], [0], [1]], [2]) == [(), (0,), (1, 3)]
 
 
 def test_parallel_keeps_every_branch_output_until_the_merge():

@@ -110,8 +110,10 @@ def test_run_input_reads_only_the_input_tensor(tmp_path):
     path = tmp_path / "x.safetensors"
     save_file({"input": torch.rand(2, 20), "other": torch.zeros(1000, 1000)}, path)
     from netcfg.actions import model
+    from netcfg.spec.loader import load_spec
 
-    assert model.read_input(str(path)).shape == (2, 20)
+    (x,) = model.read_inputs(str(path), load_spec(MLP))
+    assert x.shape == (2, 20)
 
 
 def test_a_complex128_output_is_refused_in_one_line_a_complex64_one_written(tmp_path, write_spec):

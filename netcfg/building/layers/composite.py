@@ -60,20 +60,26 @@ class Graph(nn.Module):
     called as a module, so the hooks fire. Each value is let go once its last reader
     has run (the memory plan of netcfg/building/memplan.py counts on it)."""
 
-    def __init__(self, nodes: OrderedDict, steps: list[list[int]], output: int):
+    def __init__(self, nodes: OrderedDict, steps: list[list[int]], outputs: list[int], keys: list[str] | None = None,
+                 names: tuple[str, ...] = ("input",), several: bool = False):  # fmt: skip
         super().__init__()
+        n_inputs = len(names)
+        self._input_names = names
         for name, module in nodes.items():
             self.add_module(name, module)
-        released = releases(steps, output)
+        released = releases(steps, outputs, n_inputs)
         self._plan = [
             (name, _inline(module, idx), idx, free)
             for (name, module), idx, free in zip(nodes.items(), steps, released, strict=True)
         ]
-        self._output = output
+        self._output = outputs[0] if not several else None
+        self._outputs = outputs
+        self._keys = keys
+        """Several outputs: returned as a dict with these keys (None: a tuple)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, *xs: torch.Tensor, **named: torch.Tensor):
         modules = self._modules
-        values = [x]
+        values = list(xs) if not named and len(xs) == len(self._input_names) else self._bind(xs, named)
         hooked = _GLOBAL_HOOKS[0] or _GLOBAL_HOOKS[1]
         for name, inline, idx, free in self._plan:
             module = modules[name]
@@ -90,20 +96,43 @@ class Graph(nn.Module):
                 values.append(module(*[values[i] for i in idx]))
             for i in free:
                 values[i] = None
-        return values[self._output]
+        if self._output is not None:
+            return values[self._output]
+        if self._keys is None:
+            return tuple(values[i] for i in self._outputs)
+        return {key: values[i] for key, i in zip(self._keys, self._outputs, strict=True)}
+
+    def _bind(self, xs: tuple, named: dict) -> list:
+        """Inputs given by name (`model(ids=..., mask=...)`), in the graph's order."""
+        if len(xs) > len(self._input_names):
+            raise TypeError(
+                f"{len(xs)} inputs given, the model takes {len(self._input_names)}: {', '.join(self._input_names)}"
+            )
+        unknown = [k for k in named if k not in self._input_names[len(xs) :]]
+        if unknown:
+            raise TypeError(
+                f"unexpected or repeated input {unknown[0]!r}; the inputs are {', '.join(self._input_names)}"
+            )
+        missing = [k for k in self._input_names[len(xs) :] if k not in named]
+        if missing:
+            raise TypeError(f"missing input {missing[0]!r}; the inputs are {', '.join(self._input_names)}")
+        return [*xs, *(named[k] for k in self._input_names[len(xs) :])]
 
 
-def releases(steps: list[list[int]], output: int) -> list[tuple[int, ...]]:
-    """For each step of a graph, the values (0: the input, i + 1: step i's) that no later step
-    reads, to let go of after it: each value lives until its last reader has run; a value no
-    step reads goes right after the step that made it; the output stays."""
-    last = {i + 1: i for i in range(len(steps))}  # unread: gone after its own step
+def releases(steps: list[list[int]], outputs: list[int], n_inputs: int = 1) -> list[tuple[int, ...]]:
+    """For each step of a graph, the values (inputs first, then step i's as n_inputs + i) that
+    no later step reads, to let go of after it: each value lives until its last reader has run;
+    a value no step reads goes right after the step that made it (an input no step reads, after
+    the first step); the outputs stay."""
+    last = {i + n_inputs: i for i in range(len(steps))}  # unread: gone after its own step
+    last.update({i: 0 for i in range(n_inputs)})
     for i, idx in enumerate(steps):
         for j in idx:
             last[j] = i
     after: list[list[int]] = [[] for _ in steps]
+    kept = set(outputs)
     for value, step in last.items():
-        if value != output:
+        if value not in kept:
             after[step].append(value)
     return [tuple(sorted(values)) for values in after]
 
@@ -119,7 +148,11 @@ def _inline(module: nn.Module, idx: list[int]) -> type | None:
 @functools.cache
 def _reserved(cls: type) -> frozenset:
     """Names a child of `cls` cannot have: its attributes and methods (`forward`, `training`, ...)."""
-    return frozenset(dir(cls)) | frozenset(vars(nn.Module())) | {"merge", "_names", "_plan", "_output"}
+    return (
+        frozenset(dir(cls))
+        | frozenset(vars(nn.Module()))
+        | {"merge", "_names", "_plan", "_output", "_outputs", "_keys", "_input_names"}
+    )
 
 
 def _check_name(ctx, node: Node, name: str, cls: type, key: str | tuple = "name") -> None:
@@ -168,37 +201,60 @@ def residual(a: c.Residual, xs: list, ctx):
 
 @builds("graph")
 def graph(a: c.Graph, xs: list, ctx):
-    if len(xs) != 1:
-        raise ShapeError(f"a graph takes one input, got {len(xs)}")
-    problems = _ref_problems(ctx, a)
+    names = a.input_list()
+    if len(xs) != len(names):
+        given = f"input_names lists {len(names)}" if a.input_names else "name them with `input_names: [...]`"
+        raise ShapeError(
+            f"this graph is given {len(xs)} inputs ({given})", key="input_names" if a.input_names else None
+        )
+    problems = _ref_problems(ctx, a) + _output_problems(ctx, a)
     if problems:
         raise BuildError(problems)
-    index = {"input": 0}
-    values = [xs[0]]
+    values = list(xs)
     modules: OrderedDict = OrderedDict()
-    steps = []
-    previous = "input"
-    for name, node in a.nodes.items():
-        if name == "input":
-            ctx.fail(node, "'input' names the graph's input; pick another node name")
+    steps, outputs = a.plan()
+    for (name, node), idx in zip(a.nodes.items(), steps, strict=True):
         _check_name(ctx, node, name, Graph, ())
-        refs = [node.inputs] if isinstance(node.inputs, str) else (node.inputs or [previous])
-        idx = [index[r] for r in refs]
         modules[name], out = ctx.build(node, [values[i] for i in idx], name)
-        index[name] = len(values)
         values.append(out)
-        steps.append(idx)
-        previous = name
-    if a.output is not None and a.output not in index:
-        from netcfg.spec.validate import suggest
+    several = not isinstance(a.output, (str, type(None)))
+    keys = list(a.output) if isinstance(a.output, dict) else None
+    module = Graph(modules, steps, outputs, keys, tuple(names), several)
+    if not several:
+        return Made(module, values[outputs[0]])
+    outs = [values[i] for i in outputs]
+    return Made(module, dict(zip(keys, outs, strict=True)) if keys else tuple(outs))
 
-        removed = ctx.spec.dropped.get(a._path + ("nodes", a.output))
+
+def _output_problems(ctx, graph: c.Graph) -> list[Diagnostic]:
+    """Outputs that name no node (or a removed one), and several outputs below the model's top."""
+    from netcfg.spec.validate import suggest
+
+    problems = []
+    if not isinstance(graph.output, (str, type(None))) and graph._path != ("model",):
+        message = "several outputs are only for the model's top graph (`model:`); return one here"
+        problems.append(Diagnostic(ctx.spec.loc(graph._path + ("output",)), message))
+    wanted = {graph.output: ()} if isinstance(graph.output, str) else {}
+    if isinstance(graph.output, list):
+        wanted = {name: (i,) for i, name in enumerate(graph.output)}
+    elif isinstance(graph.output, dict):
+        wanted = {name: (key,) for key, name in graph.output.items()}
+    for name, key in wanted.items():
+        if name in graph.nodes:
+            continue
+        where = ctx.spec.loc(graph._path + ("output", *key))
+        removed = ctx.spec.dropped.get(graph._path + ("nodes", name))
         if removed is not None:
-            message = f"output '{a.output}' was removed by its `if` (line {removed.line}); name another node"
-            ctx.fail(a, message, "output")
-        ctx.fail(a, f"output '{a.output}' is not a node of this graph{suggest(a.output, list(a.nodes))}", "output")
-    out_index = index[a.output] if a.output else len(values) - 1
-    return Made(Graph(modules, steps, out_index), values[out_index])
+            problems.append(
+                Diagnostic(where, f"output '{name}' was removed by its `if` (line {removed.line}); name another node")
+            )
+        elif name in graph.input_list():
+            problems.append(Diagnostic(where, f"output '{name}' is an input of the graph; name a node"))
+        else:
+            problems.append(
+                Diagnostic(where, f"output '{name}' is not a node of this graph{suggest(name, list(graph.nodes))}")
+            )
+    return problems
 
 
 def _ref_problems(ctx, graph: c.Graph) -> list[Diagnostic]:
@@ -206,9 +262,15 @@ def _ref_problems(ctx, graph: c.Graph) -> list[Diagnostic]:
     MAX_LISTED said one by one (with a did-you-mean among the earlier nodes), the others counted."""
     from netcfg.suggest import MAX_LISTED, suggest
 
-    known, previous, problems, more, first_unlisted = {"input": None}, "input", [], 0, None
+    inputs = graph.input_list()
+    known, previous, problems, more, first_unlisted = dict.fromkeys(inputs), inputs[0], [], 0, None
+    read: set[str] = set()
     for name, node in graph.nodes.items():
+        if name in inputs:
+            what = "the graph's input" if inputs == ["input"] else f"an input of the graph ({', '.join(inputs)})"
+            problems.append(Diagnostic(ctx.spec.loc(node._path), f"'{name}' names {what}; pick another node name"))
         refs = [node.inputs] if isinstance(node.inputs, str) else (node.inputs or [previous])
+        read.update(refs)
         for position, ref in enumerate(refs):
             if ref in known:
                 continue
@@ -231,6 +293,20 @@ def _ref_problems(ctx, graph: c.Graph) -> list[Diagnostic]:
         problems.append(
             Diagnostic(ctx.spec.loc(first_unlisted), f"... and {more:,} more inputs that are not earlier nodes")
         )
+    return problems + _unread(ctx, graph, read)
+
+
+def _unread(ctx, graph: c.Graph, read: set[str]) -> list[Diagnostic]:
+    """An input no node reads is a mistake (a misspelt `inputs:`), said where the input is named."""
+    problems = []
+    for i, name in enumerate(graph.input_names or ()):  # the one unnamed input: as before, not checked
+        if name in read:
+            continue
+        if graph._path == ("model",) and ctx.spec.head.named_inputs:  # named by the spec's `input:`
+            where = ctx.spec.loc(ctx.spec.head.input_path(name))
+        else:
+            where = ctx.spec.loc(graph._path + ("input_names", i))
+        problems.append(Diagnostic(where, f"input '{name}' is read by no node of the graph"))
     return problems
 
 

@@ -12,12 +12,15 @@ from netcfg.catalogue.shapes import ShapeError
 
 @builds("embedding")
 def embedding(a: d.Embedding, xs: list, ctx) -> nn.Module:
-    declared = ctx.spec.head.input
-    # Reading the sample input directly: its declared id range is known, so check it now.
-    if xs[0] is ctx.root_input and (declared.low < 0 or declared.high > a.num_embeddings):
+    name, declared = ctx.declared_input(xs[0])
+    # Reading a sample input directly: its declared id range is known, so check it now.
+    if declared is not None and (declared.low < 0 or declared.high > a.num_embeddings):
+        named = ctx.spec.head.named_inputs
+        whose = f"the ids of the sample input '{name}'" if named else "the sample input's ids"
+        key = f"input.{name}" if named else "input"
         raise ShapeError(
-            f"the sample input's ids lie in [{int(declared.low)}, {int(declared.high)}), outside the "
-            f"{a.num_embeddings} rows of this embedding (ids must lie in [0, num_embeddings): see input.low and high)",
+            f"{whose} lie in [{int(declared.low)}, {int(declared.high)}), outside the {a.num_embeddings} rows of this "
+            f"embedding (ids must lie in [0, num_embeddings): see {key}.low and high)",
             key="num_embeddings",
         )
     return nn.Embedding(a.num_embeddings, a.embedding_dim, padding_idx=a.padding_idx)
