@@ -101,8 +101,7 @@ def test_errors_inside_spliced_layers_point_at_their_lines(write_spec):
     ]
 
 
-def test_a_frozen_spliced_node_freezes_the_layers_it_puts_in_its_place(write_spec):
-    text = """\
+PAIR = """\
 netcfg: 1
 blocks:
   pair:
@@ -111,10 +110,18 @@ input: {shape: [1, 4]}
 model:
   type: sequential
   layers:
+"""
+
+
+def test_a_frozen_spliced_node_freezes_the_layers_it_puts_in_its_place(write_spec):
+    text = (
+        PAIR
+        + """\
     - {type: block, block: pair, splice: true, trainable: false}
     - {type: block, block: pair, splice: "${1 > 0}"}
     - {type: block, block: pair, splice: false}
 """
+    )
     built = build_spec(load_spec(write_spec(text)), device="meta")
     assert [name for name, _ in built.model.named_children()] == ["0", "1", "2", "3", "4"]
     assert [p.requires_grad for p in built.model.parameters()] == [False, False, True, True, True, True]
@@ -122,21 +129,16 @@ model:
 
 
 def test_misplaced_splices_are_located_errors(write_spec):
-    text = """\
-netcfg: 1
-blocks:
-  pair:
-    body: {type: sequential, layers: [{type: linear, out_features: 4}, {type: relu}]}
-input: {shape: [1, 4]}
-model:
-  type: sequential
-  layers:
+    text = (
+        PAIR
+        + """\
     - {type: block, block: pair, splice: true, name: x}
     - {type: linear, out_features: 4, splice: true}
     - {type: parallel, branches: [{type: block, block: pair, splice: true}]}
     - {type: graph, nodes: {a: {type: block, block: pair, splice: true}}}
     - {type: block, block: pair, splice: 1}
 """
+    )
     path = write_spec(text)
     with pytest.raises(SpecError) as err:
         load_spec(path)
