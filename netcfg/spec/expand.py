@@ -387,7 +387,7 @@ class Expander:
                 if block not in self.reported_cycles:
                     self.reported_cycles.add(block)
                     self.fail(("blocks", block, "args", cycle[0]), (
-                        f"arguments of block '{block}' read each other in a cycle: {' -> '.join(cycle)} "
+                        f"arguments of block '{block}' read each other in a cycle: {_chain(cycle, 'arguments')} "
                         "(give one of them in the call's `args`)"
                     ))  # fmt: skip
                 return None
@@ -553,28 +553,38 @@ def _order_problem(name: str, later: str, variables: dict, position: dict) -> tu
         return f"var '{name}' reads itself", (name,)
     cycle = _cycle(later, name, variables, position, (name,))
     if cycle:
-        return (f"vars {' -> '.join(cycle)} read each other in a cycle: each var is computed from the vars "
+        return (f"vars {_chain(cycle)} read each other in a cycle: each var is computed from the vars "
                 "above it"), cycle  # fmt: skip
     return (f"var '{name}' reads '{later}', which comes after it: each var is computed from the vars above it "
             f"(move '{later}' above '{name}')"), ()  # fmt: skip
 
 
 def _cycle(start: str, goal: str, variables: dict, position: dict, chain: tuple) -> tuple | None:
-    """A chain of var references from `start` back to `goal` (depth-first; each var visited once)."""
-    seen: set[str] = set()
-    stack = [chain + (start,)]
+    """A chain of var references from `start` back to `goal`, after `chain` (depth-first, each var
+    visited once, linear in the vars: the way back is kept as each var's parent)."""
+    parent: dict[str, str | None] = {start: None}
+    stack = [start]
     while stack:
-        path = stack.pop()
-        here = path[-1]
+        here = stack.pop()
         if here == goal:
-            return path
-        if here in seen:
-            continue
-        seen.add(here)
+            path = [here]
+            while parent[path[-1]] is not None:
+                path.append(parent[path[-1]])
+            return chain + tuple(reversed(path))
         raw = variables.get(here)
         read = names(raw) if has_expr(raw) else frozenset()
-        stack.extend(path + (n,) for n in sorted(read, key=position.get, reverse=True) if n in position)
+        for name in sorted(read, key=position.get, reverse=True):
+            if name in position and name not in parent:
+                parent[name] = here
+                stack.append(name)
     return None
+
+
+def _chain(names: tuple, what: str = "vars") -> str:
+    """a -> b -> a, its middle left out when long."""
+    if len(names) <= 10:
+        return " -> ".join(names)
+    return f"{' -> '.join(names[:5])} -> ... -> {' -> '.join(names[-3:])} ({len(names) - 1} {what})"
 
 
 def _place_after_reads(start: str, reads: dict, state: dict, order: list) -> tuple | None:

@@ -90,3 +90,14 @@ def test_bad_vars_are_one_located_error_each(write_spec, vars_text, message):
                       "model: {type: linear, out_features: '${a}'}\n")  # fmt: skip
     (msg,) = errors(path)
     assert msg == f"{path}:{message}"
+
+
+def test_a_long_cycle_is_said_shortly(write_spec):
+    n = 2_000
+    lines = [f"  v0: '${{v{n - 1}}}'"] + [f"  v{i}: '${{v{i - 1} + 1}}'" for i in range(1, n)]
+    path = write_spec("netcfg: 1\nvars:\n" + "\n".join(lines) + "\ninput: {shape: [2, 4]}\n"
+                      "model: {type: linear, out_features: '${v5}'}\n")  # fmt: skip
+    assert errors(path) == [
+        f"{path}:3:7: error: vars v0 -> v1999 -> v1998 -> v1997 -> v1996 -> ... -> v2 -> v1 -> v0 "
+        "(2000 vars) read each other in a cycle: each var is computed from the vars above it"
+    ]
