@@ -9,7 +9,7 @@ is `Report.model_json_schema()`; keys are documented in the README).
 from __future__ import annotations
 
 from math import prod
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -54,6 +54,10 @@ class LayerRow(BaseModel):
         "depends on its input's values)."
     )
     macs: int | None
+    computed: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Arguments computed when building from the incoming shape (`${in_channels // 2}`): their values.",
+    )
 
 
 class Memory(BaseModel):
@@ -216,6 +220,7 @@ def _layer_rows(built: Built, total: int, leaf_flops: dict[str, int | None]) -> 
             path=path, type=visit.type, depth=path.count(".") + 1 if path else 0,
             input_shapes=[list(s) for s in ins], output_shape=list(out), parameters=count,
             share=count / total if total else 0.0, flops=flops, macs=None if flops is None else flops // 2,
+            computed={name: getattr(visit.node, name) for name in visit.node._computed},
         ))  # fmt: skip
     return rows
 

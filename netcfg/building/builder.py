@@ -22,6 +22,7 @@ from torch.overrides import TorchFunctionMode
 
 import netcfg.building.layers  # noqa: F401  (attaches the torch build functions to the registry)
 from netcfg.building import devices, init, memory, memplan, ties
+from netcfg.building.computed import computed
 from netcfg.catalogue.base import Node
 from netcfg.catalogue.registry import REGISTRY, Registry
 from netcfg.catalogue.shapes import ShapeError, fmt
@@ -147,6 +148,7 @@ class Builder:
                 names = ", ".join(self.spec.head.inputs)
                 hint = f" (the model's inputs {names}: make `model:` a graph that reads them by name)"
             self.fail(node, f"layer '{_show(path)}' ({node.type}) takes one input, got {len(xs)}{hint}")
+        node = computed(node, xs, path, self.spec)  # arguments read from the input's shape, computed now
         if name:
             self.prefix.append(name)
         try:

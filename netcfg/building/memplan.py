@@ -158,6 +158,7 @@ class _Replay:
         return self.unknown(path, node, visit, inputs, visits)
 
     def leaf(self, path: str, node, visit, inputs: list[Value]) -> Value:
+        node = visit.node  # as built: arguments computed from the input's shape are numbers there
         out = self.nbytes(visit.out_shape, visit.out_dtype)
         if node.aliases:  # a view (or, when the layout allows none, a copy while it runs)
             self.note(out, path, node.type)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 
 from netcfg.catalogue.shapes import ShapeError
 
@@ -54,6 +54,26 @@ def _hint(dtype: str) -> str:
     return " (token ids go through an embedding)"
 
 
+def module_name_problem(name: str) -> str:
+    """What keeps `name` from naming a module ('' when nothing): PyTorch's add_module takes any
+    string but an empty one or one with a '.' (the separator of paths); invisible characters are
+    refused too, so that every name prints as it is."""
+    if not name:
+        return "a module name cannot be empty"
+    if "." in name:
+        return "a module name has no '.' (it separates the names of a path)"
+    if not name.isprintable():
+        return "a module name has no invisible characters (line breaks, controls)"
+    return ""
+
+
+def _module_name(name: str | None) -> str | None:
+    problem = module_name_problem(name) if name is not None else ""
+    if problem:
+        raise ValueError(problem)
+    return name
+
+
 class Node(BaseModel):
     """Fields every module node has."""
 
@@ -62,14 +82,20 @@ class Node(BaseModel):
     )
 
     type: str
-    name: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    """Attribute name of this module inside its parent (default: its position, as in nn.Sequential)."""
+    name: Annotated[str | None, AfterValidator(_module_name)] = Field(None, json_schema_extra={"pattern": r"^[^.]+$"})
+    """Attribute name of this module inside its parent (default: its position, as in nn.Sequential):
+    any name PyTorch takes (not empty, no '.'), such as torchvision's `block1-0`."""
     inputs: str | list[str] | None = None
     """Graph nodes only: names of the earlier nodes (or 'input') this node reads; default: the previous node."""
     trainable: bool = True
     """false freezes every parameter of this module (requires_grad=False)."""
 
     _path: tuple = PrivateAttr(())
+    _deferred: tuple = PrivateAttr(())
+    """Arguments holding a `${...}` that reads the incoming shape (in_channels ...): the builder
+    computes them just before building the layer (netcfg/building/computed.py)."""
+    _computed: dict = PrivateAttr(default_factory=dict)
+    """On the node as built: argument -> the `${...}` its value was computed from."""
 
     float_only: ClassVar[bool] = False
     """Refuses integer inputs (token ids must go through an embedding first)."""

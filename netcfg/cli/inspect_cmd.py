@@ -254,8 +254,9 @@ def layers_table(r, depth: int | None, pattern: re.Pattern | None) -> str:
             continue
         name = layer.path.rsplit(".", 1)[-1] if layer.path else "(model)"
         flops = "?" if layer.flops is None else f"{layer.flops:,}"  # ?: depends on the input's values
+        kind = layer.type + (f" ({', '.join(f'{k}={v}' for k, v in layer.computed.items())})" if layer.computed else "")
         rows.append([
-            "  " * layer.depth + name, layer.type, " ".join(_shape(s) for s in layer.input_shapes),
+            "  " * layer.depth + name, kind, " ".join(_shape(s) for s in layer.input_shapes),
             _shape(layer.output_shape), f"{layer.parameters:,}", f"{100 * layer.share:.1f}%", flops,
         ])  # fmt: skip
     columns = [("layer", "left"), ("type", "left"), ("input", "left"), ("output", "left"),

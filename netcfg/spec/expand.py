@@ -18,13 +18,16 @@ from netcfg.catalogue.registry import Registry
 from netcfg.errors import Diagnostic, Loc
 from netcfg.spec.budget import EXPANSION_COUNTED, MAX_DEPTH, Budget
 from netcfg.spec.estimate import Estimator, Size
-from netcfg.spec.expr import ExprError, has_expr, names, substitute
+from netcfg.spec.expr import ExprError, bind_later, has_expr, names, substitute
 from netcfg.spec.validate import FAILED, pydantic_problems
 from netcfg.spec.yaml_source import Document, Path
 
 MAX_EXPANDED_NODES = 100_000
 _DROP = object()
 """Stands for a node or value whose expansion already reported a problem."""
+_SPLICE = object()
+"""The key marking an expanded sequential whose layers go in its place (its value: where the
+`splice` is); never a string, so no spec key can be taken for it."""
 
 
 class Scope(dict):
@@ -72,6 +75,12 @@ class Expander:
         or a repeat is expanded, and counted exactly as each value is produced."""
         self.refused = False
         self.estimator = Estimator(blocks, variables, Size(MAX_EXPANDED_NODES, *self.budget.limits))
+        self.splices = 0
+        """Nodes marked `splice: true` in the root being expanded (0: nothing to flatten)."""
+        self.reported_cycles: set[str] = set()
+        """Templates whose argument defaults read each other in a cycle (said once each)."""
+        self.broken = any(v is FAILED for v in variables.values())
+        """A var failed (reported): expressions that read it are left quiet."""
 
     # -- bookkeeping
 
@@ -87,22 +96,25 @@ class Expander:
     def spend(self, values: int, text: int, src: Path) -> None:
         self.budget.spend(values, text, self.doc.loc, src)
 
-    def value(self, raw: Any, src: Path, scope: dict, dst: Path | None = None) -> Any:
-        """Substitute ${...} in plain (non-module) data; `dst`: where the result goes."""
+    def value(self, raw: Any, src: Path, scope: dict, dst: Path | None = None, later: bool = False) -> Any:
+        """Substitute ${...} in plain (non-module) data; `dst`: where the result goes. `later`: in a
+        layer's own arguments, where an expression reading the incoming shape is left to the builder."""
         if isinstance(raw, dict):
             self.spend(1 + len(raw), _key_text(raw), src)
-            return {k: self.value(v, src + (k,), scope, _sub(dst, k)) for k, v in raw.items()}
+            return {k: self.value(v, src + (k,), scope, _sub(dst, k), later) for k, v in raw.items()}
         if isinstance(raw, list):
             self.spend(1, 0, src)
-            return [self.value(v, src + (i,), scope, _sub(dst, i)) for i, v in enumerate(raw)]
+            return [self.value(v, src + (i,), scope, _sub(dst, i), later) for i, v in enumerate(raw)]
         if has_expr(raw):
+            if self.broken and any(scope.get(n) is FAILED for n in names(raw)):
+                return FAILED  # it reads a var whose own error was reported
             via = _via(raw, scope)
             if via and dst is not None:
                 self.vias[dst] = via
                 for end in range(len(dst) + 1):
                     self.vias_below.setdefault(dst[:end], set()).add(via)
             try:
-                result = substitute(raw, scope)
+                result = (later and bind_later(raw, scope)) or substitute(raw, scope)
             except ExprError as exc:
                 self.fail(src, str(exc), via=via)
                 return FAILED
@@ -159,12 +171,40 @@ class Expander:
             elif not keep:
                 return _DROP
             raw = {k: v for k, v in raw.items() if k != "if"}
+        if "splice" in raw:
+            return self.splice(raw, src, dst, scope, stack)
         kind = self.value(raw.get("type"), src + ("type",), scope, dst + ("type",))
         if kind == "block":
             return self.block(raw, src, dst, scope, stack)
         if kind == "repeat":
             return self.repeat(raw, src, dst, scope, stack)
         return self.plain(raw, kind, src, dst, scope, stack)
+
+    def splice(self, raw: dict, src: Path, dst: Path, scope: dict, stack: tuple) -> Any:
+        """A node with `splice: true`: expanded as usual to a sequential, marked so that its layers
+        take its place in the enclosing list (done once the root is expanded: `flatten`)."""
+        where = src + ("splice",)
+        splice = self.value(raw["splice"], where, scope, dst + ("splice",))
+        if splice is not FAILED and not isinstance(splice, bool):
+            via = self.vias.get(dst + ("splice",), "")
+            self.fail(where, f"'splice' must be true or false, got {splice!r}", via=via)
+        for key in ("name", "inputs"):
+            if splice is True and key in raw:
+                self.fail(src + (key,), f"a spliced node has no module of its own: its layers take its place, "
+                                        f"so it takes no '{key}'", key=True)  # fmt: skip
+        result = self.node({k: v for k, v in raw.items() if k != "splice"}, src, dst, scope, stack)
+        if splice is not True or not isinstance(result, dict):
+            return result
+        if result.get("type") != "sequential":
+            what = result.get("type") if isinstance(result.get("type"), str) else "no sequential"
+            self.fail(where, (
+                f"'splice: true' puts the layers of a sequential in its place; this node expands to {what!r} "
+                "(splice a sequential, a repeat in sequence, or a block whose body is one)"
+            ))  # fmt: skip
+            return FAILED
+        self.splices += 1
+        result[_SPLICE] = where
+        return result
 
     def check_unused_blocks(self) -> None:
         """A template no node instantiates is never expanded: check at least its literal layer types."""
@@ -205,18 +245,23 @@ class Expander:
             what = "the model" if path == ("model",) else f"shared module '{path[-1]}'"
             self.fail(path + ("if",), f"{what} cannot be removed by its `if`")
             return FAILED
+        if self.splices:
+            self.splices = 0
+            result = Splicer(self).root(result, path)
         return result
 
     def plain(self, raw: dict, kind: Any, src: Path, dst: Path, scope: dict, stack: tuple) -> dict:
         self.mark(dst, src)
         self.spend(1 + len(raw), _key_text(raw), src)
         children = composite.CHILD_FIELDS.get(kind, {}) if isinstance(kind, str) else {}
+        entry = self.registry.get(kind) if isinstance(kind, str) else None
+        leaf = entry is not None and entry.kind in ("layer", "merge")
         out: dict = {}
         for key, val in raw.items():
             shape = children.get(key)
             if shape is None or val is None:
                 self.copy_locs(val, src + (key,), dst + (key,))
-                out[key] = self.value(val, src + (key,), scope, dst + (key,))
+                out[key] = self.value(val, src + (key,), scope, dst + (key,), later=leaf and key != "type")
             else:
                 out[key] = self.children(shape, val, src + (key,), dst + (key,), scope, stack)
         return out
@@ -286,15 +331,15 @@ class Expander:
             self.fail(src + ("block",), f"block '{call.block}' instantiates itself ({chain})")
             return FAILED
         self.used_blocks.add(call.block)
-        bound = self.bind(call, template, src)
-        if bound is None:
-            return FAILED
         body_src = ("blocks", call.block, "body")
         # A value the template computes from an argument this call gives names the call too: with
         # several instances, the one whose argument is wrong.
         site = f"block '{call.block}' at line {self.doc.loc(src).line}"
         raw_args = raw.get("args") if isinstance(raw.get("args"), dict) else {}
         via = {name: ", ".join([site, *filter(None, [_via_deep(raw_args.get(name), scope)])]) for name in call.args}
+        bound = self.bind(call, template, src, via)
+        if bound is None:
+            return FAILED
         inner = Scope(self.variables, self.flags).child(bound, via)
         size = self.estimator.size(template.body, body_src, inner)  # its arguments known: before expanding it
         over = self.over(size)
@@ -312,26 +357,57 @@ class Expander:
                 self.copy_locs(raw[key], src + (key,), dst + (key,))
         return _carry(self.value(raw, src, scope, dst), result)
 
-    def bind(self, call: composite.Block, template: Any, src: Path) -> dict | None:
-        # Defaults may be expressions over the vars (`width: ${base * 2}`), evaluated per use.
-        scope = Scope(self.variables, self.flags)
-        bound = {
-            name: self.value(default, ("blocks", call.block, "args", name), scope)
-            for name, default in template.args.items()
-            if name not in call.args
-        }
-        ok = FAILED not in bound.values()
-        for name, val in call.args.items():
+    def bind(self, call: composite.Block, template: Any, src: Path, via: dict[str, str]) -> dict | None:
+        """The call's arguments with the template's defaults for the others. A default may be an
+        expression over the vars and the other arguments (`width: ${planes * 4}`), computed per use
+        after the arguments it reads; one computed from an argument this call gives names the call
+        (added to `via`)."""
+        ok = True
+        for name in call.args:
             if name not in template.args:
                 hint = _suggest(name, list(template.args))
                 self.fail(src + ("args", name), f"block '{call.block}' has no argument '{name}'{hint}", key=True)
                 ok = False
-            bound[name] = val
         for name, default in template.args.items():
             if default is None and call.args.get(name) is None:
                 self.fail(src, f"block '{call.block}' needs argument '{name}'")
                 ok = False
-        return bound if ok else None
+        defaults = {n: d for n, d in template.args.items() if n not in call.args}
+        order = self.default_order(call.block, defaults)
+        if not ok or order is None:
+            return None
+        bound = dict(call.args)
+        scope = Scope(self.variables, self.flags).child(bound, via)
+        for name in order:
+            raw = defaults[name]
+            read = names(raw) - {name} if has_expr(raw) else frozenset()  # its own name: the var of that name
+            if any(bound.get(n) is FAILED for n in read):
+                bound[name] = FAILED  # reported at the default it reads
+                continue
+            bound[name] = self.value(raw, ("blocks", call.block, "args", name), scope)
+            via_default = _via(raw, scope) if read else ""
+            scope = scope.child({name: bound[name]}, {name: via_default} if via_default else None)
+            if name in scope.via:
+                via[name] = scope.via[name]
+        return None if any(bound[n] is FAILED for n in order) else bound  # a failed given argument: its uses stay quiet
+
+    def default_order(self, block: str, defaults: dict) -> list[str] | None:
+        """The defaults in an order where each comes after the other defaults it reads (None: they
+        read each other in a cycle; said once per template, at the cycle's first argument)."""
+        reads = {n: (names(d) & defaults.keys()) - {n} if has_expr(d) else set() for n, d in defaults.items()}
+        order: list[str] = []
+        state: dict[str, int] = {}  # 1: being placed, 2: placed
+        for start in defaults:
+            cycle = _place_after_reads(start, reads, state, order)
+            if cycle:
+                if block not in self.reported_cycles:
+                    self.reported_cycles.add(block)
+                    self.fail(("blocks", block, "args", cycle[0]), (
+                        f"arguments of block '{block}' read each other in a cycle: {_chain(cycle, 'arguments')} "
+                        "(give one of them in the call's `args`)"
+                    ))  # fmt: skip
+                return None
+        return order
 
     def refuse(self, src: Path, message: str) -> Any:
         """A node that would pass a budget is not expanded: said for the first one only (the
@@ -378,6 +454,176 @@ class Expander:
         problems, result = pydantic_problems(model, data, loc)
         self.problems.extend(problems)
         return result
+
+
+class Splicer:
+    """Puts the layers of every sequential marked `splice: true` in its place in the enclosing
+    sequential's layers (a repeat in sequence is one), recursively, and moves what the expander
+    recorded by path (locations, flags, removed graph nodes) to the new paths; in one pass."""
+
+    def __init__(self, expander: Expander):
+        self.expander = expander
+        self.moves: dict[Path, Path | None] = {}
+        """Old path -> new path (None: a spliced sequential's own keys, gone)."""
+
+    def root(self, data: Any, path: Path) -> Any:
+        self.walk(data, path, path)
+        ex = self.expander
+        ex.locs, ex.key_locs = self.moved(ex.locs), self.moved(ex.key_locs)
+        ex.vias, ex.dropped = self.moved(ex.vias), self.moved(ex.dropped)
+        return data
+
+    def walk(self, node: Any, old: Path, new: Path) -> None:
+        """Flatten below `node`, which moves from path `old` to `new` (iterative: any depth)."""
+        stack = [(node, old, new)]
+        while stack:
+            node, old, new = stack.pop()
+            if old != new:
+                self.moves[old] = new
+            if isinstance(node, list):
+                stack.extend((v, old + (i,), new + (i,)) for i, v in enumerate(node))
+                continue
+            if not isinstance(node, dict):
+                continue
+            if _SPLICE in node:  # (the marks of the layers of a sequential are taken off before)
+                self.misplaced(node)
+            layers = node.get("layers") if node.get("type") == "sequential" else None
+            if isinstance(layers, list):
+                flat = [item for i, layer in enumerate(layers) for item in self.items(layer, old + ("layers", i))]
+                node["layers"] = [layer for _, layer in flat]
+                stack.extend((layer, at, new + ("layers", j)) for j, (at, layer) in enumerate(flat))
+            stack.extend((v, old + (k,), new + (k,)) for k, v in node.items() if not (k == "layers" and layers))
+
+    def items(self, layer: Any, old: Path) -> list[tuple[Path, Any]]:
+        """The layers `layer` puts in a list: its own when it is spliced (theirs when they are), else itself."""
+        out: list[tuple[Path, Any]] = []
+        stack = [(layer, old)]
+        while stack:
+            layer, old = stack.pop()
+            if not (isinstance(layer, dict) and _SPLICE in layer):
+                out.append((old, layer))
+                continue
+            del layer[_SPLICE]
+            self.moves[old] = None
+            frozen = layer.get("trainable") is False
+            inner = layer.get("layers") if isinstance(layer.get("layers"), list) else []
+            for j in range(len(inner) - 1, -1, -1):
+                if frozen and isinstance(inner[j], dict):
+                    inner[j]["trainable"] = False  # as the sequential's trainable: false would have frozen it
+                stack.append((inner[j], old + ("layers", j)))
+        return out
+
+    def misplaced(self, node: dict) -> None:
+        where = node.pop(_SPLICE)
+        self.expander.fail(where, "'splice: true' only in a sequential's `layers` or a repeat's body (copies in "
+                                  "sequence): its layers go in its place in that list")  # fmt: skip
+
+    def moved(self, by_path: dict) -> dict:
+        if not self.moves:
+            return by_path
+        out: dict = {}
+        for path, value in by_path.items():
+            for end in range(len(path), -1, -1):
+                if path[:end] in self.moves:
+                    target = self.moves[path[:end]]
+                    if target is not None:
+                        out[target + path[end:]] = value
+                    break
+            else:
+                out[path] = value
+        return out
+
+
+def expand_vars(
+    doc: Document, registry: Registry, variables: dict, flags: dict[str, str], budget: Budget
+) -> tuple[dict, dict[str, str], list[Diagnostic]]:
+    """The vars computed in order, each `${...}` over the vars above it; a var computed from one
+    a `--set` flag gave names that flag too (returned with the flags). A var that reads itself, a
+    later var or a var that failed is FAILED (the first two reported here, naming the vars)."""
+    expander = Expander(doc, registry, {}, {}, flags, budget)
+    values: dict = {}
+    flags = dict(flags)
+    position = {name: i for i, name in enumerate(variables)}
+    in_cycles: set[str] = set()
+    for name, raw in variables.items():
+        read = names(raw) if has_expr(raw) else frozenset()
+        later = sorted((n for n in read if n in position and position[n] >= position[name]), key=position.get)
+        if later and name not in in_cycles:
+            message, cycle = _order_problem(name, later[0], variables, position)
+            in_cycles.update(cycle)  # a cycle is said once, at its first var
+            expander.fail(("vars", name), message)
+        if later or any(values.get(n) is FAILED for n in read):
+            values[name] = FAILED  # reported: here, or at the var it reads
+            continue
+        values[name] = expander.value(raw, ("vars", name), Scope(values, flags), ("vars", name))
+        via = sorted({flags[n] for n in read if n in flags} | ({flags[name]} if name in flags else set()))
+        if via:
+            flags[name] = ", ".join(via)
+    return values, flags, expander.problems
+
+
+def _order_problem(name: str, later: str, variables: dict, position: dict) -> tuple[str, tuple]:
+    """Why var `name` cannot read var `later` (itself or one below it): a cycle, named, or the
+    order; and the vars of the cycle (none: no cycle)."""
+    if later == name:
+        return f"var '{name}' reads itself", (name,)
+    cycle = _cycle(later, name, variables, position, (name,))
+    if cycle:
+        return (f"vars {_chain(cycle)} read each other in a cycle: each var is computed from the vars "
+                "above it"), cycle  # fmt: skip
+    return (f"var '{name}' reads '{later}', which comes after it: each var is computed from the vars above it "
+            f"(move '{later}' above '{name}')"), ()  # fmt: skip
+
+
+def _cycle(start: str, goal: str, variables: dict, position: dict, chain: tuple) -> tuple | None:
+    """A chain of var references from `start` back to `goal`, after `chain` (depth-first, each var
+    visited once, linear in the vars: the way back is kept as each var's parent)."""
+    parent: dict[str, str | None] = {start: None}
+    stack = [start]
+    while stack:
+        here = stack.pop()
+        if here == goal:
+            path = [here]
+            while parent[path[-1]] is not None:
+                path.append(parent[path[-1]])
+            return chain + tuple(reversed(path))
+        raw = variables.get(here)
+        read = names(raw) if has_expr(raw) else frozenset()
+        for name in sorted(read, key=position.get, reverse=True):
+            if name in position and name not in parent:
+                parent[name] = here
+                stack.append(name)
+    return None
+
+
+def _chain(names: tuple, what: str = "vars") -> str:
+    """a -> b -> a, its middle left out when long."""
+    if len(names) <= 10:
+        return " -> ".join(names)
+    return f"{' -> '.join(names[:5])} -> ... -> {' -> '.join(names[-3:])} ({len(names) - 1} {what})"
+
+
+def _place_after_reads(start: str, reads: dict, state: dict, order: list) -> tuple | None:
+    """Depth-first (iterative: a template may have many arguments): append `start` to `order`
+    after the names it reads, and those after theirs; a cycle met on the way."""
+    if state.get(start) == 2:
+        return None
+    state[start] = 1
+    chain = [start]
+    pending = [iter(sorted(reads[start]))]
+    while pending:
+        read = next(pending[-1], None)
+        if read is None:  # all it reads are placed
+            pending.pop()
+            state[chain[-1]] = 2
+            order.append(chain.pop())
+        elif state.get(read) == 1:
+            return tuple(chain[chain.index(read) :]) + (read,)
+        elif state.get(read) != 2:
+            state[read] = 1
+            chain.append(read)
+            pending.append(iter(sorted(reads[read])))
+    return None
 
 
 def _mib(chars: int) -> str:

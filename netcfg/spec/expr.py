@@ -4,14 +4,20 @@ Expressions are parsed with :mod:`ast` and evaluated by walking the tree here, o
 whitelist of node types: numbers, strings, booleans, names bound by the spec (block
 arguments, repeat indices, top-level vars), arithmetic, comparisons, ``and``/``or``/
 ``not`` (on true/false only; ``and``/``or`` short-circuit), ``a if cond else b`` and the
-functions min, max, abs, int. Nothing else is reachable: no attribute access, no subscripts,
-no calls to anything but those four.
+functions min, max, abs, int, round, ceil, floor, log2. Nothing else is reachable: no
+attribute access, no subscripts, no calls to anything but those.
+
+A layer's argument may also read the shape of the tensor reaching the layer (BUILD_NAMES:
+``in_channels`` ...): such an expression is kept as text by the expansion, with the other
+names it reads written in as their values (``bind_later``), and computed by the builder,
+which knows the shapes (``shape_names``).
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import math
 import operator
 import re
 from typing import Any
@@ -37,7 +43,42 @@ _COMPARE = {
     ast.Gt: operator.gt,
     ast.GtE: operator.ge,
 }
-_FUNCTIONS = {"min": min, "max": max, "abs": abs, "int": int}
+
+
+def _round(x, ndigits=None):
+    """Python's round: ties to even (round(2.5) == 2, as torch.round); round(x, n) keeps a float."""
+    _require_numbers("round", x, ndigits)
+    return round(x) if ndigits is None else round(x, ndigits)
+
+
+def _numeric(name: str, fn):
+    def call(x):
+        _require_numbers(name, x)
+        return fn(x)
+
+    return call
+
+
+def _require_numbers(name: str, *values: Any) -> None:
+    """round/ceil/floor/log2 take numbers: true/false or a string is a mistake, not a 1 or a 0."""
+    for value in values:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ExprError(f"{name}() takes numbers, got {_describe(value)}")
+
+
+_FUNCTIONS = {
+    "min": min,
+    "max": max,
+    "abs": abs,
+    "int": int,
+    "round": _round,
+    "ceil": _numeric("ceil", math.ceil),
+    "floor": _numeric("floor", math.floor),
+    "log2": _numeric("log2", math.log2),
+}
+_FUNCTION_LIST = ", ".join(_FUNCTIONS)
+_ARITY = {"min": (2, None), "max": (2, None), "round": (1, 2)}
+"""How many arguments each function takes (default: one)."""
 MAX_LENGTH = 200
 MAX_INT_BITS = 1024
 MAX_STRING = 10_000
@@ -134,6 +175,11 @@ class _Eval:
         if node.id in self.scope:
             return self.scope[node.id]
         known = ", ".join(sorted(self.scope)) or "none"
+        if node.id in BUILD_NAMES:
+            raise ExprError(
+                f"'{node.id}' is known only when building ({BUILD_NAMES[node.id]}): a layer's own numeric "
+                f"arguments may read it, as a whole '${{...}}' value (names available here: {known})"
+            )
         raise ExprError(f"unknown name '{node.id}' in expression (names available: {known})")
 
     def visit_BinOp(self, node: ast.BinOp) -> Any:
@@ -185,8 +231,14 @@ class _Eval:
 
     def visit_Call(self, node: ast.Call) -> Any:
         if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS or node.keywords:
-            raise ExprError(f"call '{ast.unparse(node)}' is not allowed (functions: min, max, abs, int)")
-        return _FUNCTIONS[node.func.id](*[self.visit(a) for a in node.args])
+            raise ExprError(f"call '{ast.unparse(node)}' is not allowed (functions: {_FUNCTION_LIST})")
+        name = node.func.id
+        low, high = _ARITY.get(name, (1, 1))
+        if len(node.args) < low or high is not None and len(node.args) > high:
+            count = f"{low} or {high}" if high and high > low else f"{low} or more" if high is None else f"{low}"
+            raise ExprError(f"{name}() takes {count} argument{'s' * (count != '1')}, got {len(node.args)} "
+                            f"in '{ast.unparse(node)}'")  # fmt: skip
+        return _checked(_FUNCTIONS[name](*[self.visit(a) for a in node.args]))
 
 
 def _require_bool(word: str, value: Any, node: ast.AST) -> None:
@@ -241,3 +293,66 @@ _VISITORS = {
     ast.IfExp: _Eval.visit_IfExp,
     ast.Call: _Eval.visit_Call,
 }
+
+
+# ---------------------------------------------------------------- names known when building
+
+BUILD_NAMES = {
+    "in_channels": "dimension 1 of the layer's input, C of [N, C, ...]",
+    "in_features": "the last dimension of the layer's input",
+    "in_height": "dimension 2 of a 4-D input [N, C, H, W]",
+    "in_width": "dimension 3 of a 4-D input [N, C, H, W]",
+}
+"""Names a layer's own arguments may read: sizes of the tensor reaching the layer, known only
+when the model is built (the builder computes such an argument just before building the layer)."""
+
+
+def shape_names(shape: tuple[int, ...]) -> dict[str, int]:
+    """The values of BUILD_NAMES for an input of this shape (those its rank defines)."""
+    found = {"in_features": int(shape[-1])} if shape else {}
+    if len(shape) >= 2:
+        found["in_channels"] = int(shape[1])
+    if len(shape) == 4:
+        found.update(in_height=int(shape[2]), in_width=int(shape[3]))
+    return found
+
+
+def bind_later(value: str, scope: dict[str, Any]) -> str | None:
+    """A whole-string expression that reads a build-time name (one of BUILD_NAMES the scope
+    does not bind): the same expression with the other names it reads written in as their
+    values, to be computed when building (None: it reads no build-time name; compute it now).
+
+    `${in_channels // groups}` with groups = 2 gives `${in_channels // 2}`. A name neither in
+    the scope nor a build-time name is an error now, where the expression is written."""
+    whole = WHOLE.match(value.strip())
+    if not whole or len(whole.group(1)) > MAX_LENGTH:
+        return None
+    text = whole.group(1).strip()
+    tree = _parse(text)
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}  # min, max ...: not values
+    read = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called]
+    if not any(n.id in BUILD_NAMES and n.id not in scope for n in read):
+        return None
+    data = text.encode()  # ast offsets count UTF-8 bytes
+    for name in sorted(read, key=lambda n: n.col_offset, reverse=True):
+        if name.id in scope:
+            data = data[: name.col_offset] + _literal(name.id, scope[name.id]).encode() + data[name.end_col_offset :]
+        elif name.id not in BUILD_NAMES:
+            _Eval(scope).visit_Name(name)  # raises: unknown name
+    bound = data.decode()
+    if len(bound) > MAX_LENGTH:
+        raise ExprError(f"expression '{text}' is longer than {MAX_LENGTH} characters once the values of the "
+                        "names it reads are written in (it is computed when building)")  # fmt: skip
+    return "${" + bound + "}"
+
+
+def _literal(name: str, value: Any) -> str:
+    """A value as expression text that reads back as the same value."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ExprError(f"'{name}' is {value}, which an expression computed when building cannot read")
+    if isinstance(value, (bool, str, type(None))):
+        return repr(value)
+    if isinstance(value, (int, float)):
+        return f"({value!r})" if value < 0 else repr(value)
+    raise ExprError(f"'{name}' is {_describe(value)}: an expression computed when building reads numbers, "
+                    "strings and true/false only")  # fmt: skip

@@ -19,7 +19,7 @@ from netcfg.io.files import open_regular
 from netcfg.numbers import index_or_key
 from netcfg.spec import model as spec_mod
 from netcfg.spec.budget import MAX_DEPTH, MAX_DOCUMENT_VALUES, MAX_FILE_BYTES, MAX_TEXT, Budget
-from netcfg.spec.expand import Expander, Scope
+from netcfg.spec.expand import Expander, Scope, expand_vars
 from netcfg.spec.validate import NodeValidator, pydantic_problems, suggest, yaml_repr
 from netcfg.spec.yaml_source import Document, read_yaml
 
@@ -219,13 +219,14 @@ def resolve(doc: Document, registry: Registry) -> spec_mod.Spec:
         raise SpecError(f"a spec is a mapping with keys netcfg, input and model; got {yaml_repr(data)}", doc.loc(()))
     _check_version(doc)
     budget = Budget()  # one for the whole spec: top-level values, the model and the shared modules
-    subst_problems = _substitute_top(doc, budget)
+    raw_vars = data.get("vars") if isinstance(data.get("vars"), dict) else {}
+    variables, flags, var_problems = expand_vars(doc, registry, raw_vars, _var_flags(doc, raw_vars), budget)
+    subst_problems = _substitute_top(doc, budget, variables, flags)
     problems, head = pydantic_problems(spec_mod.SpecHead, data, lambda p: _loc(doc, p), owner="at the top level")
-    problems = subst_problems + problems
-    blocks, variables, shared_raw = _parts(head, data)
+    problems = var_problems + subst_problems + problems
+    blocks, shared_raw = _parts(head, data)
     if head is not None:
         problems += _check_init_layers(doc, head, registry)
-    flags = _var_flags(doc, variables)
     expander = Expander(doc, registry, blocks, variables, flags, budget)
     scope = Scope(variables, flags)
     try:
@@ -290,11 +291,9 @@ def _place(d: Diagnostic) -> tuple:
     return (0, loc.file, loc.line, loc.col)
 
 
-def _substitute_top(doc: Document, budget: Budget) -> list[Diagnostic]:
+def _substitute_top(doc: Document, budget: Budget, variables: dict, flags: dict[str, str]) -> list[Diagnostic]:
     """${...} in top-level values (init rules, input, ...) see the vars; module nodes and
     block bodies are substituted during expansion, where block arguments are known too."""
-    variables = doc.data.get("vars") if isinstance(doc.data.get("vars"), dict) else {}
-    flags = _var_flags(doc, variables)
     expander = Expander(doc, REGISTRY, {}, variables, flags, budget)
     for key in list(doc.data):
         if key not in ("model", "shared", "blocks", "vars"):
@@ -318,11 +317,11 @@ def _with_vias(locs: dict, vias: dict) -> dict:
     return out
 
 
-def _parts(head: spec_mod.SpecHead | None, data: dict) -> tuple[dict, dict, dict]:
-    """Blocks, vars and shared modules; from the raw data when the top level is invalid,
+def _parts(head: spec_mod.SpecHead | None, data: dict) -> tuple[dict, dict]:
+    """Blocks and shared modules; from the raw data when the top level is invalid,
     so that problems inside the model are reported in the same run."""
     if head is not None:
-        return head.blocks, dict(head.vars), head.shared
+        return head.blocks, head.shared
     blocks: dict = {}
     for name, raw in (data.get("blocks") or {}).items() if isinstance(data.get("blocks"), dict) else []:
         try:
@@ -330,9 +329,8 @@ def _parts(head: spec_mod.SpecHead | None, data: dict) -> tuple[dict, dict, dict
         except ValueError:
             blocks[name] = None  # reported by the top-level validation; uses of it stay quiet
 
-    variables = data.get("vars") if isinstance(data.get("vars"), dict) else {}
     shared = data.get("shared") if isinstance(data.get("shared"), dict) else {}
-    return blocks, variables, shared
+    return blocks, shared
 
 
 def _loc(doc: Document, path: tuple) -> Loc:

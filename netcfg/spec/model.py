@@ -354,7 +354,8 @@ class SpecHead(BaseModel):
     name: str | None = None
     description: str | None = None
     vars: dict[str, Scalar] = Field(default_factory=dict)
-    """Named values usable as ${name} anywhere; change them with --set vars.name=value."""
+    """Named values usable as ${name} anywhere, each a value or an expression over the vars above it;
+    change them with --set vars.name=value."""
     input: Inputs
     """The sample input ({shape, dtype, low, high}), or a mapping of names to such inputs: the
     model's forward takes them in that order (or by name)."""
@@ -378,14 +379,6 @@ class SpecHead(BaseModel):
     """Checkpoints to initialize parts of the model from, after the init rules."""
     shard: Optional[ShardSpec] = None
     """How --strategy fsdp cuts the model into units (default: each repeat copy and block instance)."""
-
-    @field_validator("vars")
-    @classmethod
-    def _plain_vars(cls, value: dict) -> dict:
-        computed = [k for k, v in value.items() if isinstance(v, str) and "${" in v]
-        if computed:
-            raise ValueError(f"vars hold plain values, not ${{...}} expressions ({', '.join(computed)})")
-        return value
 
     @property
     def inputs(self) -> dict[str, InputSpec]:

@@ -50,13 +50,15 @@ def json_schema(registry: Registry = REGISTRY) -> dict:
 EXPRESSION = {
     "type": "string",
     "pattern": r"\$\{[^{}]*\}",
-    "description": "A ${...} expression (over vars, block arguments, a repeat index), substituted before validation.",
+    "description": "A ${...} expression (over vars, block arguments, a repeat index), substituted before validation;"
+    " in a layer's own arguments it may read the incoming shape (in_channels, ...), computed when building.",
 }
 _EXPR = {"$ref": "#/$defs/Expression"}
 _NOTES = ("title", "description", "default", "examples")
 _NOT_ANY_STRING = {"enum", "const", "pattern", "format", "maxLength", "$ref", "oneOf", "allOf", "not"}
 # Top-level keys whose values the loader does not substitute (loader._substitute_top): vars
-# must be plain values, and blocks are templates (their bodies are nodes, expanded per use).
+# are computed in order (expand.expand_vars; a var is a scalar, and a string takes an expression
+# already), and blocks are templates (their bodies are nodes, expanded per use).
 _LITERAL_TOP = ("vars", "blocks")
 
 
@@ -143,6 +145,11 @@ def _point_children_at_node(name: str, sub: dict) -> None:
     sub["properties"]["if"] = {
         "anyOf": [{"type": "boolean"}, _EXPR],
         "description": "Keep this node only when true (true, false or a ${...} expression).",
+    }
+    sub["properties"]["splice"] = {
+        "anyOf": [{"type": "boolean"}, _EXPR],
+        "description": "In a sequential's layers (or a repeat's body): put the layers of the sequential this node "
+        "expands to in its place, flat.",
     }
 
 

@@ -18,9 +18,10 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from netcfg.catalogue import composite
-from netcfg.catalogue.base import Node
+from netcfg.catalogue.base import Node, module_name_problem
 from netcfg.catalogue.registry import Registry
 from netcfg.errors import Diagnostic, Loc
+from netcfg.spec.expr import BUILD_NAMES, has_expr, names
 from netcfg.suggest import MAX_LISTED, close_matches, suggest
 
 FAILED = object()
@@ -276,10 +277,68 @@ def _phrase(err: dict) -> str:
     )
 
 
+# ---------------------------------------------------------------- arguments computed when building
+
+
+def _later_paths(data: dict) -> list[tuple]:
+    """Paths of the `${...}` values the expansion left in a layer's arguments: they read the
+    incoming shape, and the builder computes them (spec/expr.py's bind_later)."""
+    found: list[tuple] = []
+    stack: list[tuple[tuple, Any]] = [((k,), v) for k, v in data.items() if k != "type"]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((path + (k,), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((path + (i,), v) for i, v in enumerate(value))
+        elif has_expr(value):
+            found.append(path)
+    return sorted(found, key=str)
+
+
+def _with_placeholders(model: type[BaseModel], data: dict, later: list[tuple]) -> tuple[dict, list[tuple]]:
+    """The data with each value computed when building replaced by a number its field takes (1,
+    else 0), to validate everything else now; and the paths where the field takes neither."""
+    later = [p for p in later if p[0] in model.model_fields]  # an unknown key is said as such
+    if not later:
+        return data, []
+    probe, refused = data, later
+    for number in (1, 0):
+        probe = _replaced(probe, {p: number for p in refused})
+        refused = [p for p in refused if p in _error_paths(model, probe)]
+    return probe, refused
+
+
+def _replaced(data: Any, values: dict[tuple, Any]) -> Any:
+    """A copy of `data` with the values at these paths replaced (the rest shared)."""
+    if () in values:
+        return values[()]
+    firsts = {p[0] for p in values}
+    if isinstance(data, dict):
+        return {k: _replaced(v, _under(values, k)) if k in firsts else v for k, v in data.items()}
+    return [_replaced(v, _under(values, i)) if i in firsts else v for i, v in enumerate(data)]
+
+
+def _under(values: dict[tuple, Any], key: Any) -> dict[tuple, Any]:
+    return {p[1:]: v for p, v in values.items() if p[0] == key}
+
+
+def _error_paths(model: type[BaseModel], data: Any) -> set[tuple]:
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        return {_data_path(data, err["loc"])[0] for err in exc.errors(include_url=False)}
+    return set()
+
+
+def _build_names(data: dict, path: tuple) -> set[str]:
+    value = data
+    for key in path:
+        value = value[key]
+    return names(value) & BUILD_NAMES.keys()
+
+
 # ---------------------------------------------------------------- module nodes
-
-
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # as a node's `name`: an attribute name
 
 
 class NodeValidator:
@@ -339,8 +398,24 @@ class NodeValidator:
             self.fail(path + ("ref",), f"no shared module '{data['ref']}'{suggest(data['ref'], self.shared)}")
 
     def shallow(self, model: type[Node], data: dict, path: tuple) -> Node | None:
-        problems, node = pydantic_problems(model, data, lambda p: self._loc(path, p), owner=f"for {data['type']}")
-        self.problems.extend(problems)
+        later = _later_paths(data) if self.registry.get(data["type"]).kind in ("layer", "merge") else []
+        if later and path[0] == "shared":
+            self.fail(path + later[0], "a shared module is one module for all its uses: its arguments cannot "
+                                       "read the incoming shape (give a number, or a var)")  # fmt: skip
+            return None
+        probe, refused = _with_placeholders(model, data, later)
+        problems, node = pydantic_problems(model, probe, lambda p: self._loc(path, p), owner=f"for {data['type']}")
+        refused_at = {self.loc_of(path + p): p for p in refused}
+        self.problems.extend(d for d in problems if d.loc not in refused_at)
+        for p in refused:
+            read = ", ".join(sorted(_build_names(data, p)))
+            self.fail(path + p, f"'{_dotted(p)}' reads the incoming shape ({read}), known only when building: "
+                                "only a layer's numeric arguments may read it")  # fmt: skip
+        if node is None or refused or not later:
+            return None if refused else node
+        fields = sorted({p[0] for p in later})  # (all known fields: the node validated)
+        node = node.model_copy(update={f: data[f] for f in fields})
+        node._deferred = tuple(fields)
         return node
 
     def _loc(self, base: tuple, rel: tuple) -> Loc:
@@ -356,11 +431,10 @@ class NodeValidator:
             self.check_names(value, path)
             return None if any(i is None for i in items) else items
         if shape == "map" and isinstance(value, dict):
-            bad = [k for k in value if not (isinstance(k, str) and _IDENTIFIER.match(k))]
+            bad = [k for k in value if not isinstance(k, str) or module_name_problem(k)]
             for k in bad:
-                self.problems.append(Diagnostic(self.key_loc_of(path + (k,)), (
-                    f"graph node name {yaml_repr(k)} is not an identifier (letters, digits and _, not first a digit)"
-                )))  # fmt: skip
+                why = module_name_problem(k) if isinstance(k, str) else "a module name is a string"
+                self.problems.append(Diagnostic(self.key_loc_of(path + (k,)), f"graph node name {yaml_repr(k)}: {why}"))
             items = {k: self.node(v, path + (k,), in_graph=True) for k, v in value.items()}
             return None if bad or any(i is None for i in items.values()) else items
         return None  # the shallow validation already reported the wrong shape

@@ -240,7 +240,7 @@ model:
     spec = load_spec(write_spec(text), ["vars.w=5"])
     assert [layer.out_features for layer in spec.model.layers] == [10, 3]
     path = write_spec(text.replace("args: {bad: 1}}", "args: {}}"))
-    assert errors(path) == [f"{path}:6:36: error: unknown name 'nope' in expression (names available: w)"]
+    assert errors(path) == [f"{path}:6:36: error: unknown name 'nope' in expression (names available: w, width)"]
 
 
 def test_a_device_index_in_another_script_is_refused_at_the_spec(write_spec):
