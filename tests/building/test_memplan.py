@@ -215,6 +215,7 @@ SMALL_CONFIGS = [
     ("configs/resnet18.yaml", ["input.shape=[2, 3, 64, 64]"]),
     ("configs/gpt2.yaml", ["vars.layers=2"]),
     ("configs/vit_b_16.yaml", ["vars.layers=2"]),
+    ("configs/swin_t.yaml", ["vars.embed=24", "vars.depth3=2"]),
 ]
 
 
