@@ -337,18 +337,7 @@ def shifted_window_attention(x: torch.Tensor, attn: SwinAttention) -> torch.Tens
     scores = (q * (c // heads) ** -0.5) @ k.transpose(-2, -1)
     scores = scores + attn.relative_position_bias()
     if sum(shift) > 0:
-        mask = x.new_zeros((pad_h, pad_w))
-        h_slices = ((0, -window[0]), (-window[0], -shift[0]), (-shift[0], None))
-        w_slices = ((0, -window[1]), (-window[1], -shift[1]), (-shift[1], None))
-        count = 0
-        for hs in h_slices:
-            for ws in w_slices:
-                mask[hs[0] : hs[1], ws[0] : ws[1]] = count
-                count += 1
-        mask = mask.view(pad_h // window[0], window[0], pad_w // window[1], window[1])
-        mask = mask.permute(0, 2, 1, 3).reshape(windows, window[0] * window[1])
-        mask = mask.unsqueeze(1) - mask.unsqueeze(2)
-        mask = mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
+        mask = shift_mask(pad_h, pad_w, window, shift)
         scores = scores.view(x.size(0) // windows, windows, heads, x.size(1), x.size(1))
         scores = (scores + mask.unsqueeze(1).unsqueeze(0)).view(-1, heads, x.size(1), x.size(1))
     x = (scores.softmax(-1) @ v).transpose(1, 2).reshape(x.size(0), x.size(1), c)
@@ -358,6 +347,34 @@ def shifted_window_attention(x: torch.Tensor, attn: SwinAttention) -> torch.Tens
     if sum(shift) > 0:
         x = torch.roll(x, shifts=(shift[0], shift[1]), dims=(1, 2))
     return x[:, :h, :w, :].contiguous()
+
+
+def shift_mask(h: int, w: int, window: list[int], shift: list[int]) -> torch.Tensor:
+    """torchvision's mask of shifted windows [windows, T, T]: -100 between positions of different
+    regions of the rolled image, else 0."""
+    mask = torch.zeros(h, w)
+    h_slices = ((0, -window[0]), (-window[0], -shift[0]), (-shift[0], None))
+    w_slices = ((0, -window[1]), (-window[1], -shift[1]), (-shift[1], None))
+    count = 0
+    for hs in h_slices:
+        for ws in w_slices:
+            mask[hs[0] : hs[1], ws[0] : ws[1]] = count
+            count += 1
+    mask = mask.view(h // window[0], window[0], w // window[1], window[1])
+    mask = mask.permute(0, 2, 1, 3).reshape(-1, window[0] * window[1])
+    mask = mask.unsqueeze(1) - mask.unsqueeze(2)
+    return mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
+
+
+def relative_position_index(window: list[int]) -> torch.Tensor:
+    """torchvision's define_relative_position_index: the bias table's row of each pair of window positions."""
+    coords = torch.stack(torch.meshgrid(torch.arange(window[0]), torch.arange(window[1]), indexing="ij"))
+    coords = torch.flatten(coords, 1)
+    relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
+    relative[:, :, 0] += window[0] - 1
+    relative[:, :, 1] += window[1] - 1
+    relative[:, :, 0] *= 2 * window[1] - 1
+    return relative.sum(-1).flatten()
 
 
 class SwinAttention(nn.Module):
@@ -370,13 +387,7 @@ class SwinAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window[0] - 1) * (2 * window[1] - 1), heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-        coords = torch.stack(torch.meshgrid(torch.arange(window[0]), torch.arange(window[1]), indexing="ij"))
-        coords = torch.flatten(coords, 1)
-        relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
-        relative[:, :, 0] += window[0] - 1
-        relative[:, :, 1] += window[1] - 1
-        relative[:, :, 0] *= 2 * window[1] - 1
-        self.register_buffer("relative_position_index", relative.sum(-1).flatten())
+        self.register_buffer("relative_position_index", relative_position_index(window))
 
     def relative_position_bias(self) -> torch.Tensor:
         n = self.window_size[0] * self.window_size[1]

@@ -1,6 +1,6 @@
 """Attention with masks, a score bias and a second source, and Swin's relative position bias and
 shifted-window mask, against PyTorch's own nn.MultiheadAttention and hand-written references
-(Hugging Face Llama's and torchvision's Swin's formulas, written out here)."""
+(Hugging Face Llama's attention written out here, torchvision's Swin's in benchmarks/twins.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from benchmarks.twins import relative_position_index, shift_mask
 from netcfg.building.builder import build_spec
 from netcfg.building.layers.attention import Attention, RelativePositionBias, WindowMask
 from netcfg.catalogue import attention as d
@@ -148,40 +149,18 @@ def test_fused_qkv_rows_and_rotary_positions_are_hugging_face_llama_s():
 
 def test_the_relative_position_bias_is_torchvision_s():
     bias = RelativePositionBias((3, 2), heads=4)
-    # torchvision's define_relative_position_index and _get_relative_position_bias, written out
-    coords = torch.stack(torch.meshgrid(torch.arange(3), torch.arange(2), indexing="ij")).flatten(1)
-    relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
-    relative[:, :, 0] += 3 - 1
-    relative[:, :, 1] += 2 - 1
-    relative[:, :, 0] *= 2 * 2 - 1
-    index = relative.sum(-1).flatten()
+    index = relative_position_index([3, 2])
     assert torch.equal(bias.relative_position_index, index)
     expected = bias.relative_position_bias_table[index].view(6, 6, -1).permute(2, 0, 1)
     torch.testing.assert_close(bias(torch.empty(0)), expected)
     assert bias.relative_position_bias_table.shape == (5 * 3, 4)
 
 
-def torchvision_window_mask(h: int, w: int, window: list[int], shift: list[int]) -> torch.Tensor:
-    """torchvision's shifted_window_attention mask, written out: [windows, T, T]."""
-    mask = torch.zeros(h, w)
-    h_slices = ((0, -window[0]), (-window[0], -shift[0]), (-shift[0], None))
-    w_slices = ((0, -window[1]), (-window[1], -shift[1]), (-shift[1], None))
-    count = 0
-    for hs in h_slices:
-        for ws in w_slices:
-            mask[hs[0] : hs[1], ws[0] : ws[1]] = count
-            count += 1
-    mask = mask.view(h // window[0], window[0], w // window[1], window[1]).permute(0, 2, 1, 3)
-    mask = mask.reshape(-1, window[0] * window[1])
-    mask = mask.unsqueeze(1) - mask.unsqueeze(2)
-    return mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
-
-
 @pytest.mark.parametrize(("size", "window", "shift"), [((14, 14), (7, 7), (3, 3)), ((8, 12), (4, 3), (2, 1))])
 def test_the_window_mask_is_torchvision_s(size, window, shift):
     mask = WindowMask(window, shift, -100.0)(torch.empty(2, *size, 5))
     assert mask.shape == (1, size[0] // window[0] * size[1] // window[1], window[0] * window[1], window[0] * window[1])
-    torch.testing.assert_close(mask[0], torchvision_window_mask(*size, list(window), list(shift)))
+    torch.testing.assert_close(mask[0], shift_mask(*size, list(window), list(shift)))
 
 
 def test_without_a_shift_the_window_mask_is_zero():
@@ -238,3 +217,25 @@ def test_a_score_bias_or_a_source_that_does_not_fit_is_refused():
              "a": {"type": "attention", "heads": 2, "cross": True, "inputs": ["input", "s"]}}  # fmt: skip
     message = build_error(cross, [2, 4, 8])
     assert "the keys and values input [4, 2, 8] does not fit the queries [2, 4, 8]" in message
+
+
+def test_rotary_positions_are_for_self_attention_only():
+    nodes = {"a": {"type": "attention", "heads": 2, "cross": True, "rotary": True, "inputs": ["input", "input"]}}
+    assert "rotary positions are for self-attention (cross: false)" in build_error(nodes, [2, 4, 8])
+
+
+def test_a_cross_attention_spec_builds_counts_and_runs():
+    nodes = {
+        "source": {"type": "linear", "out_features": 6},
+        "a": {"type": "attention", "heads": 2, "kv_heads": 1, "cross": True, "inputs": ["input", "source"]},
+    }
+    built = build_spec(spec_of(nodes, [2, 4, 8]), device="cpu")
+    attn = built.model.a
+    # q 8 x 8 + 8, kv (2 x 1 x 4) x 6 + 8, proj 8 x 8 + 8
+    assert sum(p.numel() for p in attn.parameters()) == 72 + 56 + 72
+    x = torch.randn(2, 4, 8)
+    source = built.model.source(x)
+    q = heads(attn.q(x), 2)
+    k, v = (heads(t, 1).expand(2, 2, 4, 4) for t in attn.kv(source).chunk(2, -1))
+    y = reference(q, k, v, torch.zeros(4, 4)).transpose(1, 2).reshape(2, 4, 8)
+    torch.testing.assert_close(built.model(x), attn.proj(y))
