@@ -30,10 +30,12 @@ MaskKind = Literal["key_padding", "bool", "additive"]
 
 
 class Attention(Layer):
-    """Multi-head attention over [*N, T, dim] (one or more batch dimensions N): self-attention
-    with a fused q/k/v projection `qkv`, or cross-attention (`cross`) with projections `q` and
-    `kv`; output projection `proj`. Optional inputs after the queries, in this order: the
-    keys/values source (cross), a mask (mask), an additive score bias (score_bias)."""
+    """Multi-head attention over [*N, T, dim]: self- or cross-attention, masks, a score bias.
+
+    One or more batch dimensions N. Self-attention projects through one fused `qkv`,
+    cross-attention (`cross`) through `q` and `kv`; the output through `proj`. The inputs after
+    the queries, in this order: the keys/values source (cross), a mask (mask), an additive score
+    bias (score_bias)."""
 
     type: Literal["attention"]
     heads: Pos
@@ -205,10 +207,12 @@ def _fits(shape: Shape, want: Shape) -> bool:
 
 
 class RelativePositionBias(Layer):
-    """Swin's learned relative position bias: a table `relative_position_bias_table`
-    [(2 Wh - 1) (2 Ww - 1), heads] read through the buffer `relative_position_index` [(Wh Ww)^2]
-    (torchvision's names and layout), out [heads, Wh Ww, Wh Ww]: the score bias of attention
-    within a window. Its input is read for nothing (any node can feed it: the windows)."""
+    """Swin's learned relative position bias [heads, Wh Ww, Wh Ww], an attention score bias.
+
+    A table `relative_position_bias_table` [(2 Wh - 1) (2 Ww - 1), heads] read through the buffer
+    `relative_position_index` [(Wh Ww)^2] (torchvision's names and layout), out [heads, Wh Ww,
+    Wh Ww]: the score bias of attention within a window. Its input is read for nothing (any node
+    can feed it: the windows)."""
 
     type: Literal["relative_position_bias"]
     window: IntOrPair
@@ -241,8 +245,10 @@ class RelativePositionBias(Layer):
 
 
 class WindowMask(Layer):
-    """Swin's shifted-window attention mask, computed from the geometry of a channels-last input
-    [N, H, W, C] (read for its sizes only): out [1, windows, Wh Ww, Wh Ww], 0 between positions of
+    """Swin's shifted-window attention mask [1, windows, Wh Ww, Wh Ww] (mask: additive).
+
+    Computed from the geometry of a channels-last input [N, H, W, C] (read for its sizes only):
+    out [1, windows, Wh Ww, Wh Ww], 0 between positions of
     the same region of the rolled image and -100 between positions of different ones (as
     torchvision's swin_t), for attention over windows [N, windows, Wh Ww, C] with mask: additive.
     With shift 0 it is all zeros. H and W must be multiples of the window."""

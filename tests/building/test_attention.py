@@ -4,6 +4,8 @@ shifted-window mask, against PyTorch's own nn.MultiheadAttention and hand-writte
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pytest
 import torch
 from torch import nn
@@ -239,3 +241,25 @@ def test_a_cross_attention_spec_builds_counts_and_runs():
     k, v = (heads(t, 1).expand(2, 2, 4, 4) for t in attn.kv(source).chunk(2, -1))
     y = reference(q, k, v, torch.zeros(4, 4)).transpose(1, 2).reshape(2, 4, 8)
     torch.testing.assert_close(built.model(x), attn.proj(y))
+
+
+def test_a_plugin_layer_declaring_two_inputs_receives_both():
+    import netcfg
+
+    class Gate(netcfg.Node):
+        type: Literal["gate"]
+
+        def input_roles(self) -> tuple[str, ...]:
+            return ("values", "gates")
+
+    class GateModule(nn.Module):
+        def forward(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+            return x * torch.sigmoid(g)
+
+    netcfg.register_layer("gate", args=Gate)(lambda args, xs, ctx: GateModule())
+    nodes = {"g": {"type": "linear", "out_features": 8}, "out": {"type": "gate", "inputs": ["input", "g"]}}
+    built = build_spec(spec_of(nodes, [2, 8]), device="cpu")
+    x = torch.randn(2, 8)
+    torch.testing.assert_close(built.model(x), x * torch.sigmoid(built.model.g(x)))
+    assert built.visits["out"].in_shapes == [(2, 8), (2, 8)]
+    assert build_error({"out": {"type": "gate"}}, [2, 8]).endswith("takes 2 inputs (values, gates), got 1")
