@@ -337,7 +337,7 @@ def shifted_window_attention(x: torch.Tensor, attn: SwinAttention) -> torch.Tens
     scores = (q * (c // heads) ** -0.5) @ k.transpose(-2, -1)
     scores = scores + attn.relative_position_bias()
     if sum(shift) > 0:
-        mask = shift_mask(pad_h, pad_w, window, shift)
+        mask = shift_mask(pad_h, pad_w, window, shift).to(x.device)
         scores = scores.view(x.size(0) // windows, windows, heads, x.size(1), x.size(1))
         scores = (scores + mask.unsqueeze(1).unsqueeze(0)).view(-1, heads, x.size(1), x.size(1))
     x = (scores.softmax(-1) @ v).transpose(1, 2).reshape(x.size(0), x.size(1), c)
