@@ -166,7 +166,8 @@ class Builder:
 
     def _root_inputs_hint(self, xs: list[torch.Tensor]) -> str:
         """How to read the model's several inputs, when a layer was given all of them."""
-        if len(xs) == len(self.root_inputs) and all(x is r for x, r in zip(xs, self.root_inputs, strict=True)):
+        several = len(self.root_inputs) > 1 and len(xs) == len(self.root_inputs)
+        if several and all(x is r for x, r in zip(xs, self.root_inputs, strict=True)):
             names = ", ".join(self.spec.head.inputs)
             return f" (the model's inputs {names}: make `model:` a graph that reads them by name)"
         return ""

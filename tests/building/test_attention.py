@@ -263,3 +263,13 @@ def test_a_plugin_layer_declaring_two_inputs_receives_both():
     torch.testing.assert_close(built.model(x), x * torch.sigmoid(built.model.g(x)))
     assert built.visits["out"].in_shapes == [(2, 8), (2, 8)]
     assert build_error({"out": {"type": "gate"}}, [2, 8]).endswith("takes 2 inputs (values, gates), got 1")
+
+
+def test_an_attention_mask_is_read_from_a_named_input():
+    inputs = {"x": {"shape": [2, 5, 16]}, "attention_mask": {"shape": [2, 5], "dtype": "int64", "high": 2}}
+    attn = {"type": "attention", "heads": 4, "mask": "key_padding", "inputs": ["x", "attention_mask"]}
+    model = {"type": "graph", "nodes": {"attn": attn}}
+    built = build_spec(load_spec_data({"netcfg": 1, "input": inputs, "model": model}, "generated"), device="cpu")
+    x, keep = torch.randn(2, 5, 16), torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    expected, _ = mha_twin(built.model.attn)(x, x, x, key_padding_mask=keep == 0)
+    torch.testing.assert_close(built.model(x, keep), expected)
