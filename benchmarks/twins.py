@@ -4,6 +4,9 @@
   with torchvision's module names and initialization; twin of configs/resnet*.yaml.
 - `gpt2(...)`: nanoGPT-style GPT-2 with the head tied to the token embedding and
   GPT-2's initialization; twin of configs/gpt2.yaml.
+- `SwinTransformer(...)`: torchvision's Swin Transformer (v1: shifted windows, relative
+  position bias, patch merging, stochastic depth), its module names and initialization;
+  twin of configs/swin_t.yaml.
 
 Plain PyTorch only (no netcfg import), so the tests can compare what netcfg builds
 against an independent implementation, and the benchmarks can time both.
@@ -310,3 +313,166 @@ class ViT(nn.Module):
         x = torch.cat([self.class_token.token.expand(x.shape[0], -1, -1), x], dim=1)
         x = self.dropout(x + self.pos_embedding.weight.unsqueeze(0))
         return self.heads(self.ln(self.layers(x))[:, 0])
+
+
+# ---------------------------------------------------------------- Swin (torchvision's swin_t layout)
+
+
+def shifted_window_attention(x: torch.Tensor, attn: SwinAttention) -> torch.Tensor:
+    """torchvision's shifted_window_attention (no logit scale): pad to whole windows, roll back by
+    the shift, attend within each window with the relative position bias and, when shifted, the
+    -100 mask between regions the roll brought together; then undo all of it."""
+    b, h, w, c = x.shape
+    window, heads = attn.window_size, attn.num_heads
+    x = F.pad(x, (0, 0, 0, (window[1] - w % window[1]) % window[1], 0, (window[0] - h % window[0]) % window[0]))
+    _, pad_h, pad_w, _ = x.shape
+    shift = [0 if window[0] >= pad_h else attn.shift_size[0], 0 if window[1] >= pad_w else attn.shift_size[1]]
+    if sum(shift) > 0:
+        x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
+    windows = (pad_h // window[0]) * (pad_w // window[1])
+    x = x.view(b, pad_h // window[0], window[0], pad_w // window[1], window[1], c)
+    x = x.permute(0, 1, 3, 2, 4, 5).reshape(b * windows, window[0] * window[1], c)
+    qkv = attn.qkv(x).reshape(x.size(0), x.size(1), 3, heads, c // heads).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    scores = (q * (c // heads) ** -0.5) @ k.transpose(-2, -1)
+    scores = scores + attn.relative_position_bias()
+    if sum(shift) > 0:
+        mask = shift_mask(pad_h, pad_w, window, shift).to(x.device)
+        scores = scores.view(x.size(0) // windows, windows, heads, x.size(1), x.size(1))
+        scores = (scores + mask.unsqueeze(1).unsqueeze(0)).view(-1, heads, x.size(1), x.size(1))
+    x = (scores.softmax(-1) @ v).transpose(1, 2).reshape(x.size(0), x.size(1), c)
+    x = attn.proj(x)
+    x = x.view(b, pad_h // window[0], pad_w // window[1], window[0], window[1], c)
+    x = x.permute(0, 1, 3, 2, 4, 5).reshape(b, pad_h, pad_w, c)
+    if sum(shift) > 0:
+        x = torch.roll(x, shifts=(shift[0], shift[1]), dims=(1, 2))
+    return x[:, :h, :w, :].contiguous()
+
+
+def shift_mask(h: int, w: int, window: list[int], shift: list[int]) -> torch.Tensor:
+    """torchvision's mask of shifted windows [windows, T, T]: -100 between positions of different
+    regions of the rolled image, else 0."""
+    mask = torch.zeros(h, w)
+    h_slices = ((0, -window[0]), (-window[0], -shift[0]), (-shift[0], None))
+    w_slices = ((0, -window[1]), (-window[1], -shift[1]), (-shift[1], None))
+    count = 0
+    for hs in h_slices:
+        for ws in w_slices:
+            mask[hs[0] : hs[1], ws[0] : ws[1]] = count
+            count += 1
+    mask = mask.view(h // window[0], window[0], w // window[1], window[1])
+    mask = mask.permute(0, 2, 1, 3).reshape(-1, window[0] * window[1])
+    mask = mask.unsqueeze(1) - mask.unsqueeze(2)
+    return mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
+
+
+def relative_position_index(window: list[int]) -> torch.Tensor:
+    """torchvision's define_relative_position_index: the bias table's row of each pair of window positions."""
+    coords = torch.stack(torch.meshgrid(torch.arange(window[0]), torch.arange(window[1]), indexing="ij"))
+    coords = torch.flatten(coords, 1)
+    relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
+    relative[:, :, 0] += window[0] - 1
+    relative[:, :, 1] += window[1] - 1
+    relative[:, :, 0] *= 2 * window[1] - 1
+    return relative.sum(-1).flatten()
+
+
+class SwinAttention(nn.Module):
+    """torchvision's ShiftedWindowAttention: qkv, proj, relative_position_bias_table and its index."""
+
+    def __init__(self, dim: int, window: list[int], shift: list[int], heads: int):
+        super().__init__()
+        self.window_size, self.shift_size, self.num_heads = window, shift, heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window[0] - 1) * (2 * window[1] - 1), heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.register_buffer("relative_position_index", relative_position_index(window))
+
+    def relative_position_bias(self) -> torch.Tensor:
+        n = self.window_size[0] * self.window_size[1]
+        bias = self.relative_position_bias_table[self.relative_position_index].view(n, n, -1)
+        return bias.permute(2, 0, 1).contiguous().unsqueeze(0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return shifted_window_attention(x, self)
+
+
+def stochastic_depth(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """torchvision.ops.stochastic_depth, mode "row"."""
+    if not training or p == 0.0:
+        return x
+    keep = x.new_empty([x.shape[0]] + [1] * (x.dim() - 1)).bernoulli_(1.0 - p)
+    return x * keep.div_(1.0 - p)
+
+
+class SwinBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, window: list[int], shift: list[int], drop: float):
+        super().__init__()
+        self.drop = drop
+        self.norm1 = nn.LayerNorm(dim, eps=1e-5)
+        self.attn = SwinAttention(dim, window, shift, heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-5)
+        layers = [nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(0.0), nn.Linear(4 * dim, dim), nn.Dropout(0.0)]
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + stochastic_depth(self.attn(self.norm1(x)), self.drop, self.training)
+        return x + stochastic_depth(self.mlp(self.norm2(x)), self.drop, self.training)
+
+
+class PatchMerging(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.norm = nn.LayerNorm(4 * dim, eps=1e-5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-3:-1]
+        x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+        x = torch.cat([x[..., 0::2, 0::2, :], x[..., 1::2, 0::2, :], x[..., 0::2, 1::2, :], x[..., 1::2, 1::2, :]], -1)
+        return self.reduction(self.norm(x))
+
+
+class Permute(nn.Module):
+    def __init__(self, dims: list[int]):
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(self.dims)
+
+
+class SwinTransformer(nn.Module):
+    """torchvision's SwinTransformer (v1), module names and initialization included."""
+
+    def __init__(self, embed: int = 96, depths: Sequence[int] = (2, 2, 6, 2), heads: Sequence[int] = (3, 6, 12, 24),
+                 window: int = 7, drop_path: float = 0.2, classes: int = 1000):  # fmt: skip
+        super().__init__()
+        stem = nn.Sequential(nn.Conv2d(3, embed, 4, stride=4), Permute([0, 2, 3, 1]), nn.LayerNorm(embed, eps=1e-5))
+        layers: list[nn.Module] = [stem]
+        block_id, total = 0, sum(depths)
+        for stage, (depth, n_heads) in enumerate(zip(depths, heads, strict=True)):
+            dim, blocks = embed * 2**stage, []
+            for i in range(depth):
+                shift = [0, 0] if i % 2 == 0 else [window // 2, window // 2]
+                blocks.append(SwinBlock(dim, n_heads, [window, window], shift, drop_path * block_id / (total - 1)))
+                block_id += 1
+            layers.append(nn.Sequential(*blocks))
+            if stage < len(depths) - 1:
+                layers.append(PatchMerging(dim))
+        self.features = nn.Sequential(*layers)
+        width = embed * 2 ** (len(depths) - 1)
+        self.norm = nn.LayerNorm(width, eps=1e-5)
+        self.permute = Permute([0, 3, 1, 2])
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten(1)
+        self.head = nn.Linear(width, classes)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.flatten(self.avgpool(self.permute(self.norm(self.features(x))))))

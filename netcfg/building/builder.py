@@ -142,12 +142,9 @@ class Builder:
         """Build `node` as child `name` of the current module, for inputs `xs` (meta)."""
         path = self.path(name)
         entry = self.registry.get(node.type)
-        if entry.kind == "layer" and len(xs) != 1:
-            hint = ""
-            if len(xs) == len(self.root_inputs) and all(x is r for x, r in zip(xs, self.root_inputs, strict=True)):
-                names = ", ".join(self.spec.head.inputs)
-                hint = f" (the model's inputs {names}: make `model:` a graph that reads them by name)"
-            self.fail(node, f"layer '{_show(path)}' ({node.type}) takes one input, got {len(xs)}{hint}")
+        if entry.kind == "layer" and len(xs) != len(node.input_roles()):
+            at = "inputs" if "inputs" in node.model_fields_set else None
+            self.fail(node, _arity_problem(node, path, len(xs)) + self._root_inputs_hint(xs), at)
         node = computed(node, xs, path, self.spec)  # arguments read from the input's shape, computed now
         if name:
             self.prefix.append(name)
@@ -168,6 +165,14 @@ class Builder:
                 self.probes.pop(path, None),
             )  # fmt: skip
         return module, out
+
+    def _root_inputs_hint(self, xs: list[torch.Tensor]) -> str:
+        """How to read the model's several inputs, when a layer was given all of them."""
+        several = len(self.root_inputs) > 1 and len(xs) == len(self.root_inputs)
+        if several and all(x is r for x, r in zip(xs, self.root_inputs, strict=True)):
+            names = ", ".join(self.spec.head.inputs)
+            return f" (the model's inputs {names}: make `model:` a graph that reads them by name)"
+        return ""
 
     def declared_input(self, x: torch.Tensor) -> tuple[str, InputSpec | None]:
         """(name, declared input) when `x` is one of the sample inputs itself; else ('', None)."""
@@ -397,6 +402,12 @@ class _Detached:
 
     def __exit__(self, *exc) -> None:
         self.builder.prefix = self.saved
+
+
+def _arity_problem(node: Node, path: str, given: int) -> str:
+    roles = node.input_roles()
+    wanted = "one input" if len(roles) == 1 else f"{len(roles)} inputs ({', '.join(roles)})"
+    return f"layer '{_show(path)}' ({node.type}) takes {wanted}, got {given}"
 
 
 def _show(path: str) -> str:

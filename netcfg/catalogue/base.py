@@ -107,6 +107,12 @@ class Node(BaseModel):
     no memory of its own (at most a copy of its size while the layer runs) and keeps the input's
     memory alive as long as it lives."""
 
+    def input_roles(self) -> tuple[str, ...]:
+        """What each input of a layer is, in the order `inputs` lists them; the builder refuses
+        another number of inputs. One input, unless the arguments ask for more (attention's mask,
+        cross-attention's keys and values). Merges and composites are not asked."""
+        return ("input",)
+
     def out_shape(self, shapes: list[Shape]) -> Shape | None:
         """Output shape for these input shapes; None: unknown (the builder runs the layer on meta)."""
         return None

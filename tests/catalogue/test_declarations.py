@@ -5,6 +5,8 @@ example here, fails."""
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -15,6 +17,9 @@ from netcfg.catalogue.registry import REGISTRY
 from netcfg.spec.loader import load_spec_data
 
 IDS = {"dtype": "int64", "high": 50}
+# An example's args may hold graph nodes under this key: they make the layer's other inputs, the
+# layer (named "m") reading them through its `inputs`.
+FEEDS = "feeds"
 
 # type -> list of (args, input shape, extra input fields); merges are fed by a graph (see below).
 EXAMPLES: dict[str, list[tuple[dict, list[int], dict]]] = {
@@ -91,6 +96,65 @@ EXAMPLES: dict[str, list[tuple[dict, list[int], dict]]] = {
     "attention": [
         ({"heads": 4}, [2, 5, 16], {}),
         ({"heads": 4, "kv_heads": 2, "head_dim": 6, "causal": True, "rotary": True, "bias": False}, [2, 5, 16], {}),
+        # padded token ids: the ids themselves are the key_padding mask (id 0: padding)
+        (
+            {
+                "heads": 2,
+                "mask": "key_padding",
+                "causal": True,
+                "inputs": ["emb", "input"],
+                FEEDS: {"emb": {"type": "embedding", "num_embeddings": 50, "embedding_dim": 8}},
+            },
+            [2, 7],
+            IDS,
+        ),
+        # cross-attention to a source of S = dim positions of width T: the input is its additive mask [N, T, S]
+        # and, stacked, its score bias [N, 1, T, S]
+        (
+            {
+                "heads": 2,
+                "kv_heads": 1,
+                "head_dim": 3,
+                "cross": True,
+                "mask": "additive",
+                "score_bias": True,
+                "inputs": ["input", "source", "input", "bias"],
+                FEEDS: {
+                    "turned": {"type": "permute", "dims": [0, 2, 1]},
+                    "source": {"type": "linear", "out_features": 6},
+                    "bias": {"type": "stack", "dim": 1, "inputs": ["input"]},
+                },
+            },
+            [2, 5, 8],
+            {},
+        ),
+        # Swin: windows [N, 4, 4, C] of an image [N, 4, 4, C] cut 2 x 2, rolled back by 1
+        (
+            {
+                "heads": 2,
+                "mask": "additive",
+                "score_bias": True,
+                "inputs": ["windows", "mask", "bias"],
+                FEEDS: {
+                    "rolled": {"type": "roll", "shifts": [-1, -1], "dims": [1, 2]},
+                    "grid": {"type": "reshape", "shape": [2, 2, 2, 2, 6]},
+                    "cut": {"type": "permute", "dims": [0, 1, 3, 2, 4, 5]},
+                    "windows": {"type": "reshape", "shape": [4, 4, 6]},
+                    "mask": {"type": "window_mask", "window": 2, "shift": 1, "inputs": "rolled"},
+                    "bias": {"type": "relative_position_bias", "window": 2, "heads": 2},
+                },
+            },
+            [2, 4, 4, 6],
+            {},
+        ),
+    ],
+    "relative_position_bias": [
+        ({"window": 3, "heads": 2}, [2, 9, 8], {}),
+        ({"window": [2, 3], "heads": 1}, [4, 6], IDS),
+    ],
+    "window_mask": [
+        ({"window": 2, "shift": 1}, [2, 4, 6, 3], {}),
+        ({"window": [2, 3], "shift": [0, 2], "value": -1e4}, [1, 4, 6, 2], {}),
     ],
     "lstm": [
         ({"hidden_size": 5}, [2, 7, 8], {}),
@@ -149,21 +213,23 @@ def _spec(kind: str, args: dict, shape: list[int], extra: dict):
     if kind in _SECOND:  # a merge reads the input and a second value
         layer = {"type": "graph", "nodes": {"b": {**_SECOND[kind], "inputs": "input"},
                                             "m": {**layer, "inputs": ["input", "b"]}}}  # fmt: skip
+    elif FEEDS in args:
+        layer = {"type": "graph", "nodes": {**layer.pop(FEEDS), "m": layer}}
     return load_spec_data({"netcfg": 1, "input": {"shape": shape, **extra}, "model": layer}, "generated")
 
 
 @pytest.mark.parametrize(("kind", "args", "shape", "extra"), CASES)
 def test_rules_equal_pytorch(kind, args, shape, extra):
     spec = _spec(kind, args, shape, extra)
-    path = "m" if kind in _SECOND else ""
+    path = "m" if kind in _SECOND or FEEDS in args else ""
     built = build_spec(spec, device="cpu", seed=0)
     module = dict(built.model.named_modules())[path]
     visit = built.visits[path]
-    xs = _inputs(built, spec)
+    xs = _inputs(built, spec, module)
     with torch.no_grad():
-        y = built.model.eval()(xs[0]) if not path else module(*xs)
+        y = module.eval()(*xs)
     assert visit.out_shape == tuple(y.shape)
-    promoted = xs[0].dtype if len(xs) == 1 else torch.promote_types(xs[0].dtype, xs[1].dtype)
+    promoted = functools.reduce(torch.promote_types, [x.dtype for x in xs])
     assert (visit.node.out_dtype([_name(x.dtype) for x in xs]) or _name(promoted)) == _name(y.dtype)
     real = sum(t.numel() for t in [*module.parameters(), *module.buffers()])
     assert visit.node.elements(visit.in_shapes) == real
@@ -174,12 +240,16 @@ def _name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def _inputs(built, spec) -> list[torch.Tensor]:
-    x = sample_input(spec, "cpu", seed=0)
-    if len(built.visits.get("m", built.visits[""]).in_shapes) == 1:
-        return [x]
-    second = dict(built.model.named_modules())["b"]
-    return [x, second(x)]
+def _inputs(built, spec, module) -> list[torch.Tensor]:
+    """The real inputs reaching `module` in a forward pass of the sample input."""
+    seen = []
+    handle = module.register_forward_pre_hook(lambda _, args: seen.extend(args))
+    try:
+        with torch.no_grad():
+            built.model.eval()(sample_input(spec, "cpu", seed=0))
+    finally:
+        handle.remove()
+    return seen
 
 
 def _flop_counter(spec, path: str, visit) -> int:
