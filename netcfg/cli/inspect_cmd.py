@@ -43,8 +43,8 @@ GrepOpt = Annotated[
 InitOpt = Annotated[bool, typer.Option("--init", help="Which init rule set each parameter; unused rules.")]
 TrainOpt = Annotated[bool, typer.Option("--train", help="Memory estimate for training (gradients, Adam state).")]
 
-# What a checkpoint's header cannot answer: these need the model built from a spec.
-_HEADER_ONLY = "does not apply to a checkpoint: inspect reads only its header (inspect its spec, or netcfg load it)"
+# A checkpoint is inspected as saved: its embedded spec is not changed.
+_AS_SAVED = "does not apply to a checkpoint: it is inspected as saved (inspect its spec instead)"
 
 
 def inspect(
@@ -74,10 +74,10 @@ def inspect(
     _refuse_ignored(given, checkpoint, format)
     layers = layers or depth is not None  # --depth only means something for the layer tree
     params = params or (grep is not None and not layers)  # --grep alone filters the parameter table
-    if checkpoint:
+    if checkpoint and not (layers or init or train or dtype is not None):
         out(checkpoint_report(spec, params, format, pattern), data=format is not InspectFormat.table)
         return
-    loaded = load(spec, set_, plugin)
+    loaded = _embedded(spec, plugin) if checkpoint else load(spec, set_, plugin)
     try:
         report = inspect_spec(loaded, dtype=dtype.value if dtype else None, train=train)
     except BuildError as exc:
@@ -107,12 +107,23 @@ def _refuse_ignored(given: dict[str, bool], checkpoint: bool, format: InspectFor
         return {flag: given[flag] for flag in flags}
 
     if checkpoint:
-        refuse_flags(only("--layers", "--depth", "--init", "--train", "--dtype", "--set", "--plugin"), _HEADER_ONLY)
+        refuse_flags(only("--set"), _AS_SAVED)
     if format is InspectFormat.json:
         refuse_flags(only("--grep", "--depth"), "does not apply to --format json (it holds the whole report)")
     if format is InspectFormat.csv:
         refuse_flags(only("--layers", "--depth", "--init", "--train"),
                      "does not apply to --format csv (it is the parameter table)")  # fmt: skip
+
+
+def _embedded(path, plugin: list[str] | None):
+    """The spec a checkpoint embeds (its header alone is read): the model's layers, init rules and
+    memory come from it, as from a spec file."""
+    from netcfg.actions.checkpoint import embedded_spec
+    from netcfg.building import plugins
+    from netcfg.io.shards import read_checkpoint
+
+    plugins.load(plugin or [])
+    return embedded_spec(read_checkpoint(path))
 
 
 def is_checkpoint(path) -> bool:
