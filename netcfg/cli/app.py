@@ -100,9 +100,20 @@ def _root(
 
 
 def _register() -> None:
-    from netcfg.cli import bench_cmd, build, checkpoint_cmds, inspect_cmd, layers, load_map, run, schema, validate
+    from netcfg.cli import (
+        bench_cmd,
+        build,
+        checkpoint_cmds,
+        export_cmd,
+        inspect_cmd,
+        layers,
+        load_map,
+        run,
+        schema,
+        validate,
+    )
 
-    for module in (validate, build, run, inspect_cmd, checkpoint_cmds, load_map, bench_cmd, layers, schema):
+    for module in (validate, build, run, inspect_cmd, checkpoint_cmds, load_map, export_cmd, bench_cmd, layers, schema):
         module.register(app)
 
 
