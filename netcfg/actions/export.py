@@ -210,8 +210,9 @@ def export(
 
 def _refuse_meta(built: Built) -> None:
     if built.device.type == "meta":
+        from_spec = built.spec.head.device == "meta"
         raise InputError("cannot export on the meta device: it holds no weights to write (use --device cpu)",
-                         Loc(f"--device {built.device}"))  # fmt: skip
+                         built.spec.loc(("device",)) if from_spec else Loc("--device meta"))  # fmt: skip
 
 
 def require_onnx(check: bool) -> None:
@@ -411,7 +412,7 @@ def _onnx_runner(data: bytes, built: Built):
         options.log_severity_level = 3  # errors only: its warnings about unused initializers are noise here
         session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime's own exception classes (Fail, InvalidGraph ...) share no base
-        raise BuildError(f"onnxruntime cannot load the exported model: {first_line(exc)}",
+        raise BuildError(f"onnxruntime cannot load the exported model (--no-check skips it): {first_line(exc)}",
                          built.spec.loc(("model",))) from exc  # fmt: skip
     names = [i.name for i in session.get_inputs()]
 
@@ -421,7 +422,7 @@ def _onnx_runner(data: bytes, built: Built):
         try:
             results = session.run(None, feed)
         except Exception as exc:  # as above
-            raise BuildError(f"onnxruntime cannot run the exported model: {first_line(exc)}",
+            raise BuildError(f"onnxruntime cannot run the exported model (--no-check skips it): {first_line(exc)}",
                              built.spec.loc(("model",))) from exc  # fmt: skip
         return [torch.from_numpy(r) for r in results]
 

@@ -83,8 +83,10 @@ def export(
         actions.require_onnx(check)
     checkpoint = is_checkpoint(source)
     if checkpoint:
-        refuse_flags({"--set": bool(set_), "--seed": seed is not None, "--no-memory-check": not memory_check},
+        refuse_flags({"--set": bool(set_), "--seed": seed is not None},
                      "does not apply to a checkpoint: the model and its seed are the ones it holds")  # fmt: skip
+        refuse_flags({"--no-memory-check": not memory_check},
+                     "does not apply to a checkpoint: it is read as `netcfg load` reads it")  # fmt: skip
     built = _built(source, checkpoint, device, seed, set_, plugin, memory_check)
     done = actions.export(built, output, chosen.value, dynamic_batch=not static_batch, check=check,
                           source=str(source))  # fmt: skip

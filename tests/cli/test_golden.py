@@ -271,6 +271,27 @@ CLI_CASES = [
         "--device meta: error: cannot run on the meta device: it holds no values (use validate or inspect)\n",
         id="run-on-meta",
     ),
+    pytest.param(
+        ["export", VALID, "-o", "never.pt2", "--device", "meta"],
+        "--device meta: error: cannot export on the meta device: it holds no weights to write (use --device cpu)\n",
+        id="export-on-meta",
+    ),
+    pytest.param(
+        ["export", VALID, "-o", VALID],
+        f"-o {VALID}: error: exists and is not a .pt2 program exported by netcfg (the spec itself?): netcfg "
+        "replaces only its own kind of file; remove it or pick another name\n",
+        id="export-over-the-spec",
+    ),
+    pytest.param(
+        ["export", VALID, "-o", "never.onnx", "--format", "pt2"],
+        "-o never.onnx: error: --format pt2 writes a .pt2 program: end its name in .pt2 (or drop --format)\n",
+        id="export-format-against-suffix",
+    ),
+    pytest.param(
+        ["export", "configs/chapter/mlp_trained.safetensors", "-o", "never.pt2", "--no-memory-check"],
+        "--no-memory-check: error: does not apply to a checkpoint: it is read as `netcfg load` reads it\n",
+        id="export-checkpoint-ignored-flag",
+    ),
 ]
 
 
