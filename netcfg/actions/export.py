@@ -12,6 +12,7 @@ the check reads back the bytes it has just made.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -23,7 +24,6 @@ import time
 import warnings
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import torch
 
@@ -46,14 +46,14 @@ TOLERANCE = {torch.float16: (1e-2, 1e-2), torch.bfloat16: (1e-2, 1e-2)}
 DEFAULT_TOLERANCE = (1e-4, 1e-4)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Check:
     batch: int
     max_abs_diff: float
     passed: bool
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Exported:
     path: str
     format: str
@@ -65,7 +65,7 @@ class Exported:
     export_seconds: float
     """Tracing, converting and serializing."""
     check_seconds: float | None = None
-    checks: list[Check] = field(default_factory=list)
+    checks: list[Check] = dataclasses.field(default_factory=list)
     tolerance: tuple[float, float] = DEFAULT_TOLERANCE
 
 
@@ -390,7 +390,7 @@ def _checked(
             f"at batch {failed[0].batch} (tolerance {atol:g} + {rtol:g} x |output|): nothing written",
             built.spec.loc(("model",)),
         )
-    return Exported(**{**exported.__dict__, "check_seconds": seconds, "checks": checks})
+    return dataclasses.replace(exported, check_seconds=seconds, checks=checks)
 
 
 def _pt2_runner(data: bytes, built: Built):
@@ -452,7 +452,8 @@ def _compare(expected: list[torch.Tensor], got: list[torch.Tensor], batch: int, 
         same_nan = torch.isnan(want) & torch.isnan(have)
         diff = torch.where(same_nan, 0.0, (want - have).abs())
         if diff.numel():
-            worst = max(worst, float(diff.max()))
+            largest = float(diff.max())  # NaN where only one side is NaN: kept (Python's max would drop it)
+            worst = math.nan if math.isnan(largest) or math.isnan(worst) else max(worst, largest)
             passed = passed and bool((diff <= atol + rtol * want.abs().nan_to_num(0.0)).all())
     return Check(batch, worst, passed)
 
