@@ -16,9 +16,11 @@ call sets up the tracer). configs/llama2-70b.yaml (138 GB of bfloat16 weights) c
 built here: it runs shrunk to 2 layers of width 1024, named so in the table. A spec with
 `# netcfg-test-args: --plugin FILE` gets that plugin loaded.
 
-Target: every float32 config that exports has a max abs diff <= 1e-4 in both formats; the
-exit status is 1 when one does not (export's own check refuses a difference beyond
-1e-4 + 1e-4 x |output|, which shows as a failure row).
+Target: every float32 config that exports has a max abs diff <= 1e-4 + 1e-4 x its largest
+|output| in both formats (export's own check, which refuses more: such a row shows as a
+failure, and the exit status is 1). The largest |output| is a column: randomly initialized
+deep ResNets reach 3e4 (ResNet-101) and 6e7 (ResNet-152), where PyTorch's own float32 output
+differs from its float64 output by 0.01 and 31.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ def one(spec: str, formats: list[str], folder: Path) -> dict:
             "seconds": round(done.export_seconds, 3),
             "bytes": done.bytes,
             "max_abs_diff": max(c.max_abs_diff for c in done.checks),
+            "output_scale": max(c.scale for c in done.checks),
             "batches": [c.batch for c in done.checks],
             "check_seconds": round(done.check_seconds, 3),
         }
@@ -94,11 +97,16 @@ def one(spec: str, formats: list[str], folder: Path) -> dict:
 
 
 def table(rows: list[dict], formats: list[str]) -> str:
-    head = ["spec", "parameters"] + [f"{f} {c}" for f in formats for c in ("s", "MiB", "max diff")]
+    head = ["spec", "parameters", "max \\|output\\|"] + [f"{f} {c}" for f in formats for c in ("s", "MiB", "max diff")]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     notes = []
     for row in rows:
-        cells = [row["spec"], f"{row['parameters']:,}" if "parameters" in row else "-"]
+        scales = [row[f]["output_scale"] for f in formats if "output_scale" in row.get(f, {})]
+        cells = [
+            row["spec"],
+            f"{row['parameters']:,}" if "parameters" in row else "-",
+            f"{max(scales):.3g}" if scales else "-",
+        ]
         for fmt in formats:
             result = row.get(fmt, {"error": row.get("error", "")})
             if "error" in result:
@@ -111,8 +119,10 @@ def table(rows: list[dict], formats: list[str]) -> str:
 
 
 def missed(rows: list[dict], formats: list[str]) -> list[str]:
+    """float32 exports beyond 1e-4 + 1e-4 x the largest |output| (the check's own rule)."""
     return [f"{row['spec']} {fmt}: {row[fmt]['max_abs_diff']:.3g}" for row in rows for fmt in formats
-            if row.get("dtype") == "float32" and row.get(fmt, {}).get("max_abs_diff", 0) > TARGET]  # fmt: skip
+            if row.get("dtype") == "float32" and "max_abs_diff" in row.get(fmt, {})
+            and not row[fmt]["max_abs_diff"] <= TARGET * (1 + row[fmt]["output_scale"])]  # fmt: skip
 
 
 def main() -> int:

@@ -55,13 +55,14 @@ def test_a_larger_batch_is_the_sample_then_the_next_seeds(write_spec):
     assert torch.equal(same, sample_input(spec, "cpu", 9))
 
 
-def test_outputs_compare_elementwise_with_tolerance():
-    want = torch.tensor([1.0, float("nan"), 100.0])
-    close = export._compare([want], [torch.tensor([1.00005, float("nan"), 100.009])], 1, (1e-4, 1e-4))
-    assert close.passed and close.max_abs_diff == pytest.approx(0.009, rel=1e-3)  # 100.009: within 1e-4 + 1e-2
-    far = export._compare([want], [torch.tensor([1.0003, float("nan"), 100.0])], 1, (1e-4, 1e-4))
-    assert not far.passed and far.max_abs_diff == pytest.approx(3e-4, rel=1e-2)
-    one_nan = export._compare([want], [torch.tensor([1.0, 0.0, 100.0])], 1, (1e-4, 1e-4))
+def test_outputs_compare_within_tolerance_of_their_scale():
+    tolerance = (1e-4, 1e-4)
+    want = torch.tensor([1.0, float("nan"), 100.0, float("inf")])  # scale: 100 (the largest finite |value|)
+    close = export._compare([want], [torch.tensor([1.009, float("nan"), 99.995, float("inf")])], 1, tolerance)
+    assert close == export.Check(1, pytest.approx(0.009, rel=1e-3), True, 100.0)  # within 1e-4 + 1e-4 x 100
+    far = export._compare([want], [torch.tensor([1.0, float("nan"), 100.02, float("inf")])], 1, tolerance)
+    assert not far.passed and far.max_abs_diff == pytest.approx(0.02, rel=1e-3)
+    one_nan = export._compare([want], [torch.tensor([1.0, 0.0, 100.0, float("inf")])], 1, tolerance)
     assert not one_nan.passed and math.isnan(one_nan.max_abs_diff)
-    assert export._compare([want], [want[:2]], 1, (1e-4, 1e-4)) == export.Check(1, math.inf, False)
-    assert export._compare([want], [], 1, (1e-4, 1e-4)) == export.Check(1, math.inf, False)
+    assert export._compare([want], [want[:2]], 1, tolerance) == export.Check(1, math.inf, False)
+    assert export._compare([want], [], 1, tolerance) == export.Check(1, math.inf, False)
