@@ -1,12 +1,13 @@
 """Export a built model for deployment: a torch.export program (.pt2) or an ONNX file.
 
-The batch dimension (the input's first) is left dynamic: the program is traced on an example
-batch of at least two rows (PyTorch fixes a dimension of size 1 to 1) and then runs any batch
-size. The artifact is made in memory, checked there (loaded back and run on two batch sizes,
-compared with the eager model), and only then written, atomically, through netcfg's checked
-writer: a failed export or a failed check leaves no file, and an existing file is replaced
-only if netcfg exported it. netcfg never loads a .pt2 from disk (torch.export.load unpickles):
-the check reads back the bytes it has just made.
+The batch dimension (the first of each input whose first size is the first input's) is left
+dynamic: the program is traced on an example batch of at least two rows (PyTorch fixes a
+dimension of size 1 to 1) and then runs any batch size. The artifact is made in memory,
+checked there (loaded back and run on two batch sizes, compared with the eager model), and
+only then written, atomically, through netcfg's checked writer: a failed export or a failed
+check leaves no file, and an existing file is replaced only if netcfg exported it. netcfg
+never loads a .pt2 from disk (torch.export.load unpickles): the check reads back the bytes it
+has just made.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import inspect
 import io
 import json
 import logging
@@ -26,10 +28,11 @@ import zipfile
 from collections.abc import Iterator
 
 import torch
+from torch import nn
 
 from netcfg.actions.failures import TORCH_FAILURES, first_line, layer_failure, tracking
 from netcfg.building import devices
-from netcfg.building.builder import Built, sample_input
+from netcfg.building.builder import Built, named_outputs, sample_inputs
 from netcfg.errors import BuildError, InputError, Loc
 from netcfg.io import output
 
@@ -58,14 +61,23 @@ class Check:
 
 
 @dataclasses.dataclass(frozen=True)
+class Port:
+    """One input or output of the exported program."""
+
+    name: str
+    shape: list
+    """Sizes, 'batch' where the size is dynamic."""
+    dtype: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Exported:
     path: str
     format: str
     bytes: int
     parameters: int
-    input_shape: list
-    """The traced input's shape, 'batch' where it is dynamic."""
-    input_dtype: str
+    inputs: list[Port]
+    outputs: list[Port]
     export_seconds: float
     """Tracing, converting and serializing."""
     check_seconds: float | None = None
@@ -152,23 +164,63 @@ def missing_onnx_packages(check: bool = True) -> list[str]:
 
 
 def example_inputs(built: Built, batch: int | None = None) -> tuple[torch.Tensor, ...]:
-    """The model's positional inputs: the spec's sample input, or `batch` rows of draws like it
-    (further rows from the following seeds), on the model's device and dtype."""
-    x = sample_input(built.spec, built.device, built.seed)
-    if batch is not None and batch != x.shape[0]:
-        draws = [x]
-        while sum(d.shape[0] for d in draws) < batch:
-            seed = (built.seed + len(draws)) % 2**63
-            draws.append(sample_input(built.spec, built.device, seed))
-        x = torch.cat(draws)[:batch]
-    if x.is_floating_point() and x.dtype != built.dtype:
-        x = x.to(built.dtype)
-    return (x,)
+    """The model's positional inputs: the spec's sample inputs or, for `batch`, as many rows of
+    draws like them (the further rows from the following seeds) in each input that shares the
+    first input's batch; on the model's device, floats in its dtype."""
+    xs = sample_inputs(built.spec, built.device, built.seed)
+    rows = xs[0].shape[0]
+    if batch is not None and batch != rows:
+        draws = [xs]
+        while len(draws) * rows < batch:
+            draws.append(sample_inputs(built.spec, built.device, (built.seed + len(draws)) % 2**63))
+        xs = [torch.cat([d[i] for d in draws])[:batch] if _batched(x, rows) else x for i, x in enumerate(xs)]
+    return tuple(x.to(built.dtype) if x.is_floating_point() and x.dtype != built.dtype else x for x in xs)
 
 
-def _dynamic_shapes(inputs: tuple[torch.Tensor, ...]) -> tuple[dict, ...]:
+def _batched(x: torch.Tensor, rows: int) -> bool:
+    """An input whose first size is the first input's counts it as its batch."""
+    return x.dim() > 0 and x.shape[0] == rows
+
+
+def _dynamic_shapes(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple:
+    """torch.export's dynamic_shapes for `inputs`, shaped like forward's parameters: a graph's
+    forward(*xs) takes its inputs as one var-positional argument, which gets one tuple."""
     batch = torch.export.Dim("batch")
-    return tuple({0: batch} for _ in inputs)
+    rows = inputs[0].shape[0]
+    specs = [{0: batch} if _batched(x, rows) else None for x in inputs]
+    parameters = inspect.signature(model.forward).parameters.values()
+    fixed = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
+    if not any(p.kind is p.VAR_POSITIONAL for p in parameters) or fixed >= len(specs):
+        return tuple(specs)
+    return (*specs[:fixed], tuple(specs[fixed:]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Names:
+    inputs: list[str]
+    outputs: list[str]
+
+
+def _ports(program: torch.export.ExportedProgram, names: Names) -> tuple[list[Port], list[Port]]:
+    """The program's inputs and outputs: names, shapes as traced ('batch' for the dynamic batch,
+    '3*batch' for a size computed from it), dtypes."""
+    nodes = {node.name: node for node in program.graph.nodes}
+    ins = [nodes[name].meta["val"] for name in program.graph_signature.user_inputs]
+    (results,) = next(node for node in program.graph.nodes if node.op == "output").args
+    outs = [node.meta["val"] for node in results if hasattr(node, "meta")][: len(names.outputs)]
+    symbol = _batch_symbol(program)
+
+    def port(name: str, value) -> Port:
+        shape = [size if isinstance(size, int) else _spelled(str(size), symbol) for size in value.shape]
+        return Port(name, shape, devices.dtype_name(value.dtype))
+
+    return ([port(n, v) for n, v in zip(names.inputs, ins, strict=False)],
+            [port(n, v) for n, v in zip(names.outputs, outs, strict=False)])  # fmt: skip
+
+
+def _spelled(size: str, symbol: str) -> str:
+    """A symbolic size in the batch's name: s17 -> batch, 3*s17 -> 3*batch."""
+    return re.sub(rf"\b{re.escape(symbol)}\b", "batch", size) if symbol else size
 
 
 # ---------------------------------------------------------------- export
@@ -191,18 +243,17 @@ def export(
         require_onnx(check)
     model = built.model.eval()
     declared = example_inputs(built)
-    traced = declared
-    if dynamic_batch and declared[0].shape[0] < 2:
-        traced = example_inputs(built, 2)
-        _runs(built, traced)
+    traced = example_inputs(built, 2) if dynamic_batch and declared[0].shape[0] < 2 else declared
+    outputs = _runs(built, traced, declared)
+    names = Names(list(built.spec.head.inputs), list(outputs))
     start = time.perf_counter()
     program = trace(built, traced, dynamic_batch)
-    data = _pt2_bytes(program, built, source) if format == "pt2" else _onnx_bytes(built, program, traced, source)
+    ports = _ports(program, names)
+    data = _pt2_bytes(program, built, source) if format == "pt2" else _onnx_bytes(built, program, traced, names, source)
     seconds = time.perf_counter() - start
     exported = Exported(
         path=str(path), format=format, bytes=len(data), parameters=sum(p.numel() for p in model.parameters()),
-        input_shape=["batch" if dynamic_batch else traced[0].shape[0], *traced[0].shape[1:]],
-        input_dtype=devices.dtype_name(traced[0].dtype), export_seconds=seconds,
+        inputs=ports[0], outputs=ports[1], export_seconds=seconds,
         tolerance=TOLERANCE.get(built.dtype, DEFAULT_TOLERANCE),
     )  # fmt: skip
     if check:
@@ -226,14 +277,17 @@ def require_onnx(check: bool) -> None:
                          f"{ONNX_EXTRA}", Loc("--format onnx"))  # fmt: skip
 
 
-def _runs(built: Built, inputs: tuple[torch.Tensor, ...]) -> None:
-    """The model runs eagerly on the batch it is to be traced with (larger than the spec's)."""
+def _runs(built: Built, inputs: tuple[torch.Tensor, ...], declared: tuple[torch.Tensor, ...]) -> dict:
+    """The model's outputs by name on the inputs it is to be traced with: a failure here, on a
+    batch larger than the spec's, says that the batch cannot be dynamic."""
     tracker = None
     try:
         with torch.no_grad(), tracking(built.model) as tracker:
-            built.model(*inputs)
+            return named_outputs(built.model(*inputs), built.spec.model)
     except TORCH_FAILURES as exc:
-        context = f"with a batch of {inputs[0].shape[0]} (so the batch cannot be dynamic: export with --static-batch)"
+        grown = inputs[0].shape[0] != declared[0].shape[0]
+        context = (f"with a batch of {inputs[0].shape[0]} (so the batch cannot be dynamic: export with --static-batch)"
+                   if grown else "on its sample input")  # fmt: skip
         if tracker is not None and tracker.failed is not None:
             raise layer_failure(built, tracker.failed, exc, context) from exc
         raise BuildError(f"the model failed {context}: {first_line(exc)}", built.spec.loc(("model",))) from exc
@@ -258,7 +312,7 @@ def quiet() -> Iterator[None]:
 
 def trace(built: Built, inputs: tuple[torch.Tensor, ...], dynamic_batch: bool) -> torch.export.ExportedProgram:
     """torch.export's program of the model; a failure is one error naming the layer that was being traced."""
-    shapes = _dynamic_shapes(inputs) if dynamic_batch else None
+    shapes = _dynamic_shapes(built.model, inputs) if dynamic_batch else None
     tracker = None
     try:
         with quiet(), torch.no_grad(), tracking(built.model) as tracker:
@@ -321,15 +375,16 @@ def _pt2_bytes(program: torch.export.ExportedProgram, built: Built, source: str)
 
 
 def _onnx_bytes(
-    built: Built, program: torch.export.ExportedProgram, inputs: tuple[torch.Tensor, ...], source: str
+    built: Built, program: torch.export.ExportedProgram, inputs: tuple[torch.Tensor, ...], names: Names, source: str
 ) -> bytes:
-    names = ["input"] if len(inputs) == 1 else [f"input_{i}" for i in range(len(inputs))]
     try:
         with quiet():
-            onnx_program = torch.onnx.export(program, inputs, dynamo=True, verbose=False, input_names=names)
+            onnx_program = torch.onnx.export(program, inputs, dynamo=True, verbose=False, input_names=names.inputs,
+                                             output_names=names.outputs)  # fmt: skip
             proto = onnx_program.model_proto
     except (*TORCH_FAILURES, AssertionError) as exc:
         raise _onnx_failure(built, program, exc) from exc
+    _name_batch(proto, _batch_symbol(program))
     meta = _provenance(built, source)
     proto.doc_string = f"{MARKER} {meta['netcfg.spec_sha256']}: exported by netcfg {meta['netcfg.version']}"
     for key, value in meta.items():
@@ -340,6 +395,24 @@ def _onnx_bytes(
                          "(netcfg writes no external data files: export to .pt2)",
                          built.spec.loc(("model",)))  # fmt: skip
     return proto.SerializeToString()
+
+
+def _batch_symbol(program: torch.export.ExportedProgram) -> str:
+    """The name the tracer gave the dynamic batch (s17), '' when it is static."""
+    first = program.graph_signature.user_inputs[:1]
+    value = next((node.meta["val"] for node in program.graph.nodes if node.name in first), None)
+    size = value.shape[0] if value is not None and value.dim() else 0
+    return "" if isinstance(size, int) else str(size)
+
+
+def _name_batch(proto, symbol: str) -> None:
+    """ONNX dimension names say 'batch' (3*batch), not the tracer's s17, to whoever reads the file."""
+    if not symbol:
+        return
+    for value in [*proto.graph.input, *proto.graph.output, *proto.graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param:
+                dim.dim_param = _spelled(dim.dim_param, symbol)
 
 
 def _onnx_failure(built: Built, program: torch.export.ExportedProgram, exc: BaseException) -> BuildError:

@@ -19,6 +19,7 @@ from netcfg.cli._common import (
     note,
     out,
     paths,
+    printable,
     refuse_flags,
 )
 from netcfg.errors import InputError, Loc
@@ -118,10 +119,12 @@ def _built(source: Path, checkpoint: bool, device, seed, set_, plugin, memory_ch
 
 def _report(done) -> None:
     what = "torch.export program" if done.format == "pt2" else "ONNX model"
-    shape = "[" + ", ".join(str(d) for d in done.input_shape) + "]"
     out(f"wrote {done.path}: {what}, {done.bytes:,} bytes ({human_bytes(done.bytes)}), "
         f"{done.parameters:,} parameters, exported in {done.export_seconds:.2f} s")  # fmt: skip
-    out(f"input  {shape} {done.input_dtype}")
+    for label, ports, plain in (("input ", done.inputs, "input"), ("output", done.outputs, "output")):
+        for port in ports:
+            name = "" if port.name == plain else f"{printable(port.name, lines=False)} "
+            out(f"{label} {name}[{', '.join(str(d) for d in port.shape)}] {port.dtype}")
     if done.checks:
         runner = "torch.export.load" if done.format == "pt2" else "onnxruntime"
         diffs = ", ".join(f"{c.max_abs_diff:.3g} at batch {c.batch}" for c in done.checks)

@@ -33,6 +33,20 @@ model:
     res: {type: add, inputs: [input, fc2]}
     head: {type: linear, out_features: 3}
 """
+NAMED = """\
+netcfg: 1
+input:
+  ids: {shape: [1, 5], dtype: int64, high: 50}
+  scale: {shape: [1, 1, 1]}
+model:
+  type: graph
+  nodes:
+    tok: {type: embedding, num_embeddings: 50, embedding_dim: 8, inputs: ids}
+    scaled: {type: mul, inputs: [tok, scale]}
+    head: {type: linear, out_features: 3}
+    pool: {type: select, dim: 1, index: 0, inputs: scaled}
+  output: {logits: head, pooled: pool}
+"""
 TRAINED = ROOT / "configs/chapter/mlp_trained.safetensors"
 needs_onnx = pytest.mark.skipif(
     bool(actions.missing_onnx_packages()), reason="the [onnx] extra (onnx, onnxscript, onnxruntime) is not installed"
@@ -64,7 +78,7 @@ def test_pt2_loads_back_and_runs_any_batch(spec_file, tmp_path):
     result = invoke("export", spec_file, "-o", out)
     assert result.exit_code == 0, result.output
     assert f"wrote {out}: torch.export program" in result.stdout
-    assert "input  [batch, 6] float32" in result.stdout
+    assert "input  [batch, 6] float32\noutput [batch, 3] float32\n" in result.stdout
     assert "check  torch.export.load vs PyTorch: max abs diff" in result.stdout
     program = torch.export.load(out)  # a file this test just made
     reference = eager(spec_file)
@@ -171,3 +185,52 @@ def test_a_batch_the_model_fixes_cannot_be_dynamic(write_spec, tmp_path):
     assert result.exit_code == 0, result.output
     assert "input  [1, 3] float32" in result.stdout
     assert os.path.getsize(out) > 0
+
+
+def named_inputs(*sizes: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(3)
+    return [(torch.randint(0, 50, (n, 5), generator=gen), torch.rand(n, 1, 1, generator=gen)) for n in sizes]
+
+
+def twin(model, ids, scale) -> dict:
+    """The NAMED spec written by hand, on the built model's weights."""
+    x = torch.nn.functional.embedding(ids, model.tok.weight) * scale
+    return {"logits": torch.nn.functional.linear(x, model.head.weight, model.head.bias), "pooled": x[:, 0]}
+
+
+def test_named_inputs_and_outputs_export(write_spec, tmp_path):
+    path = write_spec(NAMED)
+    out = tmp_path / "named.pt2"
+    result = invoke("export", path, "-o", out)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[1:5] == ["input  ids [batch, 5] int64", "input  scale [batch, 1, 1] float32",
+                          "output logits [batch, 5, 3] float32", "output pooled [batch, 8] float32"]  # fmt: skip
+    program = torch.export.load(out).module()
+    model = build_spec(load_spec(path), device="cpu").model
+    with torch.no_grad():
+        for ids, scale in named_inputs(1, 4):
+            got, want = program(ids, scale), twin(model, ids, scale)
+            assert set(got) == {"logits", "pooled"}
+            for name in want:
+                torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-6)
+
+
+@needs_onnx
+def test_named_inputs_and_outputs_in_onnx(write_spec, tmp_path):
+    import onnxruntime
+
+    path = write_spec(NAMED)
+    out = tmp_path / "named.onnx"
+    result = invoke("export", path, "-o", out)
+    assert result.exit_code == 0, result.output
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [(i.name, i.shape) for i in session.get_inputs()] == [("ids", ["batch", 5]), ("scale", ["batch", 1, 1])]
+    assert [o.name for o in session.get_outputs()] == ["logits", "pooled"]
+    model = build_spec(load_spec(path), device="cpu").model
+    with torch.no_grad():
+        for ids, scale in named_inputs(1, 3):
+            logits, pooled = session.run(None, {"ids": ids.numpy(), "scale": scale.numpy()})
+            want = twin(model, ids, scale)
+            torch.testing.assert_close(torch.from_numpy(logits), want["logits"], rtol=0, atol=1e-4)
+            torch.testing.assert_close(torch.from_numpy(pooled), want["pooled"], rtol=0, atol=1e-4)
