@@ -35,8 +35,8 @@ SUFFIXES = {".pt2": ExportFormat.pt2, ".onnx": ExportFormat.onnx}
 
 SourceArg = Annotated[
     Path,
-    typer.Argument(metavar="SPEC|CHECKPOINT", help="Spec file (YAML) or checkpoint (.safetensors written by save).",
-                   show_default=False, callback=paths()),
+    typer.Argument(metavar="SPEC|CHECKPOINT", show_default=False, callback=paths(),
+                   help="Spec file (YAML), or checkpoint from save (.safetensors, or a sharded one's .index.json)."),
 ]  # fmt: skip
 OutputOpt = Annotated[
     Path,

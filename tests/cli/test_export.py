@@ -99,6 +99,20 @@ def test_checkpoint_exports_its_own_weights(tmp_path):
         assert torch.equal(state[name], tensor), name
 
 
+def test_sharded_checkpoint_exports_its_weights(tmp_path):
+    index = tmp_path / "mlp.safetensors.index.json"
+    saved = invoke("save", ROOT / "configs/mlp.yaml", "-o", index, "--max-shard-size", "10KB", "--seed", "4")
+    assert saved.exit_code == 0, saved.output
+    result = invoke("export", index, "-o", tmp_path / "mlp.pt2")
+    assert result.exit_code == 0, result.output
+    state = torch.export.load(tmp_path / "mlp.pt2").state_dict
+    shards = sorted(tmp_path.glob("mlp-*.safetensors"))
+    assert len(shards) > 1
+    for shard in shards:
+        for name, tensor in load_file(shard).items():
+            assert torch.equal(state[name], tensor), name
+
+
 def test_checkpoint_refuses_what_it_would_ignore(tmp_path):
     result = invoke("export", TRAINED, "-o", tmp_path / "x.pt2", "--set", "seed=3", "--seed", "4")
     assert result.exit_code == 2
