@@ -416,14 +416,14 @@ def _name_batch(proto, symbol: str) -> None:
 
 
 def _onnx_failure(built: Built, program: torch.export.ExportedProgram, exc: BaseException) -> BuildError:
-    """'layer P (type) cannot be exported to ONNX: reason', P found from the graph node the exporter names."""
+    """'layer P (type) failed to export to ONNX: reason', P found from the graph node the exporter names."""
     text = []
     cause: BaseException | None = exc
     while cause is not None:
         text.append(str(cause))
         cause = cause.__cause__
-    found = re.search(r"translating node %(\w+)", "\n".join(text))
-    path = _module_of(program, found.group(1)) if found else None
+    found = re.search(r"translating node %(\w+) : .*?target=(?:torch\.ops\.)?([\w.]+)", "\n".join(text))
+    path = _module_of(program, found.group(1), found.group(2)) if found else None
     if path is not None:
         return layer_failure(built, path, _Innermost(_message(exc)), "to export to ONNX")
     return BuildError(f"the model could not be exported to ONNX: {_message(exc)}", built.spec.loc(("model",)))
@@ -433,12 +433,19 @@ class _Innermost(Exception):
     """Carries the innermost cause's line to layer_failure (which prints an exception's first line)."""
 
 
-def _module_of(program: torch.export.ExportedProgram, node_name: str) -> str | None:
-    for node in program.graph.nodes:
-        if node.name == node_name:
-            stack = node.meta.get("nn_module_stack") or {}
-            return list(stack.values())[-1][0] if stack else None
-    return None
+def _module_of(program: torch.export.ExportedProgram, node_name: str, target: str) -> str | None:
+    """The module that made the failing node. The exporter names a node of its own, decomposed
+    graph: the node of that name here counts only if it calls the same operator; otherwise the
+    operator's calls here must all come from one module (else no layer is named, rather than a wrong one)."""
+    calls = [node for node in program.graph.nodes if str(node.target) == target]
+    named = [node for node in calls if node.name == node_name]
+    paths = {_innermost(node) for node in (named or calls)}
+    return paths.pop() if len(paths) == 1 else None
+
+
+def _innermost(node) -> str | None:
+    stack = node.meta.get("nn_module_stack") or {}
+    return list(stack.values())[-1][0] if stack else None
 
 
 # ---------------------------------------------------------------- the check

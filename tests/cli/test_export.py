@@ -248,3 +248,42 @@ def test_named_inputs_and_outputs_in_onnx(write_spec, tmp_path):
             want = twin(model, ids, scale)
             torch.testing.assert_close(torch.from_numpy(logits), want["logits"], rtol=0, atol=1e-4)
             torch.testing.assert_close(torch.from_numpy(pooled), want["pooled"], rtol=0, atol=1e-4)
+
+
+MATRIX_EXP = """\
+from typing import Literal
+
+import torch
+from torch import nn
+
+import netcfg
+
+
+class MatrixExpArgs(netcfg.Node):
+    type: Literal["matrix_exp"]
+
+
+class MatrixExp(nn.Module):
+    def forward(self, x):
+        return torch.linalg.matrix_exp(x.unflatten(-1, (2, 2))).flatten(-2)
+
+
+@netcfg.register_layer("matrix_exp", args=MatrixExpArgs)
+def build(args, xs, ctx):
+    return MatrixExp()
+"""
+
+
+@needs_onnx
+def test_a_layer_onnx_cannot_express_is_named(write_spec, tmp_path):
+    plugin = tmp_path / "matrix_exp_layer.py"
+    plugin.write_text(MATRIX_EXP)
+    path = write_spec("netcfg: 1\ninput: {shape: [1, 4]}\nmodel:\n  type: sequential\n  layers:\n"
+                      "    - {type: linear, out_features: 4}\n    - {type: matrix_exp}\n")  # fmt: skip
+    out = tmp_path / "m.onnx"
+    result = invoke("export", path, "--plugin", plugin, "-o", out)
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"{path}:7:7: error: layer '1' (matrix_exp) failed to export to ONNX: ")
+    assert "linalg_matrix_exp" in line and not out.exists()
+    assert invoke("export", path, "--plugin", plugin, "-o", tmp_path / "m.pt2").exit_code == 0  # torch.export can
