@@ -87,3 +87,8 @@ class InputError(NetcfgError):
 
 class PluginError(NetcfgError):
     """A plugin named by the user could not be loaded or registers something invalid."""
+
+
+class TrainError(NetcfgError):
+    """A training run cannot go on: its data does not fit the model, its loss turned NaN, or its
+    checkpoints belong to another run."""

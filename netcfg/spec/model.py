@@ -25,6 +25,7 @@ from pydantic_core import PydanticCustomError
 from netcfg.catalogue.base import Node
 from netcfg.errors import Loc
 from netcfg.spec.keymap import KEYMAPS, Rules
+from netcfg.spec.train import TrainSpec
 from netcfg.suggest import suggest
 
 FORMAT_VERSION = 1
@@ -379,6 +380,8 @@ class SpecHead(BaseModel):
     """Checkpoints to initialize parts of the model from, after the init rules."""
     shard: Optional[ShardSpec] = None
     """How --strategy fsdp cuts the model into units (default: each repeat copy and block instance)."""
+    train: Optional[TrainSpec] = None
+    """A training run for `netcfg train`: data, loss, optimizer, schedule, checkpoints."""
 
     @property
     def inputs(self) -> dict[str, InputSpec]:

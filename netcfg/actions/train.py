@@ -1,0 +1,466 @@
+"""netcfg train: the spec's `train:` run, as a generator of progress events (prints nothing).
+
+One step is one optimizer step over `accumulate` batches. Everything a step does is a function
+of the step number and the state a checkpoint holds: the data order of epoch e is a permutation
+drawn from its own generator seeded by (seed, e); the learning rate is computed from the step;
+dropout draws from torch's RNG, whose state is saved. So a run resumed from a checkpoint does
+what the uninterrupted run did, bit for bit, and writes the same lines to OUT/metrics.jsonl
+(the lines past the checkpoint are dropped on resume and written again).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from netcfg.actions import train_data, train_state
+from netcfg.actions.checkpoint import save as save_model
+from netcfg.actions.model import build_model
+from netcfg.building.builder import Built, named_outputs
+from netcfg.errors import InputError, Loc, TrainError
+from netcfg.io.output import write_text_atomic
+from netcfg.spec.model import Spec
+from netcfg.spec.train import TrainSpec
+
+NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm, nn.RMSNorm)
+
+
+# ---------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class Started:
+    total_steps: int
+    step: int
+    """The step it starts from (0, or the resumed checkpoint's)."""
+    samples: int
+    validation_samples: int
+    resumed_from: str | None
+    device: str
+
+
+@dataclass(frozen=True)
+class Stepped:
+    step: int
+    total_steps: int
+    epoch: int
+    loss: float
+    lr: float
+    samples_per_s: float
+    eta_s: float
+
+
+@dataclass(frozen=True)
+class Validated:
+    step: int
+    epoch: int
+    metrics: dict
+
+
+@dataclass(frozen=True)
+class Saved:
+    step: int
+    path: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Finished:
+    step: int
+    total_steps: int
+    stopped: bool
+    """True: stopped early on request, resumable from `checkpoint`."""
+    checkpoint: str | None
+    model: str | None
+    """The final model (a netcfg checkpoint), when the run completed."""
+    validation: dict | None
+    wall_s: float
+
+
+Event = Started | Stepped | Validated | Saved | Finished
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass
+class Run:
+    built: Built
+    train: TrainSpec
+    out: str
+    data: train_data.Dataset
+    validation: train_data.Dataset | None
+    output: str
+    steps_per_epoch: int
+    total_steps: int
+    record: dict
+    """What a checkpoint records of the run, to tell a resume from another run."""
+    optimizer: torch.optim.Optimizer = field(init=False)
+    orders: dict = field(default_factory=dict)
+    """The sample order of the current epoch (see _order)."""
+
+    def __post_init__(self) -> None:
+        self.optimizer = make_optimizer(self.built.model, self.train)
+
+
+def train(
+    spec: Spec,
+    out: str,
+    data: str | None = None,
+    resume: bool = False,
+    device: str | None = None,
+    stop: Callable[[], bool] = lambda: False,
+) -> Iterator[Event]:
+    """Train the spec's model as its `train:` section says, yielding progress. `stop()` true after
+    a step: save a checkpoint there and finish (resumable)."""
+    if spec.head.train is None:
+        raise TrainError("the spec has no `train:` section (data, loss, optimizer ...)", spec.loc(()))
+    _check_out(out, resume)
+    run = prepare(spec, out, data, device)
+    begin = time.perf_counter()
+    state = _resume(run) if resume and train_state.listed(out) else None
+    step = state.step if state else 0
+    window = state.window if state else _empty_window(run.train)
+    if state is None:
+        torch.manual_seed(run.train.seed)  # dropout's draws, after building drew the initialization
+    _truncate_metrics(out, step)
+    yield Started(run.total_steps, step, len(run.data), len(run.validation or ()), state and state.path,
+                  str(run.built.device))  # fmt: skip
+    last = state.path if state else None
+    timer = _Timer(step, run.total_steps)
+    with open(metrics_path(out), "a", encoding="utf-8") as log:
+        while step < run.total_steps:
+            loss = _step(run, step, window)
+            step += 1
+            timer.tick(step, window_samples(run, step))
+            if step % run.train.log_every == 0 or step == run.total_steps:
+                _write(log, {"step": step, "epoch": _epoch(run, step), "lr": _lr(run.train, step - 1, run.total_steps),
+                             **_means(window)})  # fmt: skip
+                window = _empty_window(run.train)
+            yield Stepped(step, run.total_steps, _epoch(run, step), loss, _lr(run.train, step - 1, run.total_steps),
+                          timer.rate, timer.eta(step))  # fmt: skip
+            if run.validation is not None and (step % run.steps_per_epoch == 0 or step == run.total_steps):
+                metrics = evaluate(run, run.validation)
+                _write(log, {"step": step, "epoch": _epoch(run, step), "split": "validation", **metrics})
+                yield Validated(step, _epoch(run, step), metrics)
+            stopping = step < run.total_steps and stop()
+            if step % run.train.checkpoint.every == 0 or step == run.total_steps or stopping:
+                log.flush()
+                started = time.perf_counter()
+                last = train_state.save(out, step, run.built.model, run.optimizer, run.record, window,
+                                        run.train.checkpoint.keep)  # fmt: skip
+                yield Saved(step, last, time.perf_counter() - started)
+            if stopping:
+                yield Finished(step, run.total_steps, True, last, None, None, time.perf_counter() - begin)
+                return
+    model_path = os.path.join(out, "model.safetensors")
+    save_model(run.built, model_path)
+    final = evaluate(run, run.validation) if run.validation is not None else None
+    yield Finished(step, run.total_steps, False, last, model_path, final, time.perf_counter() - begin)
+
+
+def metrics_path(out: str) -> str:
+    return os.path.join(out, "metrics.jsonl")
+
+
+def prepare(spec: Spec, out: str, data: str | None, device: str | None) -> Run:
+    """Build the model and read and check the data (before anything is written)."""
+    train = spec.head.train
+    built = build_model(spec, device=device)
+    name = _output_name(built, train)
+    shape = built.outputs[name][0]
+    if not built.outputs[name][1].is_floating_point:
+        raise TrainError(f"the model's output '{name}' is {built.outputs[name][1]}, not scores a loss can train",
+                         spec.loc(("model",)))  # fmt: skip
+    source = train_data.data_source(built, data)
+    dataset = train_data.load(built, source, shape)
+    validation = None
+    if train.validation is not None and train.validation.file is not None:
+        validation = train_data.load(built, train_data.validation_source(built), shape)
+    elif train.validation is not None:
+        dataset, validation = _split(dataset, train, source)
+    batches = math.ceil(len(dataset) / train.batch_size)
+    per_epoch = math.ceil(batches / train.accumulate)
+    total = train.steps if train.steps is not None else train.epochs * per_epoch
+    record = {"spec": spec.data, "data": train_data.fingerprint(source.path)}
+    return Run(built, train, out, dataset, validation, name, per_epoch, total, record)
+
+
+def _output_name(built: Built, train: TrainSpec) -> str:
+    names = list(built.outputs)
+    if train.output is not None:
+        if train.output not in names:
+            raise TrainError(f"the model has no output '{train.output}' (its outputs: {', '.join(names)})",
+                             built.spec.loc(("train", "output")))  # fmt: skip
+        return train.output
+    if len(names) > 1:
+        raise TrainError(f"the model has {len(names)} outputs ({', '.join(names)}): say which one is trained with "
+                         "`output:`", built.spec.loc(("train",)))  # fmt: skip
+    return names[0]
+
+
+def _split(dataset: train_data.Dataset, train: TrainSpec, source: train_data.Source):
+    """The validation fraction, drawn with the seed (the same samples on every run and resume)."""
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(train.seed))
+    held = max(1, round(len(dataset) * train.validation.fraction))
+    if held >= len(dataset):
+        raise TrainError(f"{source.path}: {len(dataset):,} sample(s) leave none for training after the validation "
+                         "fraction", source.where)  # fmt: skip
+    return dataset.subset(order[held:]), dataset.subset(order[:held])
+
+
+def _check_out(out: str, resume: bool) -> None:
+    where = Loc(f"--out {out}")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise InputError("exists and is not a directory", where)
+    found = train_state.listed(out)
+    started = os.path.exists(metrics_path(out))
+    if resume and not found and not started:  # a run killed before its first checkpoint starts over
+        raise InputError(f"no training run to resume in {out} (no checkpoints/, no metrics.jsonl)", where)
+    if not resume and (found or started):
+        raise InputError("holds a training run already: pass --resume to go on with it, or choose another --out",
+                         where)  # fmt: skip
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create: {exc.strerror or exc}", where) from None
+
+
+def _resume(run: Run) -> train_state.State:
+    """Restore the newest checkpoint, refused when it was written by another spec or for other data."""
+    path = train_state.listed(run.out)[-1][1]
+    saved = train_state.read_run(path)
+    found = train_state.differences({"spec": saved.get("spec"), "data": saved.get("data")}, run.record)
+    if found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise TrainError(f"written by another run: {found[0]}{more}; resume with the same spec and data",
+                         Loc(path))  # fmt: skip
+    return train_state.restore(path, run.built.model, run.optimizer)
+
+
+def _truncate_metrics(out: str, step: int) -> None:
+    """Keep the lines of steps up to `step` (a kill may have left later ones, or half a line)."""
+    path = metrics_path(out)
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    kept = []
+    for line in lines:
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            continue
+    write_text_atomic(path, "".join(kept))
+
+
+def _write(log, line: dict) -> None:
+    log.write(json.dumps(line) + "\n")
+
+
+# ---------------------------------------------------------------- one step
+
+
+def _epoch(run: Run, step: int) -> int:
+    """The epoch a step (counted from 1) belongs to, from 1."""
+    return (step - 1) // run.steps_per_epoch + 1
+
+
+def _order(run: Run, epoch: int) -> torch.Tensor:
+    """The sample order of an epoch (from 0), drawn once per epoch."""
+    if run.orders.get(epoch) is None:
+        if run.train.shuffle:
+            seed = (run.train.seed * 1_000_003 + epoch) % 2**63
+            order = torch.randperm(len(run.data), generator=torch.Generator().manual_seed(seed))
+        else:
+            order = torch.arange(len(run.data))
+        run.orders = {epoch: order}
+    return run.orders[epoch]
+
+
+def _batches(run: Run, step: int) -> list[torch.Tensor]:
+    """The sample indices of each batch of `step` (from 0)."""
+    epoch, within = divmod(step, run.steps_per_epoch)
+    order = _order(run, epoch)
+    size, accumulate = run.train.batch_size, run.train.accumulate
+    starts = range(within * accumulate * size, min((within + 1) * accumulate * size, len(order)), size)
+    return [order[s : s + size] for s in starts]
+
+
+def window_samples(run: Run, step: int) -> int:
+    return sum(len(b) for b in _batches(run, step - 1))
+
+
+def _step(run: Run, step: int, window: dict) -> float:
+    """One optimizer step (from 0); adds to the window's sums; returns the step's loss."""
+    model, optimizer, train = run.built.model, run.optimizer, run.train
+    model.train()
+    for group in optimizer.param_groups:
+        group["lr"] = _lr(train, step, run.total_steps)
+    optimizer.zero_grad(set_to_none=True)
+    batches = _batches(run, step)
+    samples = sum(len(b) for b in batches)
+    total = 0.0
+    for index in batches:
+        xs, y = run.data.take(index, run.built.device)
+        with _autocast(run):
+            out = named_outputs(model(*xs), run.built.spec.model)[run.output]
+        loss = loss_of(train, out.float(), y)
+        (loss * (len(index) / samples)).backward()
+        value = loss.item()
+        total += value * len(index) / samples
+        _add(window, train, value, len(index), out.detach(), y)
+    if not math.isfinite(total):
+        raise TrainError(f"the loss is {total} at step {step + 1}: stopped; the last good checkpoint stays in "
+                         f"{train_state.folder(run.out)}", Loc(f"--out {run.out}"))  # fmt: skip
+    if train.clip_grad_norm is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), train.clip_grad_norm)
+    optimizer.step()
+    return total
+
+
+def _autocast(run: Run):
+    if run.train.precision != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast(run.built.device.type, dtype=torch.bfloat16)
+
+
+def loss_of(train: TrainSpec, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    loss = train.loss
+    if loss.kind == "cross_entropy":
+        return F.cross_entropy(out, y, label_smoothing=loss.label_smoothing, ignore_index=loss.ignore_index)
+    if loss.kind == "next_token":
+        scores, ids = out[:, :-1].reshape(-1, out.shape[-1]), y[:, 1:].reshape(-1)
+        return F.cross_entropy(scores, ids, label_smoothing=loss.label_smoothing, ignore_index=loss.ignore_index)
+    y = y.to(out.dtype)
+    if loss.kind == "mse":
+        return F.mse_loss(out, y)
+    if loss.kind == "l1":
+        return F.l1_loss(out, y)
+    weight = None if loss.pos_weight is None else torch.tensor(loss.pos_weight, device=out.device)
+    return F.binary_cross_entropy_with_logits(out, y, pos_weight=weight)
+
+
+def _lr(train: TrainSpec, step: int, total: int) -> float:
+    """The learning rate of step `step` (from 0): linear warm-up, then the schedule."""
+    schedule, peak = train.schedule, train.optimizer.lr
+    if step < schedule.warmup_steps:
+        return peak * (step + 1) / schedule.warmup_steps
+    after = step - schedule.warmup_steps
+    if schedule.kind == "step":
+        return peak * schedule.gamma ** (after // schedule.every)
+    if schedule.kind == "cosine":
+        span = max(1, total - schedule.warmup_steps)
+        return schedule.min_lr + (peak - schedule.min_lr) * 0.5 * (1 + math.cos(math.pi * min(after, span) / span))
+    return peak
+
+
+def make_optimizer(model: nn.Module, train: TrainSpec) -> torch.optim.Optimizer:
+    spec = train.optimizer
+    groups = _decay_groups(model, spec)
+    if spec.kind == "sgd":
+        return torch.optim.SGD(groups, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov)
+    kind = torch.optim.Adam if spec.kind == "adam" else torch.optim.AdamW
+    return kind(groups, lr=spec.lr, betas=spec.betas, eps=spec.eps)
+
+
+def _decay_groups(model: nn.Module, spec) -> list[dict]:
+    """Trainable parameters with weight decay, and (when decay_norms_and_biases is false) the
+    biases and norm layers' parameters without."""
+    exempt: set[int] = set()
+    if not spec.decay_norms_and_biases:
+        for module in model.modules():
+            for name, p in module.named_parameters(recurse=False):
+                if isinstance(module, NORMS) or name == "bias":
+                    exempt.add(id(p))
+    params = [p for p in dict.fromkeys(model.parameters()) if p.requires_grad]
+    decay = [p for p in params if id(p) not in exempt]
+    plain = [p for p in params if id(p) in exempt]
+    groups = [{"params": decay, "weight_decay": spec.weight_decay}]
+    if plain:
+        groups.append({"params": plain, "weight_decay": 0.0})
+    return groups
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def _empty_window(train: TrainSpec) -> dict:
+    return {"samples": 0, "loss": 0.0, "counted": 0, "correct": {name: 0 for name in train.scored()}}
+
+
+def _add(window: dict, train: TrainSpec, loss: float, samples: int, out: torch.Tensor, y: torch.Tensor) -> None:
+    window["samples"] += samples
+    window["loss"] += loss * samples
+    scored = train.scored()
+    if scored:
+        counted, correct = _correct(train, out, y, scored)
+        window["counted"] += counted
+        for name, count in correct.items():
+            window["correct"][name] += count
+
+
+def _correct(train: TrainSpec, out: torch.Tensor, y: torch.Tensor, scored: dict) -> tuple[int, dict]:
+    """(positions scored, {metric: positions whose target is among the top k scores})."""
+    if train.loss.kind == "next_token":
+        out, y = out[:, :-1].reshape(-1, out.shape[-1]), y[:, 1:].reshape(-1)
+    else:
+        out = out.movedim(1, -1).reshape(-1, out.shape[1])
+        y = y.reshape(-1)
+    keep = y != train.loss.ignore_index
+    out, y = out[keep], y[keep]
+    top = out.topk(min(max(scored.values()), out.shape[-1]), dim=-1).indices
+    hits = top == y[:, None]
+    return len(y), {name: int(hits[:, :k].any(dim=1).sum()) for name, k in scored.items()}
+
+
+def _means(window: dict) -> dict:
+    out = {"loss": window["loss"] / max(1, window["samples"])}
+    for name, count in window["correct"].items():
+        out[name] = count / max(1, window["counted"])
+    return out
+
+
+def evaluate(run: Run, data: train_data.Dataset) -> dict:
+    """The metrics on `data` (eval mode, no gradients; draws nothing from the RNG)."""
+    model, train = run.built.model, run.train
+    window = _empty_window(train)
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(data), train.batch_size):
+            xs, y = data.take(torch.arange(start, min(start + train.batch_size, len(data))), run.built.device)
+            with _autocast(run):
+                out = named_outputs(model(*xs), run.built.spec.model)[run.output]
+            out = out.float()
+            _add(window, train, loss_of(train, out, y).item(), len(y), out, y)
+    model.train()
+    return _means(window)
+
+
+class _Timer:
+    """Samples per second over the steps of this process, and the time left at that rate."""
+
+    def __init__(self, step: int, total: int):
+        self.first, self.total = step, total
+        self.start = time.perf_counter()
+        self.samples = 0
+        self.rate = 0.0
+
+    def tick(self, step: int, samples: int) -> None:
+        self.samples += samples
+        elapsed = time.perf_counter() - self.start
+        self.rate = self.samples / elapsed if elapsed > 0 else 0.0
+        self.per_step = elapsed / max(1, step - self.first)
+
+    def eta(self, step: int) -> float:
+        return self.per_step * (self.total - step)
