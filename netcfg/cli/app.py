@@ -110,10 +110,12 @@ def _register() -> None:
         load_map,
         run,
         schema,
+        train_cmd,
         validate,
     )
 
-    for module in (validate, build, run, inspect_cmd, checkpoint_cmds, load_map, export_cmd, bench_cmd, layers, schema):
+    commands = (validate, build, run, inspect_cmd, checkpoint_cmds, load_map, export_cmd, bench_cmd, train_cmd)
+    for module in (*commands, layers, schema):
         module.register(app)
 
 
