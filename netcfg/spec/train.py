@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 _CONFIG = ConfigDict(
     extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True, defer_build=True, allow_inf_nan=False
@@ -171,7 +171,7 @@ class Validation(_Part):
     @model_validator(mode="after")
     def _one_source(self) -> Validation:
         if (self.fraction is None) == (self.file is None):
-            raise ValueError("give one of `fraction` and `file`")
+            raise ValueError("give `fraction` (of the training data) or `file`, one of them")
         return self
 
 
@@ -185,6 +185,15 @@ class CheckpointPolicy(_Part):
 
 
 METRIC = re.compile(r"loss|accuracy|top([1-9][0-9]{0,3})")
+
+
+def _known_metric(name: str) -> str:
+    if not METRIC.fullmatch(name):
+        raise ValueError(f"unknown metric '{name}' (one of: loss, accuracy, topK such as top5)")
+    return name
+
+
+Metric = Annotated[str, AfterValidator(_known_metric)]
 
 
 class TrainSpec(_Part):
@@ -213,7 +222,7 @@ class TrainSpec(_Part):
     """Batches whose gradients add up to one optimizer step."""
     precision: Literal["float32", "bf16"] = "float32"
     """bf16: the forward pass under bfloat16 autocast (the weights stay in the spec's dtype)."""
-    metrics: list[str] = Field(default_factory=lambda: ["loss"], max_length=16)
+    metrics: list[Metric] = Field(default_factory=lambda: ["loss"], max_length=16)
     """loss, accuracy, topK (e.g. top5): logged for training and validation."""
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
     """Seed of the data order, the validation split and dropout."""
@@ -221,18 +230,12 @@ class TrainSpec(_Part):
     """Steps between lines of OUT/metrics.jsonl."""
     checkpoint: CheckpointPolicy = Field(default_factory=CheckpointPolicy)
 
-    @field_validator("metrics")
-    @classmethod
-    def _known_metrics(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if not METRIC.fullmatch(name):
-                raise ValueError(f"unknown metric '{name}' (one of: loss, accuracy, topK such as top5)")
-        return value
-
     @model_validator(mode="after")
     def _consistent(self) -> TrainSpec:
-        if (self.epochs is None) == (self.steps is None):
-            raise ValueError("give one of `epochs` and `steps`")
+        if self.epochs is not None and self.steps is not None:
+            raise ValueError("give `epochs` or `steps`, not both")
+        if self.epochs is None and self.steps is None:
+            raise ValueError("give `epochs` or `steps`: how long to train")
         scored = [m for m in self.metrics if m != "loss"]
         if scored and self.loss.kind not in CLASSIFICATION:
             raise ValueError(f"metric '{scored[0]}' needs a classification loss (cross_entropy or next_token), "
