@@ -15,14 +15,6 @@ from netcfg.io.tensor_files import save_tensors
 from tests.train.helpers import make_spec, run_all
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _train(*args):
     return CliRunner().invoke(app, ["train", *[str(a) for a in args]])
 

@@ -16,15 +16,6 @@ from netcfg.io.tensor_files import save_tensors
 from netcfg.spec.loader import load_spec
 from tests.train.helpers import make_spec, run_all
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 LM = """\
 netcfg: 1
 input: {shape: [4, 12], dtype: int64, high: 11}

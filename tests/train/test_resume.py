@@ -13,7 +13,6 @@ import sys
 import time
 
 import pytest
-import torch
 
 from netcfg.actions import train_state
 from netcfg.errors import TrainError
@@ -23,16 +22,6 @@ from tests.train.helpers import assert_same_run, make_spec, run_all
 
 class Killed(BaseException):
     """Stands for a kill: nothing after it runs (not even the code that catches Exception)."""
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One CPU thread, as the processes run (--threads 1); two threads on a loaded 2-core machine
-    spend most of a step of this tiny model waiting for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

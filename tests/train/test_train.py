@@ -19,14 +19,6 @@ from netcfg.spec.loader import load_spec
 from tests.train.helpers import make_spec, run_all
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _twin_data(folder, fraction_seed: int = 7):
     """The training and validation samples as the spec's documented split draws them."""
     data = load_tensors(folder / "data.safetensors")
