@@ -321,8 +321,9 @@ def _step(run: Run, step: int, window: dict) -> float:
         total += value * len(index) / samples
         _add(window, train, value, len(index), out.detach(), y)
     if not math.isfinite(total):
-        raise TrainError(f"the loss is {total} at step {step + 1}: stopped; the last good checkpoint stays in "
-                         f"{train_state.folder(run.out)}", Loc(f"--out {run.out}"))  # fmt: skip
+        saved = train_state.listed(run.out)
+        kept = f"the last good checkpoint is {saved[-1][1]}" if saved else "no checkpoint was written before it"
+        raise TrainError(f"the loss is {total} at step {step + 1}: stopped; {kept}", Loc(f"--out {run.out}"))
     if train.clip_grad_norm is not None:
         nn.utils.clip_grad_norm_(model.parameters(), train.clip_grad_norm)
     optimizer.step()

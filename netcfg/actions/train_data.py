@@ -18,6 +18,7 @@ import torch
 from netcfg.building.builder import Built
 from netcfg.building.devices import dtype_name
 from netcfg.errors import Loc, TrainError
+from netcfg.io.files import open_regular
 from netcfg.io.reading import TORCH_DTYPES, open_checkpoint
 from netcfg.suggest import suggest
 
@@ -71,7 +72,7 @@ def relative(spec_file: str, path: str) -> str:
 def fingerprint(path: str) -> str:
     """sha256 of the file's bytes: a resumed run must read the same data."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path, TrainError, "data file") as f:
         for chunk in iter(lambda: f.read(1 << 24), b""):
             digest.update(chunk)
     return digest.hexdigest()

@@ -21,7 +21,12 @@ DataOpt = Annotated[
 ]  # fmt: skip
 OutDirOpt = Annotated[
     Path,
-    typer.Option("--out", metavar="DIR", help="Where metrics.jsonl, checkpoints/ and model.safetensors go."),
+    typer.Option(
+        "--out",
+        metavar="DIR",
+        help="Where metrics.jsonl, checkpoints/ and model.safetensors go.",
+        callback=paths("--out"),
+    ),
 ]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Go on from the newest checkpoint in --out.")]
 
