@@ -24,6 +24,7 @@ from torch import nn
 
 from netcfg.actions import train_data, train_state
 from netcfg.actions.checkpoint import save as save_model
+from netcfg.actions.failures import TORCH_FAILURES, first_line
 from netcfg.actions.model import build_model
 from netcfg.building.builder import Built, named_outputs
 from netcfg.errors import InputError, Loc, TrainError
@@ -188,7 +189,10 @@ def prepare(spec: Spec, out: str, data: str | None, device: str | None) -> Run:
         validation = train_data.load(built, train_data.validation_source(built), shape)
     elif train.validation is not None:
         dataset, validation = _split(dataset, train, source)
-    batches = math.ceil(len(dataset) / train.batch_size)
+    batches = (len(dataset) // train.batch_size) if train.drop_last else math.ceil(len(dataset) / train.batch_size)
+    if batches == 0:
+        raise TrainError(f"{source.path}: {len(dataset):,} training sample(s) make no whole batch of "
+                         f"{train.batch_size} (drop_last)", source.where)  # fmt: skip
     per_epoch = math.ceil(batches / train.accumulate)
     total = train.steps if train.steps is not None else train.epochs * per_epoch
     record = {"spec": spec.data, "data": train_data.fingerprint(source.path)}
@@ -293,7 +297,8 @@ def _batches(run: Run, step: int) -> list[torch.Tensor]:
     epoch, within = divmod(step, run.steps_per_epoch)
     order = _order(run, epoch)
     size, accumulate = run.train.batch_size, run.train.accumulate
-    starts = range(within * accumulate * size, min((within + 1) * accumulate * size, len(order)), size)
+    usable = len(order) - len(order) % size if run.train.drop_last else len(order)
+    starts = range(within * accumulate * size, min((within + 1) * accumulate * size, usable), size)
     return [order[s : s + size] for s in starts]
 
 
@@ -313,10 +318,15 @@ def _step(run: Run, step: int, window: dict) -> float:
     total = 0.0
     for index in batches:
         xs, y = run.data.take(index, run.built.device)
-        with _autocast(run):
-            out = named_outputs(model(*xs), run.built.spec.model)[run.output]
-        loss = loss_of(train, out.float(), y)
-        (loss * (len(index) / samples)).backward()
+        try:
+            with _autocast(run):
+                out = named_outputs(model(*xs), run.built.spec.model)[run.output]
+            loss = loss_of(train, out.float(), y)
+            (loss * (len(index) / samples)).backward()
+        except TORCH_FAILURES as exc:  # a batch of one sample through batchnorm, memory ...
+            hint = "; `drop_last: true` leaves out partial batches" if len(index) < train.batch_size else ""
+            raise TrainError(f"step {step + 1} (a batch of {len(index)}) failed: {first_line(exc)}{hint}",
+                             run.built.spec.loc(("train",))) from exc  # fmt: skip
         value = loss.item()
         total += value * len(index) / samples
         _add(window, train, value, len(index), out.detach(), y)

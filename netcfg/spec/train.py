@@ -213,6 +213,8 @@ class TrainSpec(_Part):
     steps: Optional[Count] = None
     """Optimizer steps in all (instead of `epochs`): the data is gone through as often as it takes."""
     shuffle: bool = True
+    drop_last: bool = False
+    """Leave out each epoch's last, partial batch (batchnorm cannot train on a batch of one)."""
     loss: Loss
     optimizer: Optimizer = Field(default_factory=lambda: AdamW(kind="adamw"))
     schedule: Schedule = Field(default_factory=lambda: ConstantSchedule(kind="constant"))

@@ -167,3 +167,16 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one_and_resume_goes_
     assert sorted(os.listdir(folder)) == ["step-000000004.safetensors"]  # no temporary file left either
     run_all(spec, tmp_path / "out", resume=True)
     assert_same_run(tmp_path / "reference", tmp_path / "out")
+
+
+def test_a_batch_pytorch_cannot_train_on_is_one_line_and_drop_last_leaves_it_out(tmp_path):
+    spec = make_spec(tmp_path)  # 72 training samples: batch 71 leaves a last batch of one for batchnorm
+    failed = _train(spec, "--out", tmp_path / "out", "--set", "train.batch_size=71")
+    assert failed.exit_code == 2 and "Traceback" not in failed.output
+    last = failed.stderr.splitlines()[-1]  # after the line saying what the run is
+    assert ":12:3: error: step 1 (a batch of 1) failed: Expected more than 1 value per channel when training" in last
+    assert last.endswith("; `drop_last: true` leaves out partial batches")
+    result = _train(spec, "--out", tmp_path / "out", "--resume", "--set", "train.batch_size=71",
+                    "--set", "train.drop_last=true")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "trained 4 steps" in result.stdout
