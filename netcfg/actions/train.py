@@ -155,7 +155,6 @@ def train(
                 yield Validated(step, _epoch(run, step), metrics)
             stopping = step < run.total_steps and stop()
             if step % run.train.checkpoint.every == 0 or step == run.total_steps or stopping:
-                log.flush()
                 started = time.perf_counter()
                 last = train_state.save(out, step, run.built.model, run.optimizer, run.record, window,
                                         run.train.checkpoint.keep)  # fmt: skip
@@ -270,6 +269,7 @@ def _truncate_metrics(out: str, step: int) -> None:
 
 def _write(log, line: dict) -> None:
     log.write(json.dumps(line) + "\n")
+    log.flush()  # for whoever follows the file (tail -f, a plotting script)
 
 
 # ---------------------------------------------------------------- one step
