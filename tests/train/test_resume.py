@@ -150,3 +150,25 @@ def test_real_sigkill_and_sigint_then_resume(tmp_path):
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr.decode()
     assert_same_run(tmp_path / "reference", out)
+
+
+def test_a_checkpoint_is_plain_safetensors_with_the_optimizer_state_as_tensors_and_json(reference):
+    from safetensors import safe_open
+
+    _, out, _ = reference
+    path = train_state.listed(str(out))[-1][1]
+    with safe_open(path, framework="pt") as f:  # the safetensors library itself reads it
+        names = set(f.keys())
+        record = json.loads(f.metadata()["netcfg.train"])
+        step = f.get_tensor("optimizer.0.step")
+    assert {
+        "model.0.weight",
+        "model.1.running_mean",
+        "rng.torch",
+        "optimizer.0.exp_avg",
+        "optimizer.0.exp_avg_sq",
+    } <= names
+    assert record["step"] == 20 and step.item() == 20  # AdamW's own count of its steps
+    groups = record["optimizer"]["param_groups"]
+    assert [g["weight_decay"] for g in groups] == [0.1, 0.0] and groups[0]["betas"] == [0.9, 0.999]
+    assert record["spec"]["train"]["seed"] == 7 and len(record["data"]) == 64  # the data's sha256
