@@ -5,7 +5,8 @@ shapes and dtypes, in execution order) with the lifetimes PyTorch gives its valu
 mode without autograd, as `run` and `bench` run it:
 
 - a module's inputs stay alive while it runs (its caller holds them), and so does the input;
-- in a sequential, a value goes once the next layer has run (nn.Sequential rebinds its name);
+- in a sequential, a value goes once the next layer has run (nn.Sequential rebinds its name); its
+  first layer reads all its inputs, every layer does with `extra_inputs: every_layer`;
 - a residual keeps its input while the shortcut and the body run, then both their outputs
   until the sum is made;
 - a graph keeps each node's value until its last reader has run (the Graph module lets go of
@@ -186,7 +187,8 @@ class _Replay:
     def sequential(self, path: str, node, inputs: list[Value], visits) -> Value:
         current = self.hold(inputs[0])  # nn.Sequential's own name for the value
         for i, child in enumerate(node.layers):
-            out = self.run(_child(path, child.name or str(i)), child, [current], visits)
+            rest = inputs[1:] if i == 0 or node.extra_inputs == "every_layer" else []  # the caller holds them
+            out = self.run(_child(path, child.name or str(i)), child, [current, *rest], visits)
             self.drop(current)
             current = out
         return current

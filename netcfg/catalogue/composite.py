@@ -8,6 +8,8 @@ from pydantic import Field
 
 from netcfg.catalogue.base import Dim, Node
 
+ExtraInputs = Literal["first_layer", "every_layer"]
+
 
 class Sequential(Node):
     """Runs `layers` in order, each on the previous output (torch.nn.Sequential)."""
@@ -15,6 +17,10 @@ class Sequential(Node):
     type: Literal["sequential"]
     layers: list[Any] = Field(min_length=1)
     """Module nodes, in order."""
+    extra_inputs: ExtraInputs = "first_layer"
+    """Given several inputs (in a graph): the first layer reads them all, or with `every_layer`
+    each layer reads the previous one's output followed by the inputs after the first (an
+    attention mask or an encoder's output passed to every layer of a stack)."""
 
 
 class Parallel(Node):
@@ -99,6 +105,10 @@ class Repeat(Node):
     """The module node to copy."""
     merge: Literal["concat", "add", "mul", "stack"] | None = None
     """Run the copies side by side on the same input and combine their outputs so (default: in sequence)."""
+    extra_inputs: ExtraInputs = "first_layer"
+    """In sequence, given several inputs: the first copy reads them all, or with `every_layer`
+    each copy reads the previous one's output followed by the inputs after the first (a layer
+    stack's attention mask, a decoder's encoder output)."""
     dim: Dim = -1
     """With merge: the dimension for concat and stack."""
 

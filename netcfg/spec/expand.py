@@ -202,6 +202,10 @@ class Expander:
                 "(splice a sequential, a repeat in sequence, or a block whose body is one)"
             ))  # fmt: skip
             return FAILED
+        if result.get("extra_inputs") == "every_layer":
+            self.fail(where, "a sequential whose every layer reads its extra inputs (extra_inputs: every_layer) "
+                             "cannot be spliced: the enclosing list gives them to its first layer only")  # fmt: skip
+            return FAILED
         self.splices += 1
         result[_SPLICE] = where
         return result
@@ -296,6 +300,10 @@ class Expander:
         args = self.validated(composite.Repeat, {**fields, "body": None}, src, dst)
         if args is None:
             return FAILED
+        if args.merge is not None and args.extra_inputs == "every_layer":
+            self.fail(src + ("extra_inputs",), "copies side by side (merge) all read every input: "
+                                               "'extra_inputs: every_layer' is for copies in sequence")  # fmt: skip
+            return FAILED
         body = self.estimator.size(raw.get("body"), src + ("body",), scope)
         over = self.over(body * args.times)
         if over:  # found before expanding anything
@@ -311,7 +319,8 @@ class Expander:
                 layers.append(result)
         self.mark(dst + (key,), src + ("body",))
         if args.merge is None:
-            return _carry(fields, {"type": "sequential", "layers": layers})
+            chain = {"extra_inputs": args.extra_inputs} if "extra_inputs" in fields else {}
+            return _carry(fields, {"type": "sequential", "layers": layers, **chain})
         return _carry(fields, {"type": "parallel", "branches": layers, "merge": args.merge, "dim": args.dim})
 
     def block(self, raw: dict, src: Path, dst: Path, scope: dict, stack: tuple) -> Any:

@@ -151,7 +151,7 @@ def _reserved(cls: type) -> frozenset:
     return (
         frozenset(dir(cls))
         | frozenset(vars(nn.Module()))
-        | {"merge", "_names", "_plan", "_output", "_outputs", "_keys", "_input_names"}
+        | {"merge", "_names", "_plan", "_output", "_outputs", "_keys", "_input_names", "_every_layer"}
     )
 
 
@@ -161,17 +161,34 @@ def _check_name(ctx, node: Node, name: str, cls: type, key: str | tuple = "name"
                        "(pick another name)", key)  # fmt: skip
 
 
+class Chain(nn.Sequential):
+    """nn.Sequential (the same names) given several inputs: the first layer reads them all, or
+    with `every_layer` each layer reads the previous one's output and the inputs after the first."""
+
+    def __init__(self, modules: OrderedDict, every_layer: bool):
+        super().__init__(modules)
+        self._every_layer = every_layer
+
+    def forward(self, x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        for module in self:
+            x = module(x, *rest)
+            rest = rest if self._every_layer else ()
+        return x
+
+
 @builds("sequential")
 def sequential(a: c.Sequential, xs: list, ctx):
     modules: OrderedDict = OrderedDict()
+    every = a.extra_inputs == "every_layer"
+    cls = Chain if len(xs) > 1 else nn.Sequential
     current = xs
     for i, node in enumerate(a.layers):
         name = node.name or str(i)
-        _check_name(ctx, node, name, nn.Sequential)
+        _check_name(ctx, node, name, cls)
         module, out = ctx.build(node, current, name)
         modules[name] = module
-        current = [out]
-    return Made(nn.Sequential(modules), current[0])
+        current = [out, *xs[1:]] if every else [out]
+    return Made(Chain(modules, every) if cls is Chain else nn.Sequential(modules), current[0])
 
 
 @builds("parallel")
