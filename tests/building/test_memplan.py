@@ -15,7 +15,7 @@ from benchmarks.bench_activation_memory import allocator_peak
 from netcfg.actions.inspection import inspect_spec
 from netcfg.actions.model import build_model
 from netcfg.building import memory, memplan
-from netcfg.building.builder import build_spec, sample_input
+from netcfg.building.builder import build_spec, sample_input, sample_inputs
 from netcfg.errors import BuildError
 from netcfg.spec.loader import load_spec, load_spec_data
 from tests.catalogue.test_declarations import CASES, FEEDS
@@ -168,17 +168,17 @@ def test_large_weights_and_activations_are_refused_having_allocated_little(write
 # ---------------------------------------------------------------- against PyTorch's allocator
 
 
-def measured(built, x: torch.Tensor) -> int:
-    """The input's bytes plus the peak PyTorch's CPU allocator holds for tensors made by a
+def measured(built, *xs: torch.Tensor) -> int:
+    """The inputs' bytes plus the peak PyTorch's CPU allocator holds for tensors made by a
     forward pass (the second: the first one's one-off allocations left out, as they equal)."""
     model = built.model.eval()
 
     def forward():
         with torch.no_grad():
-            return model(x)
+            return model(*xs)
 
     forward()
-    return x.numel() * x.element_size() + allocator_peak(forward)
+    return sum(x.numel() * x.element_size() for x in xs) + allocator_peak(forward)
 
 
 # Layers whose 16-bit kernels widen to float32 on the CPU (their rules say so), checked in bfloat16 too.
@@ -216,15 +216,17 @@ SMALL_CONFIGS = [
     ("configs/gpt2.yaml", ["vars.layers=2"]),
     ("configs/vit_b_16.yaml", ["vars.layers=2"]),
     ("configs/swin_t.yaml", ["vars.embed=24", "vars.depth3=2"]),
+    ("configs/bert_base.yaml", ["vars.layers=2", "vars.length=64"]),
+    ("configs/transformer_seq2seq.yaml", ["input.src.shape=[8, 64]", "input.tgt.shape=[8, 48]"]),
 ]
 
 
 @pytest.mark.parametrize(("path", "overrides"), SMALL_CONFIGS, ids=[p for p, _ in SMALL_CONFIGS])
 def test_shipped_configs_need_at_most_their_plan_and_not_much_less(path, overrides):
     built = build_model(load_spec(path, overrides), device="cpu", memory_check=False)
-    x = sample_input(built.spec, "cpu", built.seed)
+    xs = sample_inputs(built.spec, "cpu", built.seed)
     estimate = inspect_spec(built.spec).memory.activations
-    actual = measured(built, x)
+    actual = measured(built, *xs)
     assert actual <= estimate
     if actual > 1 << 20:  # below, scalars and statistics tensors weigh as much as the activations
         assert estimate <= 3 * actual
