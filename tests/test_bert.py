@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 from netcfg.actions.model import build_model
@@ -225,7 +226,41 @@ def test_padding_changes_nothing_at_the_attended_positions(small):
     torch.testing.assert_close(a["last_hidden_state"][0, :5], b["last_hidden_state"][0, :5], rtol=0, atol=1e-6)
 
 
-def test_small_bert_equals_transformers_bert_model(small):
+def tensorflow_names(state: dict) -> dict:
+    """A BertForPreTraining file converted from TensorFlow: `bert.` keys, LayerNorm gamma/beta,
+    the position_ids buffer and pretraining heads (cls.*) beside the model's tensors."""
+    out = {"bert." + k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+           for k, v in state.items()}  # fmt: skip
+    width = state["pooler.dense.bias"].shape[0]
+    out["bert.embeddings.position_ids"] = torch.arange(SMALL["positions"])[None]
+    out["cls.predictions.bias"] = torch.zeros(SMALL["vocab"])
+    out["cls.seq_relationship.weight"] = torch.zeros(2, width)
+    return out
+
+
+def through_key_map(state: dict, tmp_path) -> nn.Module:
+    """The small variant built with `state` (Hugging Face's names) loaded by keymap: hf_bert, strictly."""
+    file = tmp_path / "bert.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(file))
+    entry = f"pretrained=[{{file: '{file}', keymap: hf_bert, strict: true}}]"
+    spec = load_spec(str(BERT), [*(f"vars.{k}={v}" for k, v in SMALL.items()), entry])
+    return build_model(spec, device="cpu").model.eval()
+
+
+@pytest.mark.parametrize("layout", ["BertModel", "BertForPreTraining"])
+def test_hugging_face_files_load_through_the_hf_bert_key_map(layout, tmp_path):
+    twin = BertModel(Config(**{k: v for k, v in SMALL.items() if k != "length"}))
+    randomized(twin, seed=7)
+    state = twin.state_dict() if layout == "BertModel" else tensorflow_names(twin.state_dict())
+    model = through_key_map(state, tmp_path)
+    batch = padded_batch(SMALL["vocab"], SMALL["length"], [12, 4])
+    with torch.no_grad():
+        ours, theirs = model(**batch), twin.eval()(**batch)
+    for key in ours:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=0, atol=1e-5)
+
+
+def test_small_bert_equals_transformers_bert_model(small, tmp_path):
     transformers = pytest.importorskip("transformers", reason="transformers is not installed (optional check)")
     model, _ = small
     config = transformers.BertConfig(
@@ -241,3 +276,7 @@ def test_small_bert_equals_transformers_bert_model(small):
         ours, theirs = model(**batch), reference(**batch)
     torch.testing.assert_close(ours["last_hidden_state"], theirs.last_hidden_state, rtol=0, atol=1e-5)
     torch.testing.assert_close(ours["pooler_output"], theirs.pooler_output, rtol=0, atol=1e-5)
+    loaded = through_key_map(reference.state_dict(), tmp_path)  # transformers' own names, back through the map
+    with torch.no_grad():
+        again = loaded(**batch)
+    torch.testing.assert_close(again["last_hidden_state"], theirs.last_hidden_state, rtol=0, atol=1e-5)

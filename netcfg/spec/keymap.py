@@ -201,6 +201,7 @@ KEYMAPS: dict[str, str] = {
     "torchvision_vit": "torchvision ViT (vit_b_16, vit_l_16 ...) state_dict -> configs/vit_b_16.yaml",
     "hf_gpt2": "Hugging Face GPT-2 (GPT2Model or GPT2LMHeadModel, Conv1D weights) -> configs/gpt2.yaml",
     "hf_llama": "Hugging Face Llama (LlamaForCausalLM, separate q/k/v) -> configs/llama2-70b.yaml, llama_tiny.yaml",
+    "hf_bert": "Hugging Face BERT (BertModel, or bert.* of BertForPreTraining/MaskedLM) -> configs/bert_base.yaml",
 }
 """The key maps netcfg ships: name -> what it maps. Each is netcfg/spec/keymaps/NAME.yaml."""
 
