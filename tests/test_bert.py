@@ -9,10 +9,12 @@ import math
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
+from typer.testing import CliRunner
 
 from netcfg.actions.model import build_model
+from netcfg.cli.app import app
 from netcfg.spec.loader import load_spec
 from tests.conftest import CONFIGS
 
@@ -214,6 +216,15 @@ def test_small_bert_equals_the_twin_on_a_padded_batch(small):
     assert (unmasked["pooler_output"][1:] - theirs["pooler_output"][1:]).abs().amax() > 1e-2
 
 
+def test_a_sequence_of_padding_only_gives_finite_outputs(small):
+    """No key to attend to: the attention gives zeros (Hugging Face's averages every value)."""
+    model, _ = small
+    batch = padded_batch(SMALL["vocab"], SMALL["length"], [12, 0])
+    with torch.no_grad():
+        out = model(**batch)
+    assert all(t.isfinite().all() for t in out.values())
+
+
 def test_padding_changes_nothing_at_the_attended_positions(small):
     """What follows the mask's last 1 is never read: other ids there leave the outputs at the
     attended positions as they were."""
@@ -280,3 +291,22 @@ def test_small_bert_equals_transformers_bert_model(small, tmp_path):
     with torch.no_grad():
         again = loaded(**batch)
     torch.testing.assert_close(again["last_hidden_state"], theirs.last_hidden_state, rtol=0, atol=1e-5)
+
+
+def test_run_on_a_padded_batch_file_writes_both_outputs_as_the_twin_computes(tmp_path):
+    batch = padded_batch(SMALL["vocab"], SMALL["length"], [12, 9, 2], seed=3)
+    given, written = tmp_path / "batch.safetensors", tmp_path / "out.safetensors"
+    save_file(batch, str(given))
+    sizes = [a for k, v in SMALL.items() for a in ("--set", f"vars.{k}={v}")]
+    args = ["run", str(BERT), *sizes, "--input", str(given), "-o", str(written), "--seed", "4"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "input  attention_mask [3, 12] int64" in result.output
+    twin = BertModel(Config(**{k: v for k, v in SMALL.items() if k != "length"}))
+    twin.load_state_dict(hf_state_dict(build_model(small_spec(), device="cpu", seed=4).model.state_dict()))
+    with torch.no_grad():
+        expected = twin.eval()(**batch)
+    out = load_file(str(written))
+    assert set(out) == {"last_hidden_state", "pooler_output"}
+    for key, value in expected.items():
+        torch.testing.assert_close(out[key], value, rtol=0, atol=1e-5)
