@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from netcfg.actions import checkpoint as ck
 from netcfg.actions.model import build_model
 from netcfg.building import plugins
-from netcfg.building.builder import build_spec, sample_input
+from netcfg.building.builder import build_spec, named_outputs, sample_input, sample_inputs
 from netcfg.cli.app import app
 from netcfg.errors import CheckpointError, NetcfgError
 from netcfg.io.reading import load_tensors
@@ -50,13 +50,12 @@ def spec_of(config: str):
     return load_spec(CONFIGS / config, overrides)
 
 
-def forward(built, spec, seed):
-    x = sample_input(spec, "cpu", seed)
-    if x.is_floating_point():
-        x = x.to(built.dtype)
+def forward(built, spec, seed) -> list[torch.Tensor]:
+    """Every output for the sample inputs, in order."""
+    xs = [x.to(built.dtype) if x.is_floating_point() else x for x in sample_inputs(spec, "cpu", seed)]
     built.model.eval()
     with torch.no_grad():
-        return built.model(x)
+        return list(named_outputs(built.model(*xs), spec.model).values())
 
 
 def state_equal(a: torch.nn.Module, b: torch.nn.Module) -> None:
@@ -76,7 +75,8 @@ def tied_names(model: torch.nn.Module) -> list[list[str]]:
 def check_roundtrip(built, spec, path, seed) -> ck.Loaded:
     ck.save(built, path, durable=False)  # content, not durability (fsync of 1 GB: seconds)
     loaded = ck.load(path, device="cpu")
-    assert torch.equal(forward(loaded.built, spec, seed), forward(built, spec, seed))
+    outs, again = forward(built, spec, seed), forward(loaded.built, spec, seed)
+    assert len(outs) == len(again) and all(torch.equal(a, b) for a, b in zip(outs, again, strict=True))
     state_equal(built.model, loaded.built.model)
     assert tied_names(loaded.built.model) == tied_names(built.model)
     return loaded
