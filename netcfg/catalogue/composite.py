@@ -55,11 +55,17 @@ class Graph(Node):
     """Node whose output the graph returns (default: the last node); at the model's top, a list of
     nodes (the model returns a tuple) or a mapping name -> node (a dict)."""
     input_names: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] | None = Field(None, min_length=1)
-    """Names of the graph's inputs, in order; default: 'input' for one input, the spec's input
-    names for the model's top graph."""
+    """Names of the graph's inputs, in order; default: 'input' for one input, the names in its own
+    `inputs:` for several (distinct) ones, the spec's input names for the model's top graph."""
 
     def input_list(self) -> list[str]:
-        return self.input_names or ["input"]
+        """The names its nodes call its inputs: `input_names`; else, for a graph reading several
+        distinct earlier nodes (`inputs: [hidden, mask]`), their names; else 'input'."""
+        if self.input_names:
+            return self.input_names
+        if isinstance(self.inputs, list) and len(self.inputs) > 1 and len(set(self.inputs)) == len(self.inputs):
+            return list(self.inputs)
+        return ["input"]
 
     def output_nodes(self) -> list[str]:
         """The nodes whose outputs the graph returns, in order."""

@@ -221,12 +221,14 @@ def graph(a: c.Graph, xs: list, ctx):
     names = a.input_list()
     if len(xs) != len(names):
         given = f"input_names lists {len(names)}" if a.input_names else "name them with `input_names: [...]`"
+        if not a.input_names and isinstance(a.inputs, list) and len(a.inputs) > 1:
+            given = "it reads one node twice: name its inputs with `input_names: [...]`"
         raise ShapeError(
             f"this graph is given {len(xs)} inputs ({given})", key="input_names" if a.input_names else None
         )
     problems = _ref_problems(ctx, a) + _output_problems(ctx, a)
-    if problems:
-        raise BuildError(problems)
+    if problems:  # in the order of the file
+        raise BuildError(sorted(problems, key=lambda d: (d.loc.line, d.loc.col) if d.loc else (0, 0)))
     values = list(xs)
     modules: OrderedDict = OrderedDict()
     steps, outputs = a.plan()
@@ -316,13 +318,16 @@ def _ref_problems(ctx, graph: c.Graph) -> list[Diagnostic]:
 def _unread(ctx, graph: c.Graph, read: set[str]) -> list[Diagnostic]:
     """An input no node reads is a mistake (a misspelt `inputs:`), said where the input is named."""
     problems = []
-    for i, name in enumerate(graph.input_names or ()):  # the one unnamed input: as before, not checked
+    names = graph.input_list()
+    for i, name in enumerate(names if names != ["input"] else ()):  # the one unnamed input: as before, not checked
         if name in read:
             continue
         if graph._path == ("model",) and ctx.spec.head.named_inputs:  # named by the spec's `input:`
             where = ctx.spec.loc(ctx.spec.head.input_path(name))
-        else:
+        elif graph.input_names:
             where = ctx.spec.loc(graph._path + ("input_names", i))
+        else:  # named by its own `inputs:`
+            where = ctx.spec.loc(graph._path + ("inputs", i))
         problems.append(Diagnostic(where, f"input '{name}' is read by no node of the graph"))
     return problems
 
