@@ -2,7 +2,7 @@
 
 This is the one trust boundary of netcfg: a plugin is code, so it runs only when the
 user names it on the command line (--plugin MODULE or --plugin path/to/file.py) or
-has installed a package that declares a `netcfg.building.plugins` entry point. Nothing in a
+has installed a package that declares a `netcfg.plugins` entry point. Nothing in a
 spec file can cause a plugin to load.
 """
 
