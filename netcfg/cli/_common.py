@@ -231,3 +231,22 @@ def printable(text: str, lines: bool = True) -> str:
 
 def is_tty() -> bool:
     return sys.stdout.isatty()
+
+
+def is_checkpoint(path) -> bool:
+    """A safetensors file or a sharded checkpoint's index: by its name (.safetensors,
+    .index.json), or by its first bytes (8-byte length, then '{')."""
+    if str(path).endswith((".safetensors", ".index.json")):
+        return True
+    try:
+        if not os.path.isfile(path):
+            return False  # a pipe is never opened here (it would block); the spec reader refuses it
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    if head[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or head[:4] == b"PK\x03\x04":
+        return True  # a pickle or torch.save zip: the checkpoint reader refuses it with the reason
+    from netcfg.io.safetensors_header import looks_like_safetensors
+
+    return looks_like_safetensors(head)

@@ -76,7 +76,7 @@ def export(
     Example: netcfg export configs/resnet18.yaml -o resnet18.onnx
     """
     from netcfg.actions import export as actions
-    from netcfg.cli.inspect_cmd import is_checkpoint
+    from netcfg.cli._common import is_checkpoint
 
     chosen = _format(format, output)
     actions.check_output(output, chosen.value)

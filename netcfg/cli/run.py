@@ -15,6 +15,7 @@ from netcfg.cli._common import (
     SeedOpt,
     SetOpt,
     SpecArg,
+    is_checkpoint,
     load,
     note,
     out,
@@ -22,7 +23,6 @@ from netcfg.cli._common import (
     refuse_flags,
 )
 from netcfg.cli.build import summary_line
-from netcfg.cli.inspect_cmd import is_checkpoint
 from netcfg.errors import Loc
 
 InputOpt = Annotated[
