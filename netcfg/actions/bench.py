@@ -99,6 +99,8 @@ class BenchResult:
     load_before: float | None = None
     """1-minute load average before the build; load_after: when the timing ended."""
     load_after: float | None = None
+    others_busy: float | None = None
+    """Cores' worth of CPU other processes used during the run (Linux; None elsewhere)."""
     warnings: list[str] = field(default_factory=list)
     """Why the figures may not be the model's: oversubscribed threads, a busy machine, unstable rounds."""
 
@@ -133,7 +135,7 @@ def bench(spec: Spec, config: BenchConfig, progress: Callable[[float], None] | N
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     spec = with_batch(spec, config.batch)
-    load_before = bench_health.load_average()
+    load_before, clock = bench_health.load_average(), bench_health.CpuClock()
     built = build_model(
         spec, device=config.device, seed=config.seed, dtype=config.dtype, memory_check=config.memory_check,
         forward_check=config.memory_check,
@@ -152,13 +154,15 @@ def bench(spec: Spec, config: BenchConfig, progress: Callable[[float], None] | N
     except TORCH_FAILURES as exc:  # one line naming the layer or the flag, not PyTorch's traceback
         raise _failure(built, config, exc) from exc
     result = _result(built, config, times, iterations, rss_before, compile_time, warmup_s)
-    return _judged(result, config, times, load_before, warmup_per_call)
+    return _judged(result, config, times, (load_before, clock), warmup_per_call)
 
 
-def _judged(result: BenchResult, config: BenchConfig, times: list[float], load_before, warmup_per_call) -> BenchResult:
+def _judged(result: BenchResult, config: BenchConfig, times: list[float], before, warmup_per_call) -> BenchResult:
     """The result with the conditions it ran under and the warnings they call for."""
-    seen = bench_health.conditions(result.threads, 1, result.device.startswith("cpu"), load_before)
+    load_before, clock = before
+    seen = bench_health.conditions(result.threads, 1, result.device.startswith("cpu"), load_before, clock)
     result.cores, result.load_before, result.load_after = seen.cores, seen.load_before, seen.load_after
+    result.others_busy = seen.others
     unsettled = len(times) < 10 or not _stable(times, config)  # _sample stopped at max_time
     result.warnings = bench_health.health_warnings(seen, times, warmup_per_call, config.stable, unsettled)
     return result

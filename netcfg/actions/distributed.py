@@ -99,6 +99,8 @@ class DistBenchResult:
     cores: int = 1
     load_before: float | None = None
     load_after: float | None = None
+    others_busy: float | None = None
+    """Cores' worth of CPU other processes used during the run (Linux; None elsewhere)."""
     warnings: list[str] = field(default_factory=list)
     round_times: list[float] = field(default_factory=list, repr=False)
     """Rank 0's seconds per step in each round (judged for the warnings; not in the JSON)."""
@@ -286,12 +288,13 @@ def train_step(spec: Spec, nproc: int, strategy: str, seed: int | None = None) -
 def bench(spec: Spec, config: BenchConfig, nproc: int, strategy: str) -> DistBenchResult | None:
     """Time the step on `nproc` processes (each with the spec's batch, or --batch: weak scaling).
     None on the ranks other than 0 under an outside torchrun."""
-    load_before = bench_health.load_average()
+    load_before, clock = bench_health.load_average(), bench_health.CpuClock()
     result = launch(Job("bench", with_batch(spec, config.batch), strategy, config.device, config.seed, config), nproc)
     if result is None:
         return None
-    seen = bench_health.conditions(result.threads, nproc, result.device.startswith("cpu"), load_before)
+    seen = bench_health.conditions(result.threads, nproc, result.device.startswith("cpu"), load_before, clock)
     result.cores, result.load_before, result.load_after = seen.cores, seen.load_before, seen.load_after
+    result.others_busy = seen.others
     result.warnings = bench_health.health_warnings(seen, result.round_times, None, config.stable, False)
     return result
 

@@ -184,14 +184,16 @@ def table(results: list) -> str:
                ("p90 ms", "right"), ("p99 ms", "right"), ("min ms", "right"), ("IQR ms", "right"),
                ("samples/s", "right"), ("peak memory", "left"), ("speed-up", "right")]  # fmt: skip
     head = (f"{first.mode}{' (compiled)' if first.compiled else ''}, torch {first.torch}, {first.threads} CPU threads "
-            f"on {first.cores} cores{_load(first)}; {sum(r.rounds for r in results)} timed rounds")  # fmt: skip
+            f"on {first.cores} cores{load_text(first)}; {sum(r.rounds for r in results)} timed rounds")  # fmt: skip
     text = _table(head, columns, rows)
     compiled = [f"{r.device}: compiled in {r.compile_time_s:.2f} s" for r in results if r.compile_time_s is not None]
     return text + "".join("\n" + line for line in compiled + warning_lines(results))
 
 
-def _load(result) -> str:
-    return "" if result.load_before is None else f", load average {result.load_before:.2f} before"
+def load_text(result) -> str:
+    """What the machine did around the run: the load average before it, the cores others kept busy in it."""
+    load = "" if result.load_before is None else f", load average {result.load_before:.2f} before"
+    return load + ("" if result.others_busy is None else f", other processes {result.others_busy:.2f} cores")
 
 
 def _scenarios(name: str, devices: list[str], format: Format, min_time: float, threads: int | None) -> None:

@@ -70,6 +70,7 @@ def run(spec, configs: list, nproc: str | None, strategy: Strategy | None, forma
 
 def table(results: list) -> str:
     from netcfg.actions.bench_health import warning_lines
+    from netcfg.cli.bench_cmd import load_text
     from netcfg.cli.inspect_cmd import _table
 
     first = results[0]
@@ -85,8 +86,7 @@ def table(results: list) -> str:
                ("step ms", "right"), ("min ms", "right"), ("samples/s", "right"), ("efficiency", "right"),
                ("state/rank", "right"), ("peak/rank", "right"), ("rank step ms", "left")]  # fmt: skip
     head = (f"{first.mode} on {first.device} ({first.device_name[:40]}), {first.dtype}, torch {first.torch}, "
-            f"{first.cores} cores"
-            + ("" if first.load_before is None else f", load average {first.load_before:.2f} before"))  # fmt: skip
+            f"{first.cores} cores{load_text(first)}")  # fmt: skip
     notes = [f"fsdp: {r.units} units + the root" for r in results[:1] if r.strategy == "fsdp"]
     return _table(head, columns, rows) + "".join("\n" + line for line in notes + warning_lines(results, _label))
 

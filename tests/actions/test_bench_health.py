@@ -1,6 +1,13 @@
 """The checks that keep a timing from misleading: fed the readings they judge."""
 
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
 
 from netcfg.actions import bench_health
 from netcfg.actions.bench import BenchConfig, bench
@@ -41,6 +48,42 @@ def test_a_load_past_the_free_cores_is_a_busy_machine():
     assert line.startswith("busy machine")
 
 
+def test_cpu_other_processes_used_decides_over_the_load_average():
+    # the load average still counts the run before (a baseline, a sweep's previous row): measured use wins
+    assert health_warnings(quiet(threads=2, load_before=1.9, others=0.05), STEADY) == []
+    (line,) = health_warnings(quiet(threads=2, load_before=0.0, others=0.6), STEADY)
+    assert line.startswith("busy machine: other processes kept 0.60 cores busy during the run, on 2 cores")
+    # one thread on 2 cores leaves one free: others may use it (with the slack), not more
+    assert health_warnings(quiet(threads=1, others=1.2), STEADY) == []
+    assert health_warnings(quiet(threads=1, others=1.3), STEADY) != []
+    # cores outside this process's affinity are free for others
+    assert health_warnings(quiet(threads=2, others=6.0, machine_cores=8), STEADY) == []
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="reads /proc/stat (Linux)")
+def test_the_clock_counts_a_process_that_is_not_this_ones_as_another():
+    # a child still running is not in this process's CPU times (only waited-for children are):
+    # its 0.5 s of CPU must show up as others' (at least; the machine may be busy besides)
+    spin = "import time\nt = time.process_time() + 0.5\nwhile time.process_time() < t: pass\ntime.sleep(30)"
+    clock = bench_health.CpuClock()
+    other = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        began = time.monotonic()
+        while time.monotonic() - began < 20 and _cpu_of(other.pid) < 0.5:
+            time.sleep(0.05)
+        others = clock.others()
+        wall = time.monotonic() - clock.start[0]
+    finally:
+        other.kill()
+        other.wait()
+    assert others is not None and others * wall >= 0.45
+
+
+def _cpu_of(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def test_machine_checks_do_not_apply_off_the_cpu_or_without_a_reading():
     assert health_warnings(quiet(threads=64, load_before=50.0, on_cpu=False), STEADY) == []
     assert health_warnings(quiet(load_before=None), STEADY) == []
@@ -69,9 +112,10 @@ def test_a_single_round_is_not_judged_steady():
     assert health_warnings(quiet(), [1e-3]) == ["one round only: no spread to judge the timing by (raise --min-time)"]
 
 
-def timed(monkeypatch, load: float):
-    """A short real run of the MLP with the load average reading `load`."""
+def timed(monkeypatch, load: float, others: float | None = None):
+    """A short real run of the MLP with the load average reading `load` (and others' CPU `others`)."""
     monkeypatch.setattr(bench_health, "load_average", lambda: load)
+    monkeypatch.setattr(bench_health.CpuClock, "others", lambda self: others)
     config = BenchConfig(device="cpu", warmup=2, min_time=0.02, max_time=0.3, threads=1)
     return bench(load_spec(ROOT / "configs/mlp.yaml"), config)
 
@@ -90,3 +134,6 @@ def test_bench_reports_threads_load_and_warnings_in_json_and_table(monkeypatch):
 def test_a_quiet_reading_adds_no_machine_warning(monkeypatch):
     result = timed(monkeypatch, 0.0)
     assert not [w for w in result.warnings if w.startswith(("busy", "oversubscribed"))]
+    result = timed(monkeypatch, 5.0, others=0.0)  # a high load average from our own previous run
+    assert not [w for w in result.warnings if w.startswith(("busy", "oversubscribed"))]
+    assert result.as_dict()["others_busy"] == 0.0 and "other processes 0.00 cores" in table([result])
