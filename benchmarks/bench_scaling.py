@@ -65,7 +65,8 @@ def table(results: list[dict]) -> str:
         m = r["median"]
         lines.append(" | ".join([
             Path(r["spec"]).stem, r["strategy"], f"{r['pairs']} ({r['quiet_pairs']})",
-            f"{m['step_ms_1']:.0f} -> {m['step_ms_2']:.0f}", f"{m['samples_per_s_1']:.2f} -> {m['samples_per_s_2']:.2f}",
+            f"{m['step_ms_1']:.0f} -> {m['step_ms_2']:.0f}",
+            f"{m['samples_per_s_1']:.2f} -> {m['samples_per_s_2']:.2f}",
             f"{100 * m['efficiency']:.0f}%", f"{m['state_mib_1']:.0f} -> {m['state_mib_2']:.0f}",
             f"{m['peak_mib_1']:.0f} -> {m['peak_mib_2']:.0f}",
         ]))  # fmt: skip
