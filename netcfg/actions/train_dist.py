@@ -81,14 +81,16 @@ def train(
     """actions.train.train on `nproc` processes: the same events, rank 0's."""
     t.needs_train(spec)
     kind = devices.resolve(device or "auto", Loc(f"--device {device}"))[0].type
-    if d.launched_world() is None:
+    placed = d.launched_world()
+    if placed is None:
         check_nproc(nproc, kind)
     _check_split(spec, nproc)
     if strategy == "fsdp" and spec.head.dtype in ("float16", "bfloat16"):
         raise TrainError(f"--strategy fsdp trains a {spec.head.dtype} spec's float32 shards, which a checkpoint "
                          "could not hold: train the float32 spec with `precision: bf16`",
                          spec.loc(("dtype",)))  # fmt: skip
-    t._check_out(out, resume)
+    if placed is None or placed[0] == 0:  # under an outside torchrun, rank 0 alone writes to --out
+        t._check_out(out, resume)
     with tempfile.TemporaryDirectory(prefix="netcfg-train-") as scratch:
         job = TrainJob("train", spec, strategy, kind, out=out, data=data, resume=resume, scratch=scratch,
                        threads=threads)  # fmt: skip
