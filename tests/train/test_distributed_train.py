@@ -195,7 +195,8 @@ def test_a_batch_that_does_not_split_is_refused_before_anything_starts(tmp_path,
                              "the 2 processes of --nproc 2\n")  # fmt: skip
     assert not (tmp_path / "out").exists()
     result = CliRunner().invoke(app, ["train", str(spec), "--out", str(tmp_path / "out"), "--strategy", "fsdp"])
-    assert result.exit_code == 2 and result.stderr == "--strategy fsdp: error: needs --nproc N: the number of processes\n"
+    assert result.exit_code == 2
+    assert result.stderr == "--strategy fsdp: error: needs --nproc N: the number of processes\n"
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -204,8 +205,8 @@ def test_sigint_on_the_parent_finishes_the_step_saves_once_and_exits_0(tmp_path)
     spec = _spec(tmp_path, text.replace("every: 4,", "every: 100000,"))
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen([sys.executable, "-m", "netcfg", "train", str(spec), "--out", str(out), "--nproc", "2",
-                                "--threads", "1"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    command = [sys.executable, "-m", "netcfg", "train", str(spec), "--out", str(out), "--nproc", "2", "--threads", "1"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     metrics = out / "metrics.jsonl"
     while process.poll() is None and time.monotonic() < deadline:
