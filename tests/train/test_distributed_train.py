@@ -221,3 +221,17 @@ def test_sigint_on_the_parent_finishes_the_step_saves_once_and_exits_0(tmp_path)
     last = json.loads(metrics.read_text().splitlines()[-1])["step"]
     assert saved[0][0] == last and 3 <= last < 100000
     assert f"stopped at step {last:,} of 100,000" in stderr.decode() and "go on with --resume" in stderr.decode()
+
+
+def test_fsdp_on_a_low_precision_spec_is_refused_naming_its_dtype(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from netcfg.cli.app import app
+
+    monkeypatch.setattr(dd, "launch", lambda *a: pytest.fail("launched"))
+    spec = _spec(tmp_path, SPEC.replace("input: {shape: [8, 6]}", "input: {shape: [8, 6]}\ndtype: bfloat16"))
+    flags = ["--out", str(tmp_path / "out"), "--nproc", "2", "--strategy", "fsdp"]
+    result = CliRunner().invoke(app, ["train", str(spec), *flags])
+    assert result.exit_code == 2
+    assert result.stderr == (f"{spec}:3:8: error: --strategy fsdp trains a bfloat16 spec's float32 shards, which a "
+                             "checkpoint could not hold: train the float32 spec with `precision: bf16`\n")  # fmt: skip
