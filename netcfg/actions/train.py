@@ -6,6 +6,12 @@ drawn from its own generator seeded by (seed, e); the learning rate is computed 
 dropout draws from torch's RNG, whose state is saved. So a run resumed from a checkpoint does
 what the uninterrupted run did, bit for bit, and writes the same lines to OUT/metrics.jsonl
 (the lines past the checkpoint are dropped on resume and written again).
+
+A resume may lengthen (or shorten, down to the steps done) the run: train.epochs and train.steps
+may differ from the checkpoint's spec, nothing else. Each step's learning rate is computed from the
+spec as it is now, so a cosine schedule spans the new total from the resumed step on (the steps
+before it ran on the old one); a schedule that ignores the total (constant, step) continues
+exactly as a run planned that long from the start.
 """
 
 from __future__ import annotations
