@@ -157,6 +157,17 @@ def test_resume_after_a_kill_on_two_processes_is_bit_identical(runs, tmp_path, s
     assert_same_run(folder / strategy, out)
 
 
+def test_dropout_resumes_exactly_on_two_processes(tmp_path):
+    """Dropout draws from (seed, step, rank): a run stopped after its first step and resumed
+    draws the masks the uninterrupted one drew (FSDP: no rank's RNG state is restored)."""
+    text = SPEC.replace("{type: tanh}", "{type: tanh}, {type: dropout, p: 0.3}").replace("epochs: 3", "epochs: 1")
+    spec = _spec(tmp_path, text)
+    _dist(spec, tmp_path / "whole", "fsdp")
+    assert _dist(spec, tmp_path / "out", "fsdp", stop=lambda: True)[-1].step == 1
+    _dist(spec, tmp_path / "out", "fsdp", resume=True)  # FSDP's resume restores no RNG state
+    assert_same_run(tmp_path / "whole", tmp_path / "out")
+
+
 def test_checkpoints_cross_load_between_one_process_and_two(runs, tmp_path):
     """One process stopped at step 1, resumed on 2 (FSDP) and stopped at step 2, resumed in one
     process to the end: the one-process run's model, within the tolerance."""
