@@ -185,7 +185,8 @@ def _record(exc: BaseException, scratch: str) -> None:
 
 
 _ERRORS = {cls.__name__: cls for cls in (errors.SpecError, errors.BuildError, errors.DeviceError,
-                                         errors.CheckpointError, errors.InputError, errors.PluginError)}  # fmt: skip
+                                         errors.CheckpointError, errors.InputError, errors.PluginError,
+                                         errors.TrainError)}  # fmt: skip
 
 
 def _first_error(scratch: str, exc) -> NetcfgError:

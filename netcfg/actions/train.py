@@ -6,6 +6,12 @@ drawn from its own generator seeded by (seed, e); the learning rate is computed 
 dropout draws from torch's RNG, whose state is saved. So a run resumed from a checkpoint does
 what the uninterrupted run did, bit for bit, and writes the same lines to OUT/metrics.jsonl
 (the lines past the checkpoint are dropped on resume and written again).
+
+A resume may lengthen (or shorten, down to the steps done) the run: train.epochs and train.steps
+may differ from the checkpoint's spec, nothing else. Each step's learning rate is computed from the
+spec as it is now, so a cosine schedule spans the new total from the resumed step on (the steps
+before it ran on the old one); a schedule that ignores the total (constant, step) continues
+exactly as a run planned that long from the start.
 """
 
 from __future__ import annotations
@@ -123,24 +129,63 @@ def train(
 ) -> Iterator[Event]:
     """Train the spec's model as its `train:` section says, yielding progress. `stop()` true after
     a step: save a checkpoint there and finish (resumable)."""
-    if spec.head.train is None:
-        raise TrainError("the spec has no `train:` section (data, loss, optimizer ...)", spec.loc(()))
+    needs_train(spec)
     _check_out(out, resume)
     run = prepare(spec, out, data, device)
+    yield from steps(run, Local(run), resume, stop)
+
+
+def needs_train(spec: Spec) -> None:
+    if spec.head.train is None:
+        raise TrainError("the spec has no `train:` section (data, loss, optimizer ...)", spec.loc(()))
+
+
+class Local:
+    """Where the steps run and the state goes: this one process. A distributed run has its own
+    (actions/train_dist.py: the same loop on each rank, rank 0 the main one)."""
+
+    main = True
+    """Writes OUT/metrics.jsonl (rank 0 of a distributed run)."""
+
+    def __init__(self, run: Run):
+        self.run = run
+
+    def step(self, step: int, window: dict) -> float:
+        return _step(self.run, step, window)
+
+    def evaluate(self, data: train_data.Dataset) -> dict:
+        return evaluate(self.run, data)
+
+    def save(self, step: int, window: dict) -> str:
+        run = self.run
+        return train_state.save(run.out, step, run.built.model, run.optimizer, run.record, window,
+                                run.train.checkpoint.keep)  # fmt: skip
+
+    def restore(self, path: str) -> train_state.State:
+        return train_state.restore(path, self.run.built.model, self.run.optimizer)
+
+    def save_model(self, path: str) -> None:
+        save_model(self.run.built, path)
+
+
+def steps(run: Run, place: Local, resume: bool, stop: Callable[[], bool]) -> Iterator[Event]:
+    """The run's loop from step 0 or the newest checkpoint, its steps and state through `place`."""
+    out = run.out
     begin = time.perf_counter()
-    state = _resume(run) if resume and train_state.listed(out) else None
+    state = _resume(run, place) if resume and train_state.listed(out) else None
     step = state.step if state else 0
     window = state.window if state else _empty_window(run.train)
     if state is None:
         torch.manual_seed(run.train.seed)  # dropout's draws, after building drew the initialization
-    _truncate_metrics(out, step)
+    if place.main:
+        _truncate_metrics(out, step)
     yield Started(run.total_steps, step, len(run.data), len(run.validation or ()), state and state.path,
                   str(run.built.device))  # fmt: skip
     last = state.path if state else None
     timer = _Timer(step, run.total_steps)
-    with open(metrics_path(out), "a", encoding="utf-8") as log:
+    with open(metrics_path(out), "a", encoding="utf-8") if place.main else contextlib.nullcontext() as log:
         while step < run.total_steps:
-            loss = _step(run, step, window)
+            loss = place.step(step, window)
             step += 1
             timer.tick(step, window_samples(run, step))
             if step % run.train.log_every == 0 or step == run.total_steps:
@@ -150,21 +195,20 @@ def train(
             yield Stepped(step, run.total_steps, _epoch(run, step), loss, _lr(run.train, step - 1, run.total_steps),
                           timer.rate, timer.eta(step))  # fmt: skip
             if run.validation is not None and (step % run.steps_per_epoch == 0 or step == run.total_steps):
-                metrics = evaluate(run, run.validation)
+                metrics = place.evaluate(run.validation)
                 _write(log, {"step": step, "epoch": _epoch(run, step), "split": "validation", **metrics})
                 yield Validated(step, _epoch(run, step), metrics)
             stopping = step < run.total_steps and stop()
             if step % run.train.checkpoint.every == 0 or step == run.total_steps or stopping:
                 started = time.perf_counter()
-                last = train_state.save(out, step, run.built.model, run.optimizer, run.record, window,
-                                        run.train.checkpoint.keep)  # fmt: skip
+                last = place.save(step, window)
                 yield Saved(step, last, time.perf_counter() - started)
             if stopping:
                 yield Finished(step, run.total_steps, True, last, None, None, time.perf_counter() - begin)
                 return
     model_path = os.path.join(out, "model.safetensors")
-    save_model(run.built, model_path)
-    final = evaluate(run, run.validation) if run.validation is not None else None
+    place.save_model(model_path)
+    final = place.evaluate(run.validation) if run.validation is not None else None
     yield Finished(step, run.total_steps, False, last, model_path, final, time.perf_counter() - begin)
 
 
@@ -172,10 +216,13 @@ def metrics_path(out: str) -> str:
     return os.path.join(out, "metrics.jsonl")
 
 
-def prepare(spec: Spec, out: str, data: str | None, device: str | None) -> Run:
-    """Build the model and read and check the data (before anything is written)."""
+def prepare(
+    spec: Spec, out: str, data: str | None, device: str | None, build: Callable[..., Built] = build_model
+) -> Run:
+    """Build the model (with `build`: a distributed run builds its own) and read and check the
+    data (before anything is written)."""
     train = spec.head.train
-    built = build_model(spec, device=device)
+    built = build(spec, device=device)
     name = _output_name(built, train)
     shape = built.outputs[name][0]
     if not built.outputs[name][1].is_floating_point:
@@ -238,16 +285,34 @@ def _check_out(out: str, resume: bool) -> None:
         raise InputError(f"cannot create: {exc.strerror or exc}", where) from None
 
 
-def _resume(run: Run) -> train_state.State:
-    """Restore the newest checkpoint, refused when it was written by another spec or for other data."""
+SCHEDULE_LENGTH = ("epochs", "steps")
+"""What a resumed run may change in the spec: how long it trains (everything else must match)."""
+
+
+def _resume(run: Run, place: Local) -> train_state.State:
+    """Restore the newest checkpoint, refused when it was written by another spec or for other
+    data, or when the schedule (which may have grown) is shorter than the steps it has done."""
     path = train_state.listed(run.out)[-1][1]
     saved = train_state.read_run(path)
-    found = train_state.differences({"spec": saved.get("spec"), "data": saved.get("data")}, run.record)
+    found = train_state.differences(_compared(saved), _compared(run.record))
     if found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-        raise TrainError(f"written by another run: {found[0]}{more}; resume with the same spec and data",
-                         Loc(path))  # fmt: skip
-    return train_state.restore(path, run.built.model, run.optimizer)
+        raise TrainError(f"written by another run: {found[0]}{more}; resume with the same spec and data "
+                         "(only train.epochs or train.steps may change)", Loc(path))  # fmt: skip
+    done = saved["step"]
+    if done > run.total_steps:
+        raise TrainError(f"has done {done:,} steps, more than the {run.total_steps:,} the spec's schedule now "
+                         "trains: resume with a schedule at least as long", Loc(path))  # fmt: skip
+    return place.restore(path)
+
+
+def _compared(record: dict) -> dict:
+    """The part of a run's record a resume must match: the spec without its schedule length, the data."""
+    spec = record.get("spec")
+    if isinstance(spec, dict) and isinstance(spec.get("train"), dict):
+        train = {k: v for k, v in spec["train"].items() if k not in SCHEDULE_LENGTH}
+        spec = {**spec, "train": train}
+    return {"spec": spec, "data": record.get("data")}
 
 
 def _truncate_metrics(out: str, step: int) -> None:
@@ -268,6 +333,8 @@ def _truncate_metrics(out: str, step: int) -> None:
 
 
 def _write(log, line: dict) -> None:
+    if log is None:  # not the main rank of a distributed run
+        return
     log.write(json.dumps(line) + "\n")
     log.flush()  # for whoever follows the file (tail -f, a plotting script)
 
@@ -308,37 +375,58 @@ def window_samples(run: Run, step: int) -> int:
 
 def _step(run: Run, step: int, window: dict) -> float:
     """One optimizer step (from 0); adds to the window's sums; returns the step's loss."""
-    model, optimizer, train = run.built.model, run.optimizer, run.train
-    if not model.training:  # train() walks every module: not on each step
-        model.train()
-    for group in optimizer.param_groups:
-        group["lr"] = _lr(train, step, run.total_steps)
-    optimizer.zero_grad(set_to_none=True)
+    begin_step(run, step)
     batches = _batches(run, step)
     samples = sum(len(b) for b in batches)
     total = 0.0
     for index in batches:
-        xs, y = run.data.take(index, run.built.device)
-        try:
-            with _autocast(run):
-                out = named_outputs(model(*xs), run.built.spec.model)[run.output]
-            loss = loss_of(train, out.float(), y)
-            (loss if len(index) == samples else loss * (len(index) / samples)).backward()
-        except TORCH_FAILURES as exc:  # a batch of one sample through batchnorm, memory ...
-            hint = "; `drop_last: true` leaves out partial batches" if len(index) < train.batch_size else ""
-            raise TrainError(f"step {step + 1} (a batch of {len(index)}) failed: {first_line(exc)}{hint}",
-                             run.built.spec.loc(("train",))) from exc  # fmt: skip
-        value = loss.item()
+        value, out, y = backward(run, run.built.model, step, index, len(index) / samples)
         total += value * len(index) / samples
-        _add(window, train, value, len(index), out.detach(), y)
+        _add(window, run.train, value, len(index), out, y)
+    check_finite(run, step, total)
+    end_step(run)
+    return total
+
+
+def begin_step(run: Run, step: int) -> None:
+    """Training mode, the step's learning rate, no gradients."""
+    model = run.built.model
+    if not model.training:  # train() walks every module: not on each step
+        model.train()
+    for group in run.optimizer.param_groups:
+        group["lr"] = _lr(run.train, step, run.total_steps)
+    run.optimizer.zero_grad(set_to_none=True)
+
+
+def backward(run: Run, model: nn.Module, step: int, index: torch.Tensor, weight: float):
+    """Forward and backward of the samples `index` through `model`, the loss scaled by `weight`
+    (its share of the step); (the loss, the output, the target)."""
+    train = run.train
+    xs, y = run.data.take(index, run.built.device)
+    try:
+        with _autocast(run):
+            out = named_outputs(model(*xs), run.built.spec.model)[run.output]
+        loss = loss_of(train, out.float(), y)
+        (loss if weight == 1 else loss * weight).backward()
+    except TORCH_FAILURES as exc:  # a batch of one sample through batchnorm, memory ...
+        hint = "; `drop_last: true` leaves out partial batches" if len(index) < train.batch_size else ""
+        raise TrainError(f"step {step + 1} (a batch of {len(index)}) failed: {first_line(exc)}{hint}",
+                         run.built.spec.loc(("train",))) from exc  # fmt: skip
+    return loss.item(), out.detach(), y
+
+
+def check_finite(run: Run, step: int, total: float) -> None:
     if not math.isfinite(total):
         saved = train_state.listed(run.out)
         kept = f"the last good checkpoint is {saved[-1][1]}" if saved else "no checkpoint was written before it"
         raise TrainError(f"the loss is {total} at step {step + 1}: stopped; {kept}", Loc(f"--out {run.out}"))
-    if train.clip_grad_norm is not None:
-        nn.utils.clip_grad_norm_(model.parameters(), train.clip_grad_norm)
-    optimizer.step()
-    return total
+
+
+def end_step(run: Run) -> None:
+    """Clip the gradients (their total norm: under FSDP the shards' DTensors make it global) and step."""
+    if run.train.clip_grad_norm is not None:
+        nn.utils.clip_grad_norm_(run.built.model.parameters(), run.train.clip_grad_norm)
+    run.optimizer.step()
 
 
 def _autocast(run: Run):
@@ -447,18 +535,27 @@ def _means(window: dict) -> dict:
 
 def evaluate(run: Run, data: train_data.Dataset) -> dict:
     """The metrics on `data` (eval mode, no gradients; draws nothing from the RNG)."""
-    model, train = run.built.model, run.train
+    return _means(evaluated(run, data, run.built.model))
+
+
+def evaluated(run: Run, data: train_data.Dataset, model: nn.Module, part: Callable | None = None) -> dict:
+    """The metric sums over `data` (a window), batch by batch; `part(index)` -> (the samples this
+    process runs, whether they count): a rank's slice of each batch."""
+    train = run.train
     window = _empty_window(train)
     model.eval()
     with torch.no_grad():
         for start in range(0, len(data), train.batch_size):
-            xs, y = data.take(torch.arange(start, min(start + train.batch_size, len(data))), run.built.device)
+            index = torch.arange(start, min(start + train.batch_size, len(data)))
+            index, counts = part(index) if part else (index, True)
+            xs, y = data.take(index, run.built.device)
             with _autocast(run):
                 out = named_outputs(model(*xs), run.built.spec.model)[run.output]
             out = out.float()
-            _add(window, train, loss_of(train, out, y).item(), len(y), out, y)
+            if counts:
+                _add(window, train, loss_of(train, out, y).item(), len(y), out, y)
     model.train()
-    return _means(window)
+    return window
 
 
 class _Timer:

@@ -52,12 +52,19 @@ def listed(out: str) -> list[tuple[int, str]]:
     return sorted(found)
 
 
-def save(out: str, step: int, model, optimizer, run: dict, window: dict, keep: int) -> str:
-    """Write the checkpoint of `step` atomically, then remove all but the last `keep`."""
+def path_of(out: str, step: int) -> str:
+    return os.path.join(folder(out), f"step-{step:09d}.safetensors")
+
+
+def save(out: str, step: int, model, optimizer, run: dict, window: dict, keep: int, states=None) -> str:
+    """Write the checkpoint of `step` atomically, then remove all but the last `keep`. `states`:
+    (model state dict, optimizer state dict) gathered whole from a sharded model, written instead
+    of `model`'s and `optimizer`'s own (the same file as one process writes)."""
     os.makedirs(folder(out), exist_ok=True)
-    path = os.path.join(folder(out), f"step-{step:09d}.safetensors")
-    tensors, record = _optimizer_parts(optimizer.state_dict())
-    state = model.state_dict()
+    path = path_of(out, step)
+    model_state, optimizer_state = states or (model.state_dict(), optimizer.state_dict())
+    tensors, record = _optimizer_parts(optimizer_state)
+    state = model_state
     for group in alias_groups(model):
         tensors[f"model.{group[0]}"] = state[group[0]]
     tensors["rng.torch"] = torch.get_rng_state()
@@ -102,9 +109,7 @@ def _record(meta: dict, path: str) -> dict:
 
 def restore(path: str, model, optimizer) -> State:
     """Put the checkpoint's model, optimizer and RNG states in place; the RNG last."""
-    with open_checkpoint(path) as source:
-        record = _record(source.metadata, path)
-        tensors = source.read(torch.device("cpu"))
+    record, tensors = read(path)
     state = model.state_dict()
     with torch.no_grad():
         for group in alias_groups(model):
@@ -112,14 +117,24 @@ def restore(path: str, model, optimizer) -> State:
             if saved is None or saved.shape != state[group[0]].shape or saved.dtype != state[group[0]].dtype:
                 raise TrainError(f"its tensor 'model.{group[0]}' is missing or does not fit the model", Loc(path))
             state[group[0]].copy_(saved)
-    optimizer.load_state_dict(_optimizer_state(tensors, record["optimizer"]))
+    optimizer.load_state_dict(optimizer_state(tensors, record))
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
     return State(step=record["step"], window=record["window"], path=path)
 
 
-def _optimizer_state(tensors: dict, record: dict) -> dict:
+def read(path: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """A checkpoint's record and every tensor, on the CPU."""
+    with open_checkpoint(path) as source:
+        record = _record(source.metadata, path)
+        tensors = source.read(torch.device("cpu"))
+    return record, tensors
+
+
+def optimizer_state(tensors: dict, record: dict) -> dict:
+    """The optimizer's state_dict a checkpoint holds (its tensors and record, from `read`)."""
+    record = record["optimizer"]
     state: dict[int, dict] = {}
     for name, tensor in tensors.items():
         if name.startswith("optimizer."):

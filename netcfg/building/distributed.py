@@ -211,7 +211,7 @@ def build_sharded(spec: Spec, world: World, seed: int | None = None) -> tuple[b.
     model.to_empty(device=world.device)
     _replay_init(spec, model, world.device, meta.seed, meta.init_rules)
     built = b.Built(model, spec, world.device, f"rank {world.rank} of {world.size}", meta.dtype, meta.seed,
-                    meta.visits, meta.init_rules, meta.warnings)  # fmt: skip
+                    meta.visits, meta.init_rules, meta.warnings, outputs=meta.outputs)  # fmt: skip
     return built, units
 
 

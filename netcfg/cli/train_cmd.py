@@ -11,8 +11,22 @@ from typing import Annotated, Optional
 
 import typer
 
-from netcfg.cli._common import DebugOpt, DeviceOpt, PluginOpt, SetOpt, SpecArg, is_tty, load, note, out, paths
+from netcfg.cli._common import (
+    DebugOpt,
+    DeviceOpt,
+    PluginOpt,
+    SetOpt,
+    SpecArg,
+    integer,
+    is_tty,
+    load,
+    note,
+    out,
+    paths,
+)
 from netcfg.cli.bench_cmd import ThreadsOpt
+from netcfg.cli.bench_dist import Strategy, StrategyOpt
+from netcfg.errors import InputError, Loc
 
 DataOpt = Annotated[
     Optional[Path],
@@ -29,6 +43,12 @@ OutDirOpt = Annotated[
     ),
 ]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Go on from the newest checkpoint in --out.")]
+NprocOpt = Annotated[
+    Optional[int],
+    typer.Option("--nproc", metavar="N",
+                 help="Train on N processes (gloo on CPU, NCCL on CUDA); train.batch_size is the global batch.",
+                 parser=integer("--nproc", 1, 64)),
+]  # fmt: skip
 
 
 def train(
@@ -36,6 +56,8 @@ def train(
     data: DataOpt = None,
     out_dir: OutDirOpt = Path("runs/train"),
     resume: ResumeOpt = False,
+    nproc: NprocOpt = None,
+    strategy: StrategyOpt = None,
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
     set_: SetOpt = None,
@@ -48,6 +70,9 @@ def train(
     checkpoints to DIR/checkpoints/, and the final model to DIR/model.safetensors (a netcfg
     checkpoint: netcfg load, inspect and run read it).
 
+    With --nproc N the run is split over N processes (DDP, or FSDP2 with --strategy fsdp); its
+    checkpoints are the one-process ones, so either kind of run resumes the other's.
+
     Example: netcfg train examples/digits/cnn.yaml --out runs/digits
     """
     import torch
@@ -57,10 +82,30 @@ def train(
     if threads:
         torch.set_num_threads(threads)
     stop = _Stop()
-    events = actions.train(load(spec, set_, plugin), str(out_dir), None if data is None else str(data), resume,
-                           device, stop)  # fmt: skip
+    loaded = load(spec, set_, plugin)
+    data_path = None if data is None else str(data)
+    count = _processes(nproc, strategy)
+    if count is None:
+        events = actions.train(loaded, str(out_dir), data_path, resume, device, stop)
+    else:
+        from netcfg.actions import train_dist
+
+        chosen = (strategy or Strategy.ddp).value
+        events = train_dist.train(loaded, str(out_dir), count, chosen, data_path, resume, device, stop, threads)
     with stop.installed():
         _show(events)
+
+
+def _processes(nproc: int | None, strategy: Strategy | None) -> int | None:
+    """The number of processes of a distributed run (an outside torchrun's), None for one process."""
+    from netcfg.building.distributed import launched_world
+
+    placed = launched_world()
+    if nproc is None and placed is not None:
+        return placed[1]
+    if nproc is None and strategy is not None:
+        raise InputError("needs --nproc N: the number of processes", Loc(f"--strategy {strategy.value}"))
+    return nproc
 
 
 class _Stop:
