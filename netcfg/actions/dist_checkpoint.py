@@ -54,6 +54,7 @@ class CheckpointJob(dd.Job):
     max_shard_size: int | None = None
     check: bool = False
     input: str | None = None
+    gather: bool = False
 
 
 @dataclass
@@ -69,6 +70,10 @@ class DistLoaded:
     checksum: str | None = None
     nonfinite: dict[str, int] = field(default_factory=dict)
     """Tensor name -> count of NaN/Inf values (with check)."""
+    frozen: list[str] = field(default_factory=list)
+    """Parameters loaded frozen (as saved)."""
+    state: dict[str, torch.Tensor] | None = None
+    """With gather: the whole state dict as loaded, gathered on the CPU of rank 0."""
 
 
 # ---------------------------------------------------------------- what the user calls
@@ -93,11 +98,12 @@ def save(
 
 def load(
     path: str | os.PathLike, nproc: int, strategy: str = "fsdp", spec: Spec | None = None,
-    device: str | None = None, check: bool = False, input: str | None = None,
+    device: str | None = None, check: bool = False, input: str | None = None, gather: bool = False,
 ) -> DistLoaded | None:  # fmt: skip
     """Load a checkpoint into a model sharded over `nproc` processes (checked here first, as
     actions.checkpoint.load checks it); with `check`, the checksum of its outputs for the sample
-    input (or the tensors of `input`). None on the ranks other than 0 under an outside torchrun."""
+    input (or the tensors of `input`); with `gather`, the whole loaded state. None on the ranks
+    other than 0 under an outside torchrun."""
     header = read_checkpoint(path)
     spec = spec or embedded_spec(header)
     skeleton = build_spec(spec, device="meta")
@@ -105,7 +111,7 @@ def load(
     if problems:
         raise CheckpointError([Diagnostic(Loc(header.path), p) for p in problems])
     job = CheckpointJob("load", spec, strategy, device or "cpu", path=os.path.abspath(path), check=check,
-                        input=None if input is None else os.path.abspath(input))  # fmt: skip
+                        input=None if input is None else os.path.abspath(input), gather=gather)  # fmt: skip
     loaded = dd.launch(job, nproc)
     if loaded is not None:
         loaded.path = str(path)
@@ -169,10 +175,12 @@ def _load(job: CheckpointJob, world: d.World):
                   meta.visits, meta.init_rules, meta.warnings)  # fmt: skip
     nonfinite = _nonfinite(wanted, world) if job.check else {}
     checksum = _checksum(built, job.input) if job.check else None
+    state = d.full_state(model) if job.gather else None
     if world.rank:
         return None
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     return DistLoaded(job.path, world.size, job.strategy, units, len(header.tensors), summarize(built), checksum,
-                      nonfinite)  # fmt: skip
+                      nonfinite, frozen, state)  # fmt: skip
 
 
 def _sharded_empty(meta: Built, world: d.World, strategy: str) -> int:
