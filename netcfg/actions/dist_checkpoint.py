@@ -194,10 +194,11 @@ def _sharded_empty(meta: Built, world: d.World, strategy: str) -> int:
         for path in units:
             fully_shard(model.get_submodule(path), mesh=world.mesh)
         fully_shard(model, mesh=world.mesh)
+    tied = [g for g in alias_groups(model) if len(g) > 1]
     model.to_empty(device=world.device)
     if strategy != "fsdp":  # to_empty gives each path its own tensor: tie them again
         params = dict(model.named_parameters(remove_duplicate=False))
-        ties.tie(model, [g for g in alias_groups(meta.model) if len(g) > 1 and all(n in params for n in g)])
+        ties.tie(model, [g for g in tied if all(n in params for n in g)])
     return len(units)
 
 

@@ -16,6 +16,7 @@ from netcfg.actions.checkpoint import load, save
 from netcfg.actions.model import build_model
 from netcfg.cli.app import app
 from netcfg.io.shards import KEY_SET
+from netcfg.io.tensor_files import save_tensors
 from netcfg.spec.loader import load_spec, load_spec_data
 from tests.conftest import ROOT
 from tests.distributed.test_distributed import SMALL, forkserver  # noqa: F401  (forkserver: autouse)
@@ -88,6 +89,14 @@ def test_ddp_save_on_the_command_line_writes_the_one_process_bytes(tmp_path):
     assert result.output.startswith(wrote)
     assert cli("save", spec, "-o", tmp_path / "one.safetensors", "--seed", 4).exit_code == 0
     assert digest(tmp_path / "ddp.safetensors") == digest(tmp_path / "one.safetensors")
+    # and loaded whole on each process (the tie made again), for an input of the user's
+    save_tensors(torch.randint(0, 100, (3, 5)), tmp_path / "ids.safetensors")
+    check = ["--check", "--input", tmp_path / "ids.safetensors"]
+    one = cli("load", tmp_path / "one.safetensors", *check)
+    result = cli("load", tmp_path / "ddp.safetensors", "--nproc", 2, "--strategy", "ddp", *check)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].endswith("on 2 processes (ddp): 3 of 3 tensors")
+    assert result.output.splitlines()[-1] == one.output.splitlines()[-1] and one.output.count("checksum ") == 1
 
 
 def test_a_one_process_save_loads_sharded_with_the_same_state(tmp_path):
