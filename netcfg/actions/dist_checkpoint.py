@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -91,7 +92,9 @@ def save(
     try:
         done = dd.launch(job, nproc)
     except BaseException:
-        temporaries.sweep(str(shard_folder(path)))  # a killed rank's: their writers are gone
+        # A killed rank's temporaries (their writers are gone): beside the file (a link's target) and the shards.
+        for folder in {str(Path(os.path.realpath(path)).parent), str(shard_folder(path))}:
+            temporaries.sweep(folder)
         raise
     return None if done is None else saved(path, *done)
 

@@ -78,7 +78,7 @@ def test_boxes_written_at_their_offsets_make_the_file_of_the_whole_tensor(tmp_pa
 
 @pytest.mark.parametrize("offsets, sizes", BOXES)
 @pytest.mark.parametrize("contiguous", [True, False])
-def test_a_box_is_read_from_its_byte_ranges(tmp_path, offsets, sizes, contiguous):
+def test_a_box_is_read_from_its_byte_ranges(tmp_path, monkeypatch, offsets, sizes, contiguous):
     path = tmp_path / "t.safetensors"
     write_tensors({"other": torch.ones(3, dtype=torch.bfloat16), "t": FULL}, path)
     reader = dcp_storage.SafetensorsReader(read_checkpoint(path))
@@ -88,7 +88,10 @@ def test_a_box_is_read_from_its_byte_ranges(tmp_path, offsets, sizes, contiguous
     item = ReadItem(LoadItemType.TENSOR, MetadataIndex("t"), torch.Size([0, 0, 0]), MetadataIndex("t", [0, 0, 0]),
                     torch.Size(offsets), torch.Size(sizes))  # fmt: skip
     resolver = Resolver(into)
+    read, preadv = [], os.preadv
+    monkeypatch.setattr(os, "preadv", lambda fd, buffers, offset: read.append(n := preadv(fd, buffers, offset)) or n)
     reader.read_data(LoadPlan([item]), resolver).wait()
+    assert sum(read) == into.numel() * 4  # the box's bytes, nothing more
     assert torch.equal(into, cut(FULL, offsets, sizes))
     assert [t.data_ptr() for t in resolver.committed] == [into.data_ptr()]
 
