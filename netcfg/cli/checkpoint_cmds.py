@@ -100,7 +100,7 @@ def save(
     from netcfg.actions.model import build_model
     from netcfg.io.tensor_files import check_index_output, check_output
 
-    _distributed_flags(nproc, strategy, {"--no-memory-check": not memory_check})
+    _distributed_flags(nproc, strategy, {"--no-memory-check": not memory_check, "--plugin": bool(plugin)})
     (check_output if max_shard_size is None else check_index_output)(output, "-o")
     if nproc is not None:
         from netcfg.actions import dist_checkpoint
@@ -127,7 +127,7 @@ def _distributed_flags(nproc: int | None, strategy, ignored: dict[str, bool]) ->
         refuse_flags({f"--strategy {strategy.value}" if strategy else "": strategy is not None},
                      "needs --nproc N (the processes to shard the model over)")  # fmt: skip
     else:
-        refuse_flags(ignored, "does not apply to --nproc")
+        refuse_flags(ignored, "does not apply to --nproc")  # --plugin: the processes would not load it
 
 
 def _strategy(strategy) -> str:
@@ -161,7 +161,7 @@ def load_cmd(
     if config is None:
         refuse_flags({"--set": bool(set_)}, "needs --config (a checkpoint's embedded spec is used as saved)")
     refuse_flags({"--input": input is not None and not check}, "needs --check (the checksum is of the outputs for it)")
-    _distributed_flags(nproc, strategy, {"--non-strict": not strict})
+    _distributed_flags(nproc, strategy, {"--non-strict": not strict, "--plugin": bool(plugin)})
     plugins.load(plugin or [])
     spec = load(config, set_, plugin) if config is not None else None
     if nproc is not None:

@@ -43,6 +43,7 @@ def test_flags_a_sharded_save_or_load_ignores(tmp_path, checkpoint):
     assert refused("load", checkpoint, "--nproc", 2, "--non-strict") == f"--non-strict: {why}"
     out = tmp_path / "x.safetensors"
     assert refused("save", VALID, "-o", out, "--nproc", 2, "--no-memory-check") == f"--no-memory-check: {why}"
+    assert refused("load", checkpoint, "--nproc", 2, "--plugin", "some.module") == f"--plugin: {why}"
 
 
 def test_a_checkpoint_netcfg_did_not_write(tmp_path):
