@@ -74,6 +74,8 @@ class Saved:
     spec_sha256: str
     shards: list[str] = field(default_factory=list)
     """The shard files beside the index (a sharded save)."""
+    warnings: list[str] = field(default_factory=list)
+    """The build's (a sharded save's: the caller's build printed none)."""
 
 
 def metadata_for(built: Built, groups: list[list[str]]) -> dict[str, str]:

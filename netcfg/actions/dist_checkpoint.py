@@ -19,7 +19,7 @@ temporaries, whose writer is gone, are removed here (netcfg.io.temporaries.sweep
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -96,7 +96,10 @@ def save(
         for folder in {str(Path(os.path.realpath(path)).parent), str(shard_folder(path))}:
             temporaries.sweep(folder)
         raise
-    return None if done is None else saved(path, *done)
+    if done is None:
+        return None
+    parameters, groups, meta, shards, warnings = done
+    return replace(saved(path, parameters, groups, meta, shards), warnings=warnings)
 
 
 def load(
@@ -157,7 +160,7 @@ def _save(job: CheckpointJob, world: d.World):
     if world.rank:
         return None
     parameters = sum(p.numel() for p in built.model.parameters())  # a DTensor counts its whole tensor
-    return parameters, groups, meta, writer.sharded.names if writer.sharded else []
+    return parameters, groups, meta, writer.sharded.names if writer.sharded else [], list(built.warnings)
 
 
 def _load(job: CheckpointJob, world: d.World):

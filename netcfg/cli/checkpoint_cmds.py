@@ -109,6 +109,8 @@ def save(
                                      max_shard_size, device)  # fmt: skip
         if saved is None:
             return  # a rank other than 0 under torchrun: rank 0 reports
+        for warning in saved.warnings:
+            note(warning)
     else:
         built = build_model(load(spec, set_, plugin), device=device, seed=seed, memory_check=memory_check)
         for warning in built.warnings:

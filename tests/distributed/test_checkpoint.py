@@ -49,13 +49,15 @@ def cli(*args):
 
 
 def test_fsdp_save_writes_the_one_process_bytes_and_loads_bit_identical(tmp_path):
-    spec = small()
+    unused = {"params": "nothing.*", "init": {"kind": "zeros"}}  # warned about, as one process warns
+    spec = load_spec_data({**SMALL, "seed": 3, "init": [*SMALL["init"], unused]}, "small.yaml")
     sharded, single = tmp_path / "sharded.safetensors", tmp_path / "single.safetensors"
     result = dc.save(spec, sharded, 2, "fsdp")
     reference = build_model(spec)
     save(reference, single)
     assert digest(sharded) == digest(single)
     assert result.bytes == os.path.getsize(single) and result.parameters == 3605
+    assert result.warnings == reference.warnings and len(reference.warnings) == 1
     loaded = load(sharded).built.model.state_dict()
     for name, tensor in reference.model.state_dict().items():
         assert torch.equal(loaded[name], tensor), name
