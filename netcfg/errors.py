@@ -53,6 +53,10 @@ class NetcfgError(Exception):
         self.diagnostics = _unique(diagnostics)
         super().__init__("\n".join(str(d) for d in self.diagnostics))
 
+    def __reduce__(self):
+        # Pickled whole (diagnostics with their locations), as torch.distributed sends a rank's error to the others.
+        return type(self), (self.diagnostics,)
+
 
 def _unique(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
     # A block template instantiated many times yields the same problem many times.

@@ -74,6 +74,8 @@ class Saved:
     spec_sha256: str
     shards: list[str] = field(default_factory=list)
     """The shard files beside the index (a sharded save)."""
+    warnings: list[str] = field(default_factory=list)
+    """The build's (a sharded save's: the caller's build printed none)."""
 
 
 def metadata_for(built: Built, groups: list[list[str]]) -> dict[str, str]:
@@ -104,24 +106,39 @@ def save(built: Built, path: str | os.PathLike, durable: bool = True, max_shard_
         raise InputError("cannot save a model on the meta device: it holds no values (use --device cpu)",
                          Loc("--device meta"))  # fmt: skip
     model = built.model
-    groups = _order(model, alias_groups(model))
-    state = model.state_dict()
-    tensors = {g[0]: state[g[0]] for g in groups}
-    meta = metadata_for(built, groups)
+    groups, tensors, meta = saved_state(built)
     names = []
     if max_shard_size is None:
         write_tensors(tensors, path, metadata=meta, flag="-o", durable=durable)
     else:
         names = write_sharded(tensors, path, meta, max_shard_size, flag="-o", durable=durable)
+    return saved(path, sum(p.numel() for p in model.parameters()), groups, meta, names)
+
+
+def saved_state(built: Built) -> tuple[list[list[str]], dict[str, torch.Tensor], dict[str, str]]:
+    """What a save writes: the tie groups, each group's tensor under its first name (in state_dict
+    order, in the spec's dtype), and the metadata. A model kept in float32 for a float16/bfloat16
+    spec (FSDP's master weights) is cast back: the file holds what a one-process build holds."""
+    model = built.model
+    groups = _order(model, alias_groups(model))
+    state = model.state_dict()
+    low = built.dtype in (torch.float16, torch.bfloat16)
+    tensors = {g[0]: state[g[0]].to(built.dtype) if low and state[g[0]].dtype == torch.float32 else state[g[0]]
+               for g in groups}  # fmt: skip
+    return groups, tensors, metadata_for(built, groups)
+
+
+def saved(path, parameters: int, groups: list[list[str]], meta: dict[str, str], shards: list[str]) -> Saved:
+    """The report of a save just written (`shards`: the shard names beside an index)."""
     folder = shard_folder(path)
     return Saved(
         path=str(path),
-        tensors=len(tensors),
-        bytes=os.path.getsize(path) + sum(os.path.getsize(os.path.join(folder, n)) for n in names),
-        parameters=sum(p.numel() for p in model.parameters()),
+        tensors=len(groups),
+        bytes=os.path.getsize(path) + sum(os.path.getsize(os.path.join(folder, n)) for n in shards),
+        parameters=parameters,
         ties=[g for g in groups if len(g) > 1],
         spec_sha256=meta[KEY_HASH],
-        shards=names,
+        shards=shards,
     )
 
 

@@ -190,6 +190,9 @@ _ERRORS = {cls.__name__: cls for cls in (errors.SpecError, errors.BuildError, er
 
 
 def _first_error(scratch: str, exc) -> NetcfgError:
+    killed = _killed(scratch, exc)
+    if killed is not None:
+        return killed
     found = [json.loads(p.read_text()) for p in Path(scratch).glob("error-*.json")]
     if not found:
         rank, failure = exc.get_first_failure()
@@ -200,6 +203,19 @@ def _first_error(scratch: str, exc) -> NetcfgError:
         diagnostics = [errors.Diagnostic(Loc(**loc) if loc else None, message) for loc, message in first["diagnostics"]]
         return _ERRORS[first["kind"]](diagnostics)
     return InputError(first["message"], Loc("--nproc"))
+
+
+def _killed(scratch: str, exc) -> NetcfgError | None:
+    """A rank killed by a signal other than the launcher's SIGTERM (SIGKILL: the OOM killer, a user):
+    the cause, said first; the errors of the others are its consequences (a peer gone)."""
+    import signal
+
+    for rank, failure in sorted(exc.failures.items()):
+        code = failure.exitcode
+        if code < 0 and -code != signal.SIGTERM and not Path(scratch, f"error-{rank}.json").exists():
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+            return InputError(f"rank {rank} was killed by {name}{_last_log_line(scratch, rank)}", Loc("--nproc"))
+    return None
 
 
 def _last_log_line(scratch: str, rank: int) -> str:

@@ -22,6 +22,7 @@ from netcfg.cli._common import (
     printable,
     refuse_flags,
 )
+from netcfg.cli.bench_dist import StrategyOpt
 from netcfg.errors import Loc
 from netcfg.numbers import parse_size
 from netcfg.text import human_bytes
@@ -63,6 +64,12 @@ ShardOpt = Annotated[
                  help="Write shards of at most SIZE of tensors (500MB, 2GB, 1GiB) and an index naming them: "
                       "-o NAME.safetensors.index.json."),
 ]  # fmt: skip
+NprocOpt = Annotated[
+    Optional[int],
+    typer.Option("--nproc", metavar="N", show_default=False,
+                 help="Build (save) or load the model sharded over N processes (gloo on CPU, NCCL on CUDA), "
+                      "through torch.distributed.checkpoint: the same file(s) as one process."),
+]  # fmt: skip
 StrictOpt = Annotated[
     bool, typer.Option("--strict/--non-strict", help="Refuse any missing, unexpected or mismatched tensor.")
 ]
@@ -77,6 +84,8 @@ def save(
     set_: SetOpt = None,
     plugin: PluginOpt = None,
     memory_check: MemoryOpt = True,
+    nproc: NprocOpt = None,
+    strategy: StrategyOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Build and initialize a spec, then write its weights and buffers (ties stored once) with the spec embedded.
@@ -84,20 +93,48 @@ def save(
     Example: netcfg save configs/gpt2.yaml -o gpt2.safetensors --seed 1
 
     Sharded: netcfg save configs/gpt2.yaml -o gpt2.safetensors.index.json --max-shard-size 200MB
+
+    On 2 processes: netcfg save configs/gpt2.yaml -o gpt2.safetensors --nproc 2 --strategy fsdp
     """
     from netcfg.actions.checkpoint import save as save_checkpoint
     from netcfg.actions.model import build_model
     from netcfg.io.tensor_files import check_index_output, check_output
 
+    _distributed_flags(nproc, strategy, {"--no-memory-check": not memory_check, "--plugin": bool(plugin)})
     (check_output if max_shard_size is None else check_index_output)(output, "-o")
-    built = build_model(load(spec, set_, plugin), device=device, seed=seed, memory_check=memory_check)
-    for warning in built.warnings:
-        note(warning)
-    saved = save_checkpoint(built, output, max_shard_size=max_shard_size)
+    if nproc is not None:
+        from netcfg.actions import dist_checkpoint
+
+        saved = dist_checkpoint.save(load(spec, set_, plugin), output, nproc, _strategy(strategy), seed,
+                                     max_shard_size, device)  # fmt: skip
+        if saved is None:
+            return  # a rank other than 0 under torchrun: rank 0 reports
+        for warning in saved.warnings:
+            note(warning)
+    else:
+        built = build_model(load(spec, set_, plugin), device=device, seed=seed, memory_check=memory_check)
+        for warning in built.warnings:
+            note(warning)
+        saved = save_checkpoint(built, output, max_shard_size=max_shard_size)
     tied = f", {len(saved.ties)} tie group(s) stored once" if saved.ties else ""
     shards = f" in {len(saved.shards)} shard(s)" if max_shard_size is not None else ""
-    out(f"wrote {saved.path}: {saved.tensors} tensors{shards}{tied}, {saved.parameters:,} parameters, "
+    on = f" on {nproc} processes ({_strategy(strategy)})" if nproc is not None else ""
+    out(f"wrote {saved.path}{on}: {saved.tensors} tensors{shards}{tied}, {saved.parameters:,} parameters, "
         f"{saved.bytes:,} bytes ({human_bytes(saved.bytes)}), spec sha256 {saved.spec_sha256[:16]}")  # fmt: skip
+
+
+def _distributed_flags(nproc: int | None, strategy, ignored: dict[str, bool]) -> None:
+    """--strategy needs --nproc; flags a sharded save or load ignores are refused."""
+    if nproc is None:
+        refuse_flags({f"--strategy {strategy.value}" if strategy else "": strategy is not None},
+                     "needs --nproc N (the processes to shard the model over)")  # fmt: skip
+    else:
+        refuse_flags(ignored, "does not apply to --nproc")  # --plugin: the processes would not load it
+
+
+def _strategy(strategy) -> str:
+    """fsdp unless told: a sharded checkpoint is what --nproc is for."""
+    return "fsdp" if strategy is None else strategy.value
 
 
 def load_cmd(
@@ -109,11 +146,15 @@ def load_cmd(
     set_: SetOpt = None,
     plugin: PluginOpt = None,
     input: CheckInputOpt = None,
+    nproc: NprocOpt = None,
+    strategy: StrategyOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Rebuild the model a checkpoint describes and load its tensors, verifying every name, shape and dtype.
 
     Example: netcfg load gpt2.safetensors --device cpu --check
+
+    Sharded over 2 processes: netcfg load gpt2.safetensors --nproc 2 --check
     """
     from netcfg.actions.checkpoint import load as load_checkpoint
     from netcfg.building import plugins
@@ -122,8 +163,12 @@ def load_cmd(
     if config is None:
         refuse_flags({"--set": bool(set_)}, "needs --config (a checkpoint's embedded spec is used as saved)")
     refuse_flags({"--input": input is not None and not check}, "needs --check (the checksum is of the outputs for it)")
+    _distributed_flags(nproc, strategy, {"--non-strict": not strict, "--plugin": bool(plugin)})
     plugins.load(plugin or [])
     spec = load(config, set_, plugin) if config is not None else None
+    if nproc is not None:
+        _load_sharded(checkpoint, nproc, _strategy(strategy), spec, device, check, input)
+        return
     loaded = load_checkpoint(checkpoint, spec=spec, device=device, strict=strict, check=check and input is None)
     if loaded.built.device.type == "meta":  # known only now: the device may come from the spec
         refuse_flags({"--check": check}, "needs values, which the meta device does not hold (use --device cpu)")
@@ -143,6 +188,23 @@ def load_cmd(
     else:
         out(f"loaded {checkpoint}: {loaded.tensors_loaded} of {len(loaded.header.tensors)} tensors")
     out(summary_line(summarize(loaded.built)))
+    for name, count in loaded.nonfinite.items():
+        note(f"{checkpoint}: warning: tensor '{name}' holds {count:,} NaN/Inf values")
+    if loaded.checksum is not None:
+        out(f"checksum {loaded.checksum}")
+
+
+def _load_sharded(checkpoint: Path, nproc: int, strategy: str, spec, device, check: bool, input) -> None:
+    from netcfg.actions import dist_checkpoint
+    from netcfg.cli.build import summary_line
+
+    given = None if input is None else str(input)
+    loaded = dist_checkpoint.load(checkpoint, nproc, strategy, spec, device, check, given)
+    if loaded is None:
+        return  # a rank other than 0 under torchrun: rank 0 reports
+    units = f", {loaded.units} units + the root" if strategy == "fsdp" else ""
+    out(f"loaded {checkpoint} on {nproc} processes ({strategy}{units}): {loaded.tensors} of {loaded.tensors} tensors")
+    out(summary_line(loaded.summary))
     for name, count in loaded.nonfinite.items():
         note(f"{checkpoint}: warning: tensor '{name}' holds {count:,} NaN/Inf values")
     if loaded.checksum is not None:

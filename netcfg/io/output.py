@@ -141,31 +141,60 @@ def replacing(
     0666 less the umask. `kind` is checked again just before the rename, in case the file
     was changed meanwhile. OSError becomes InputError at `where` (raised as is without one).
     `durable=False` skips the fsyncs (benchmarks only)."""
-    mode = _mode_to_keep(target)
-    temporaries.sweep(str(target.parent))
+    replacement = Replacement(target, where, kind, durable)
     try:
-        temporary = temporaries.create(target)
+        yield Writer(replacement.temporary.fd)
     except OSError as exc:
-        raise _cannot_write(exc, where) from None
-    try:
-        yield Writer(temporary.fd)
-        os.fchmod(temporary.fd, mode)
-        if durable:
-            os.fsync(temporary.fd)
-        os.close(temporary.fd)
-        temporary.fd = -1
-        if kind is not None and where is not None:
-            _check_replaceable(target, kind, where)
-        os.replace(temporary.path, target)
-        if durable:
-            _fsync_dir(target.parent)
-    except OSError as exc:
-        temporaries.discard(temporary)
+        replacement.discard()
         raise _cannot_write(exc, where) from None
     except BaseException:
-        temporaries.discard(temporary)
+        replacement.discard()
         raise
-    temporaries.release(temporary)
+    replacement.commit()
+
+
+class Replacement:
+    """`replacing` in two steps, for a file not written front to back by one writer (several
+    processes writing their parts at their offsets): the temporary file, created now, is
+    renamed over `target` by commit(), or removed by discard()."""
+
+    def __init__(self, target: Path, where: Loc | None = None, kind: Kind | None = None, durable: bool = True):
+        self.target, self.where, self.kind, self.durable = target, where, kind, durable
+        self.mode = _mode_to_keep(target)
+        temporaries.sweep(str(target.parent))
+        try:
+            self.temporary = temporaries.create(target)
+        except OSError as exc:
+            raise _cannot_write(exc, where) from None
+
+    @property
+    def path(self) -> str:
+        """The temporary file, for other writers to open."""
+        return self.temporary.path
+
+    def commit(self) -> None:
+        temporary = self.temporary
+        try:
+            os.fchmod(temporary.fd, self.mode)
+            if self.durable:
+                os.fsync(temporary.fd)
+            os.close(temporary.fd)
+            temporary.fd = -1
+            if self.kind is not None and self.where is not None:
+                _check_replaceable(self.target, self.kind, self.where)
+            os.replace(temporary.path, self.target)
+            if self.durable:
+                _fsync_dir(self.target.parent)
+        except OSError as exc:
+            temporaries.discard(temporary)
+            raise _cannot_write(exc, self.where) from None
+        except BaseException:
+            temporaries.discard(temporary)
+            raise
+        temporaries.release(temporary)
+
+    def discard(self) -> None:
+        temporaries.discard(self.temporary)
 
 
 def write_file(path: str | os.PathLike, data: bytes, flag: str = "", kind: Kind | None = None) -> Path:

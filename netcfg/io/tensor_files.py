@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import secrets
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 from netcfg.errors import CheckpointError, Loc
@@ -55,38 +57,69 @@ def write_tensors(
 
 def _layout(tensors: dict, metadata: dict | None, where: Loc) -> tuple[bytes, list]:
     """The header bytes (length prefix included) and the tensors in file order."""
+    planned = layout(_described(tensors, where), metadata, where)
+    return planned.header, [tensors[name] for name in planned.names]
+
+
+def _described(tensors: dict, where: Loc) -> dict:
+    """name -> (dtype, shape) of tensors that hold values."""
+    for name, tensor in tensors.items():
+        if tensor.device.type == "meta":
+            raise CheckpointError(f"tensor '{name}' is on the meta device: it holds no values to write", where)
+    return {name: (tensor.dtype, tuple(tensor.shape)) for name, tensor in tensors.items()}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A safetensors file planned from its tensors' dtypes and shapes alone."""
+
+    header: bytes
+    """Length prefix included: the data starts at len(header)."""
+    names: list[str]
+    """The tensors in file order."""
+    offsets: dict[str, int]
+    """Tensor name -> the file offset of its first byte."""
+    size: int
+    """Bytes of the whole file."""
+
+
+def layout(described: dict, metadata: dict | None, where: Loc) -> Layout:
+    """The file for tensors described as name -> (torch dtype, shape), in the library's order."""
     from netcfg.io.reading import SAFETENSORS_NAMES
 
     entries = []
-    for name, tensor in tensors.items():
+    for name, (torch_dtype, shape) in described.items():
         if not isinstance(name, str) or name == METADATA:
             raise CheckpointError(f"a tensor may not be named {name!r} (safetensors names are text, "
                                   f"'{METADATA}' is reserved)", where)  # fmt: skip
-        dtype = SAFETENSORS_NAMES.get(tensor.dtype)
+        dtype = SAFETENSORS_NAMES.get(torch_dtype)
         if dtype is None:
-            spelled = str(tensor.dtype).replace("torch.", "")
-            why = "complex64 is its only complex dtype" if tensor.dtype.is_complex else "it has no such dtype"
+            spelled = str(torch_dtype).replace("torch.", "")
+            why = "complex64 is its only complex dtype" if torch_dtype.is_complex else "it has no such dtype"
             raise CheckpointError(f"tensor '{name}' is {spelled}, which safetensors cannot store ({why})", where)
-        if tensor.device.type == "meta":
-            raise CheckpointError(f"tensor '{name}' is on the meta device: it holds no values to write", where)
-        entries.append((_utf8(name, where), dtype, name, tensor))
+        entries.append((_utf8(name, where), dtype, name, list(shape), _nbytes(torch_dtype, shape)))
     entries.sort(key=lambda e: (-_RANK[e[1]], e[0]))
     header: dict = {}
     if metadata is not None:
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
             raise CheckpointError("safetensors metadata maps strings to strings", where)
         header[METADATA] = metadata
-    offset = 0
-    for _, dtype, name, tensor in entries:
-        size = tensor.numel() * tensor.element_size()
-        header[name] = {"dtype": dtype, "shape": list(tensor.shape), "data_offsets": [offset, offset + size]}
+    offset, starts = 0, {}
+    for _, dtype, name, shape, size in entries:
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}
+        starts[name] = offset
         offset += size
     text = _utf8(json.dumps(header, separators=(",", ":"), ensure_ascii=False), where)
     text += b" " * (-len(text) % 8)
     if len(text) > MAX_HEADER:
         raise CheckpointError(f"the header would take {len(text):,} bytes, past the {MAX_HEADER:,}-byte limit "
                               "of safetensors readers (too many tensors or too much metadata)", where)  # fmt: skip
-    return struct.pack("<Q", len(text)) + text, [e[3] for e in entries]
+    head = struct.pack("<Q", len(text)) + text
+    return Layout(head, [e[2] for e in entries], {n: len(head) + s for n, s in starts.items()}, len(head) + offset)
+
+
+def _nbytes(dtype, shape) -> int:
+    return math.prod(shape) * dtype.itemsize
 
 
 def _utf8(text: str, where: Loc) -> bytes:
@@ -163,44 +196,78 @@ def write_sharded(
 
     The shards go beside `path` as named (if it is a symbolic link, the file it points to is
     replaced): readers look for them in the folder of the index they were given."""
-    target = check_index_output(path, flag)
-    where = Loc(f"{flag} {path}".strip())
-    groups = _split(tensors, max_shard_size, where)
-    index_path = shard_folder(path) / os.path.basename(path)
-    folder = str(index_path.parent)
-    set_id, names = _new_names(folder, _stem(index_path.name), len(groups))
-    shard_meta = {"format": "pt", shards.KEY_SET: set_id}
-    layouts = [_layout(group, shard_meta, where) for group in groups]  # every check before any write
-    index = _index_bytes(tensors, groups, names, metadata, set_id, where)
-    old = _old_set(index_path)
-    record = temporaries.begin_set(folder, index_path.name, set_id, names, old)
+    save = ShardedSave(_described(tensors, Loc(f"{flag} {path}".strip())), path, metadata, max_shard_size, flag,
+                       durable)  # fmt: skip
+    save.begin()
     try:
-        for name, (header, order) in zip(names, layouts, strict=True):
-            with output.replacing(index_path.parent / name, where, None, durable) as out:
-                out.write(header)
-                for tensor in order:
-                    _write_data(out, tensor)
-        with output.replacing(target, where, output.SHARD_INDEX, durable) as out:
-            out.write(index)
+        for i, planned in enumerate(save.layouts):
+            with output.replacing(save.shard_path(i), save.where, None, durable) as out:
+                out.write(planned.header)
+                for name in planned.names:
+                    _write_data(out, tensors[name])
+        save.write_index()
     except BaseException:
-        _remove(folder, names)
-        temporaries.end_set(record)
+        save.abort()
         raise
-    _remove(folder, old)
-    temporaries.end_set(record)
-    return names
+    save.finish()
+    return save.names
 
 
-def _split(tensors: dict, limit: int, where: Loc) -> list[dict]:
+class ShardedSave:
+    """write_sharded's steps, for shards not written front to back by one writer: the plan (every
+    check, before anything is written), begin (the set recorded), the shards written as
+    save.names (by whoever), write_index (the commit), finish (the old set removed), or abort."""
+
+    def __init__(self, described: dict, path, metadata: dict, max_shard_size: int, flag: str = "",
+                 durable: bool = True):  # fmt: skip
+        self.target = check_index_output(path, flag)
+        self.where = Loc(f"{flag} {path}".strip())
+        self.durable = durable
+        groups = _split(described, max_shard_size, self.where)
+        self.index_path = shard_folder(path) / os.path.basename(path)
+        self.folder = str(self.index_path.parent)
+        self.set_id, self.names = _new_names(self.folder, _stem(self.index_path.name), len(groups))
+        shard_meta = {"format": "pt", shards.KEY_SET: self.set_id}
+        self.layouts = [layout(group, shard_meta, self.where) for group in groups]
+        self.index = _index_bytes(described, groups, self.names, metadata, self.set_id, self.where)
+        self.old: list[str] = []
+        self.record: temporaries.FileSet | None = None
+
+    def shard_path(self, i: int) -> Path:
+        return self.index_path.parent / self.names[i]
+
+    def begin(self) -> None:
+        self.old = _old_set(self.index_path)
+        self.record = temporaries.begin_set(self.folder, self.index_path.name, self.set_id, self.names, self.old)
+
+    def write_index(self) -> None:
+        with output.replacing(self.target, self.where, output.SHARD_INDEX, self.durable) as out:
+            out.write(self.index)
+
+    def finish(self) -> None:
+        _remove(self.folder, self.old)
+        self._end()
+
+    def abort(self) -> None:
+        _remove(self.folder, self.names)
+        self._end()
+
+    def _end(self) -> None:
+        if self.record is not None:
+            temporaries.end_set(self.record)
+            self.record = None
+
+
+def _split(described: dict, limit: int, where: Loc) -> list[dict]:
     """Tensors in order, a new shard whenever the next would take the current one past `limit`."""
     groups: list[dict] = [{}]
     size = 0
-    for name, tensor in tensors.items():
-        nbytes = tensor.numel() * tensor.element_size()
+    for name, (dtype, shape) in described.items():
+        nbytes = _nbytes(dtype, shape)
         if groups[-1] and size + nbytes > limit:
             groups.append({})
             size = 0
-        groups[-1][name] = tensor
+        groups[-1][name] = (dtype, shape)
         size += nbytes
     if len(groups) > shards.MAX_SHARDS:
         raise CheckpointError(f"would write {len(groups):,} shards, more than the {shards.MAX_SHARDS:,} an index "
@@ -231,7 +298,7 @@ def _new_names(folder: str, stem: str, count: int) -> tuple[str, list[str]]:
 def _index_bytes(tensors: dict, groups: list[dict], names: list[str], metadata: dict, set_id: str, where) -> bytes:
     """The index as Hugging Face writes it (total_size, then weight_map), with netcfg's metadata."""
     weight_map = {tensor: name for name, group in zip(names, groups, strict=True) for tensor in group}
-    total = sum(t.numel() * t.element_size() for t in tensors.values())
+    total = sum(_nbytes(dtype, shape) for dtype, shape in tensors.values())
     index = {"metadata": {"total_size": total, **metadata, shards.KEY_SET: set_id}, "weight_map": weight_map}
     return _utf8(json.dumps(index, indent=2, ensure_ascii=False) + "\n", where)
 
