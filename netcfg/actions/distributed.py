@@ -56,6 +56,8 @@ class Job:
     seed: int | None = None
     bench: BenchConfig | None = None
     timeout_s: float = d.DEFAULT_TIMEOUT_S
+    replicas: int | None = None
+    """HSDP: copies of the model, each sharded over nproc // replicas ranks."""
 
 
 @dataclass
@@ -240,13 +242,14 @@ def _run(job: Job):
 
 
 def _wrapped(job: Job, world: d.World, spec: Spec):
-    """The model on this rank: DDP (whole, same seed on every rank) or FSDP2 shards; with its unit count."""
-    if job.strategy == "fsdp":
-        built, units = d.build_sharded(spec, world, job.seed)
+    """The model on this rank: DDP (whole, same seed on every rank) or FSDP2/HSDP shards; with its
+    unit count. No memory check here: the launcher checked each rank's share (dist_model.check_memory)."""
+    if job.strategy in ("fsdp", "hsdp"):
+        built, units = d.build_sharded(spec, world, job.seed, job.replicas if job.strategy == "hsdp" else None)
         return built, built.model, len(units)
     from netcfg.actions.model import build_model
 
-    built = build_model(spec, device=str(world.device), seed=job.seed)
+    built = build_model(spec, device=str(world.device), seed=job.seed, memory_check=False)
     return built, d.data_parallel(built, world), 0
 
 
@@ -289,14 +292,16 @@ def _full(t: torch.Tensor | None) -> torch.Tensor | None:
 _TASKS = {"state": _state, "step": _step}
 
 
-def full_state(spec: Spec, nproc: int, strategy: str = "fsdp", seed: int | None = None) -> dict[str, torch.Tensor]:
+def full_state(
+    spec: Spec, nproc: int, strategy: str = "fsdp", seed: int | None = None, replicas: int | None = None
+) -> dict[str, torch.Tensor]:
     """The whole state dict of the model as `strategy` builds it on `nproc` CPU processes."""
-    return launch(Job("state", spec, strategy, "cpu", seed), nproc)
+    return launch(Job("state", spec, strategy, "cpu", seed, replicas=replicas), nproc)
 
 
-def train_step(spec: Spec, nproc: int, strategy: str, seed: int | None = None) -> dict:
+def train_step(spec: Spec, nproc: int, strategy: str, seed: int | None = None, replicas: int | None = None) -> dict:
     """{'loss': float, 'grads': {name: tensor}} after one step on the spec's sample input split over `nproc`."""
-    return launch(Job("step", spec, strategy, "cpu", seed), nproc)
+    return launch(Job("step", spec, strategy, "cpu", seed, replicas=replicas), nproc)
 
 
 # -- bench

@@ -39,7 +39,7 @@ from netcfg.errors import BuildError, InputError, Loc
 from netcfg.spec.model import ShardSpec, Spec
 
 BACKENDS = {"cpu": "gloo", "cuda": "nccl"}
-STRATEGIES = ("ddp", "fsdp")
+STRATEGIES = ("ddp", "fsdp", "hsdp")
 DEFAULT_TIMEOUT_S = 120.0
 """Every collective's limit: a rank that stops answering fails the run instead of hanging it."""
 LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -151,12 +151,23 @@ def _whole(model: nn.Module, paths: list[str]) -> list[str]:
     return kept
 
 
-def no_units_error(spec: Spec) -> InputError:
+def no_units_error(spec: Spec, strategy: str = "fsdp") -> InputError:
     return InputError(
-        "--strategy fsdp needs units to shard and this model has none (no repeat and no block template); name "
-        "some in a shard: section (shard: {units: [linear]}), or use --strategy ddp",
-        Loc("--strategy fsdp"),
+        f"--strategy {strategy} needs units to shard and this model has none (no repeat and no block template); "
+        "name some in a shard: section (shard: {units: [linear]}), or use --strategy ddp",
+        Loc(f"--strategy {strategy}"),
     )
+
+
+def shard_mesh(world: World, replicas: int | None):
+    """The mesh FSDP2 shards over: all ranks (fsdp), or HSDP's 2-D (replicate, shard) mesh,
+    `replicas` copies of the model each sharded over size // replicas ranks."""
+    if replicas is None:
+        return world.mesh
+    from torch.distributed.device_mesh import init_device_mesh
+
+    shape = (replicas, world.size // replicas)
+    return init_device_mesh(world.device.type, shape, mesh_dim_names=("replicate", "shard"))
 
 
 # -- wrapping
@@ -192,27 +203,40 @@ def precision(dtype: torch.dtype):
     return MixedPrecisionPolicy()
 
 
-def build_sharded(spec: Spec, world: World, seed: int | None = None) -> tuple[b.Built, list[str]]:
-    """The model as FSDP2 shards, initialized exactly as a one-process build (see the module's doc)."""
+def build_sharded(
+    spec: Spec, world: World, seed: int | None = None, replicas: int | None = None
+) -> tuple[b.Built, list[str]]:
+    """The model as FSDP2 shards, initialized exactly as a one-process build (see the module's doc);
+    with `replicas`, HSDP: sharded within each of `replicas` groups, replicated across them."""
     from torch.distributed.fsdp import fully_shard
 
+    strategy = "fsdp" if replicas is None else "hsdp"
     if spec.head.pretrained:
-        raise InputError("--strategy fsdp does not load a spec's pretrained: checkpoints yet", Loc("--strategy fsdp"))
+        raise pretrained_error(strategy)
     meta = b.build_spec(spec, device="meta", seed=seed, memory_check=False)
     units = unit_paths(meta)
     if not units:
-        raise no_units_error(spec)
+        raise no_units_error(spec, strategy)
+    mesh = shard_mesh(world, replicas)
     model = meta.model.float() if meta.dtype in LOW_PRECISION else meta.model
     _checkpoint_units(meta)
     policy = precision(meta.dtype)
     for path in units:
-        fully_shard(model.get_submodule(path), mesh=world.mesh, mp_policy=policy)
-    fully_shard(model, mesh=world.mesh, mp_policy=policy)
+        fully_shard(model.get_submodule(path), mesh=mesh, mp_policy=policy)
+    fully_shard(model, mesh=mesh, mp_policy=policy)
     model.to_empty(device=world.device)
     _replay_init(spec, model, world.device, meta.seed, meta.init_rules)
     built = b.Built(model, spec, world.device, f"rank {world.rank} of {world.size}", meta.dtype, meta.seed,
                     meta.visits, meta.init_rules, meta.warnings, outputs=meta.outputs)  # fmt: skip
     return built, units
+
+
+def pretrained_error(strategy: str) -> InputError:
+    return InputError(
+        f"--strategy {strategy} does not load a spec's pretrained: checkpoints (each rank would read the whole "
+        "file); use --strategy ddp, or build it in one process and `netcfg save` it",
+        Loc(f"--strategy {strategy}"),
+    )
 
 
 def _replay_init(spec: Spec, model: nn.Module, device: torch.device, seed: int, chosen: dict[str, int]) -> None:
