@@ -307,11 +307,14 @@ def train_step(spec: Spec, nproc: int, strategy: str, seed: int | None = None, r
 # -- bench
 
 
-def bench(spec: Spec, config: BenchConfig, nproc: int, strategy: str) -> DistBenchResult | None:
+def bench(
+    spec: Spec, config: BenchConfig, nproc: int, strategy: str, replicas: int | None = None
+) -> DistBenchResult | None:
     """Time the step on `nproc` processes (each with the spec's batch, or --batch: weak scaling).
     None on the ranks other than 0 under an outside torchrun."""
     load_before, clock = bench_health.load_average(), bench_health.CpuClock()
-    result = launch(Job("bench", with_batch(spec, config.batch), strategy, config.device, config.seed, config), nproc)
+    job = Job("bench", with_batch(spec, config.batch), strategy, config.device, config.seed, config, replicas=replicas)
+    result = launch(job, nproc)
     if result is None:
         return None
     seen = bench_health.conditions(result.threads, nproc, result.device.startswith("cpu"), load_before, clock)

@@ -90,6 +90,7 @@ def bench(
     memory_check: MemoryOpt = True,
     nproc: bench_dist.NprocOpt = None,
     strategy: bench_dist.StrategyOpt = None,
+    replicas: bench_dist.ReplicasOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Time a spec's forward pass (or training step): median, p90, p99, IQR, samples/s, peak memory.
@@ -124,10 +125,10 @@ def bench(
                             memory_check=memory_check)
         for b in batches for d in names
     ]  # fmt: skip
-    if bench_dist.wanted(nproc, strategy):
+    if bench_dist.wanted(nproc, strategy) or replicas is not None:
         given = {"--device": len(names) > 1, "--sweep": bool(sweep), "--compile": compile, "--amp": amp,
-                 "--plugin": bool(plugin), "--no-memory-check": not memory_check}  # fmt: skip
-        bench_dist.run(loaded, configs, nproc, strategy, format, given)
+                 "--plugin": bool(plugin)}  # fmt: skip
+        bench_dist.run(loaded, configs, nproc, strategy, format, given, replicas)
         return
     results = _run_all(actions, loaded, configs, show=format is Format.table)
     if format is Format.json:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from netcfg.cli._common import Format, out, refuse_flags
+from netcfg.cli._common import Format, integer, out, refuse_flags
 from netcfg.errors import Loc
 from netcfg.numbers import parse_int_list
 from netcfg.text import human_bytes
@@ -17,6 +17,7 @@ from netcfg.text import human_bytes
 class Strategy(str, Enum):
     ddp = "ddp"
     fsdp = "fsdp"
+    hsdp = "hsdp"
 
 
 NprocOpt = Annotated[
@@ -27,8 +28,16 @@ NprocOpt = Annotated[
 ]  # fmt: skip
 StrategyOpt = Annotated[
     Optional[Strategy],
-    typer.Option("--strategy", help="ddp (whole model per process) or fsdp (sharded by the spec's blocks)."),
-]
+    typer.Option("--strategy", help="ddp (whole model per process), fsdp (sharded by the spec's blocks) or hsdp "
+                                     "(--replicas copies, each sharded)."),
+]  # fmt: skip
+ReplicasOpt = Annotated[
+    Optional[int],
+    typer.Option("--replicas", metavar="R",
+                 help="--strategy hsdp: R copies of the model, each sharded over N / R processes (R divides N; "
+                      "default: one per node, so on one node give it).",
+                 parser=integer("--replicas", 1, 64)),  # 64: actions.distributed.MAX_PROCESSES (imports torch)
+]  # fmt: skip
 
 
 def wanted(nproc: str | None, strategy: Strategy | None) -> bool:
@@ -49,16 +58,20 @@ def parse_nproc(text: str | None) -> list[int]:
     return counts if 1 in counts else [1, *counts]
 
 
-def run(spec, configs: list, nproc: str | None, strategy: Strategy | None, format: Format, given: dict) -> None:
+def run(spec, configs: list, nproc: str | None, strategy: Strategy | None, format: Format, given: dict,
+        replicas: int | None = None) -> None:  # fmt: skip
+    from netcfg.actions import dist_model
     from netcfg.actions import distributed as actions
 
     refuse_flags(given, "does not apply to --nproc/--strategy (one device type, the spec's batch per process)")
     config = configs[0]
     counts = parse_nproc(nproc)
-    for n in counts:
-        actions.check_nproc(n, config.device)
     chosen = (strategy or Strategy.ddp).value
-    results = [actions.bench(spec, config, n, chosen) for n in counts]
+    plans = [dist_model.Plan(chosen, n, dist_model.check_replicas(chosen, n, replicas if n > 1 else 1))
+             for n in counts]  # fmt: skip
+    for plan in plans:  # every check before the first launch
+        dist_model.prepare_bench(spec, plan, config)
+    results = [actions.bench(spec, config, plan.nproc, chosen, plan.replicas) for plan in plans]
     if None in results:
         return  # a rank other than 0 under torchrun: rank 0 reports
     results = actions.with_efficiency(results)

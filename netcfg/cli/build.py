@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from netcfg.cli import dist_cmds
+from netcfg.cli.bench_dist import ReplicasOpt, StrategyOpt
 from netcfg.cli._common import (
     DebugOpt,
     DeviceOpt,
@@ -26,6 +28,9 @@ def build(
     set_: SetOpt = None,
     plugin: PluginOpt = None,
     memory_check: MemoryOpt = True,
+    nproc: dist_cmds.NprocOpt = None,
+    strategy: StrategyOpt = None,
+    replicas: ReplicasOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Build a spec into a PyTorch module; print the module tree and the parameter count.
@@ -34,6 +39,9 @@ def build(
     """
     from netcfg.actions.model import build_model, summarize
 
+    if dist_cmds.wanted(nproc, strategy, replicas):
+        dist_cmds.build(spec, set_, plugin, nproc, strategy, replicas, device, seed, memory_check)
+        return
     built = build_model(load(spec, set_, plugin), device=device, seed=seed, memory_check=memory_check)
     for warning in built.warnings:
         note(warning)

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from netcfg.cli import dist_cmds
+from netcfg.cli.bench_dist import ReplicasOpt, StrategyOpt
 from netcfg.cli._common import (
     DebugOpt,
     DeviceOpt,
@@ -55,6 +57,9 @@ def run(
     set_: SetOpt = None,
     plugin: PluginOpt = None,
     memory_check: MemoryOpt = True,
+    nproc: dist_cmds.NprocOpt = None,
+    strategy: StrategyOpt = None,
+    replicas: ReplicasOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Build a spec (or load a checkpoint) and run a forward pass on its sample input (random, seeded) or on --input.
@@ -67,7 +72,11 @@ def run(
     if output is not None:
         check_output(output, "--output")
     where = Loc(f"--input {input}") if input is not None else None
-    if is_checkpoint(spec):
+    if dist_cmds.wanted(nproc, strategy, replicas):
+        loaded, result = dist_cmds.run(spec, set_, plugin, nproc, strategy, replicas, device, seed, memory_check, input)
+        if result is None:
+            return  # a rank other than 0 under torchrun: rank 0 reports
+    elif is_checkpoint(spec):
         loaded, result = _run_checkpoint(spec, input, device, seed, set_, plugin, memory_check, where)
     else:
         loaded = load(spec, set_, plugin)

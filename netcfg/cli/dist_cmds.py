@@ -1,0 +1,89 @@
+"""netcfg build/run --nproc N --strategy ddp|fsdp|hsdp: the model built, or run, on N processes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from netcfg.cli._common import is_checkpoint, load, note, out, refuse_flags
+from netcfg.cli.bench_dist import Strategy
+from netcfg.errors import InputError, Loc
+from netcfg.text import human_bytes
+
+NprocOpt = Annotated[
+    Optional[str],
+    typer.Option("--nproc", metavar="N",
+                 help="Build (run) on N processes (elastic launcher, gloo on CPU, NCCL on CUDA); see --strategy."),
+]  # fmt: skip
+
+PLUGIN_REASON = ("cannot be used with --nproc: the ranks are new processes and import no plugin code "
+                 "(build or run it in one process)")  # fmt: skip
+
+
+def wanted(nproc: str | None, strategy: Strategy | None, replicas: int | None) -> bool:
+    """Whether to go distributed (--replicas alone too: then refused, it needs --strategy hsdp)."""
+    from netcfg.cli.bench_dist import wanted as bench_wanted
+
+    return bench_wanted(nproc, strategy) or replicas is not None
+
+
+def plan(nproc: str | None, strategy: Strategy | None, replicas: int | None):
+    """The launch plan of the flags: N processes (under torchrun: its world size), the strategy
+    (ddp by default), HSDP's replica count."""
+    from netcfg.actions import dist_model
+    from netcfg.actions.distributed import MAX_PROCESSES
+    from netcfg.building.distributed import launched_world
+    from netcfg.numbers import parse_int
+
+    chosen = (strategy or Strategy.ddp).value
+    if replicas is not None and strategy is not Strategy.hsdp:
+        raise InputError("applies to --strategy hsdp only (R copies of the model, each sharded)",
+                         Loc(f"--replicas {replicas}"))  # fmt: skip
+    placed = launched_world()
+    if nproc is not None:
+        count = parse_int(nproc, Loc(f"--nproc {nproc}"), 1, MAX_PROCESSES)
+    elif placed is not None:
+        count = placed[1]
+    else:
+        raise InputError("needs --nproc N (the number of processes)", Loc(f"--strategy {chosen}"))
+    return dist_model.Plan(chosen, count, dist_model.check_replicas(chosen, count, replicas))
+
+
+def _loaded(path, set_, plugin):
+    refuse_flags({"--plugin": bool(plugin)}, PLUGIN_REASON)  # before any plugin loads here
+    return load(path, set_, None)
+
+
+def build(path, set_, plugin, nproc, strategy, replicas, device, seed, memory_check) -> None:
+    from netcfg.actions import dist_model
+
+    spec = _loaded(path, set_, plugin)
+    how = plan(nproc, strategy, replicas)
+    result = dist_model.build(spec, how, device or spec.head.device, seed, memory_check)
+    if result is None:
+        return  # a rank other than 0 under torchrun: rank 0 reports
+    from netcfg.cli.build import summary_line
+
+    for warning in result.warnings:
+        note(warning)
+    out(result.summary.tree)
+    out(summary_line(result.summary))
+    if result.units:
+        out(f"{result.strategy}: {result.units} units + the root")
+    for r in result.ranks:
+        out(f"rank {r.rank}: parameters {human_bytes(r.parameter_bytes)}, buffers {human_bytes(r.buffer_bytes)}, "
+            f"peak memory {human_bytes(r.peak_memory_bytes)}")  # fmt: skip
+
+
+def run(path, set_, plugin, nproc, strategy, replicas, device, seed, memory_check, input):
+    """(spec, the distributed run's result: None on the ranks other than 0 under torchrun)."""
+    from netcfg.actions import dist_model
+    from netcfg.actions.model import read_inputs
+
+    if is_checkpoint(path):
+        raise InputError("does not apply to a checkpoint: run its spec on N processes", Loc("--nproc"))
+    spec = _loaded(path, set_, plugin)
+    how = plan(nproc, strategy, replicas)
+    xs = read_inputs(str(input), spec) if input is not None else None
+    return spec, dist_model.run(spec, how, device or spec.head.device, seed, xs, memory_check)
