@@ -173,25 +173,28 @@ def _gathered(meta: Built) -> int:
     return root + max(sizes, default=0)
 
 
-def check_memory(meta: Built, plan: Plan, device: str, mine: Share) -> None:
+def check_memory(plan: Plan, kind: torch.device, mine: Share) -> None:
     """Refuse, in one line naming the figures, a share that does not fit: on CPU the ranks of
     this host share its free memory (the sum must fit), on CUDA each rank has its own GPU."""
-    kind = devices.resolve(device, Loc(f"--device {device}"))[0]
     local = plan.nproc if d.launched_world() is None else _local_ranks(plan.nproc)
     if kind.type == "cuda":
         free = [memory.available(torch.device("cuda", i)) for i in range(local)]
         known = [f for f in free if f is not None]
         need, room, subject = mine.total, min(known) if known else None, "each GPU"
     else:
-        need, room, subject = mine.total * local, memory.available(kind), f"the {local} ranks of this host"
+        need, room, subject = mine.total * local, memory.available(kind), _count(local, "rank") + " on this host"
     if room is None or need <= room:
         return
     raise BuildError(
-        f"not enough memory on {kind.type} for {plan.nproc} processes: each rank needs about "
+        f"not enough memory on {kind.type} for {_count(plan.nproc, 'process')}: each rank needs about "
         f"{human_bytes(mine.total)} ({describe(mine, plan)}), {human_bytes(need)} for {subject}, "
         f"{human_bytes(room)} are available (pass --no-memory-check)",
         plan.flag,
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith('s') else 's'}"
 
 
 def _local_ranks(nproc: int) -> int:
@@ -226,7 +229,8 @@ def prepare(spec: Spec, plan: Plan, device: str, memory_check: bool, rank_spec: 
         raise d.no_units_error(spec, plan.strategy)
     check_shardable(meta, plan)
     if memory_check:
-        check_memory(meta, plan, device, share(meta, plan, training, rank_spec))
+        kind = devices.resolve(device, Loc(f"--device {device}"))[0]
+        check_memory(plan, kind, share(meta, plan, training, rank_spec))
     return meta
 
 

@@ -233,8 +233,8 @@ def build_sharded(
 
 def pretrained_error(strategy: str) -> InputError:
     return InputError(
-        f"--strategy {strategy} does not load a spec's pretrained: checkpoints (each rank would read the whole "
-        "file); use --strategy ddp, or build it in one process and `netcfg save` it",
+        "cannot load the spec's pretrained: checkpoints into shards (yet): use --strategy ddp, or build the "
+        "model in one process",
         Loc(f"--strategy {strategy}"),
     )
 

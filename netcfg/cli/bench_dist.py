@@ -67,7 +67,8 @@ def run(spec, configs: list, nproc: str | None, strategy: Strategy | None, forma
     config = configs[0]
     counts = parse_nproc(nproc)
     chosen = (strategy or Strategy.ddp).value
-    plans = [dist_model.Plan(chosen, n, dist_model.check_replicas(chosen, n, replicas if n > 1 else 1))
+    one = chosen == "hsdp"  # the 1-process baseline of hsdp: one copy on one rank
+    plans = [dist_model.Plan(chosen, n, 1 if one and n == 1 else dist_model.check_replicas(chosen, n, replicas))
              for n in counts]  # fmt: skip
     for plan in plans:  # every check before the first launch
         dist_model.prepare_bench(spec, plan, config)
