@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from netcfg.cli import dist_cmds
-from netcfg.cli.bench_dist import ReplicasOpt, StrategyOpt
 from netcfg.cli._common import (
     DebugOpt,
     DeviceOpt,
@@ -18,6 +17,7 @@ from netcfg.cli._common import (
     note,
     out,
 )
+from netcfg.cli.bench_dist import ReplicasOpt, StrategyOpt
 from netcfg.text import human_bytes
 
 

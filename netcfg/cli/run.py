@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 import typer
 
 from netcfg.cli import dist_cmds
-from netcfg.cli.bench_dist import ReplicasOpt, StrategyOpt
 from netcfg.cli._common import (
     DebugOpt,
     DeviceOpt,
@@ -24,6 +23,7 @@ from netcfg.cli._common import (
     paths,
     refuse_flags,
 )
+from netcfg.cli.bench_dist import ReplicasOpt, StrategyOpt
 from netcfg.cli.build import summary_line
 from netcfg.errors import Loc
 

@@ -77,8 +77,10 @@ def test_ranks_on_one_host_share_its_memory(spec, monkeypatch):
         dm.check_memory(plan, torch.device("cpu"), dm.share(meta, plan))
     per_rank = (PARAMS // 4 + LAYER) * 4
     assert per_rank * 4 > LIMIT > per_rank
-    assert "each rank needs about 128.0 MiB (parameters 64.0 MiB, 1/4 of 256.1 MiB; the largest unit gathered " \
-           "64.0 MiB; buffers 0 B), 512.1 MiB for 4 ranks on this host, 143.1 MiB are available" in str(caught.value)
+    assert (
+        "each rank needs about 128.0 MiB (parameters 64.0 MiB, 1/4 of 256.1 MiB; the largest unit gathered "
+        "64.0 MiB; buffers 0 B), 512.1 MiB for 4 ranks on this host, 143.1 MiB are available" in str(caught.value)
+    )
 
 
 def invoke(*args):
@@ -98,8 +100,11 @@ def test_the_commands_refuse_before_launching_and_no_memory_check_lets_them_star
     monkeypatch.setattr(memory, "available", lambda device: LIMIT)
     launched = []
     monkeypatch.setattr(dd, "launch", lambda job, n: launched.append((job.task, n)))  # None: as a rank other than 0
-    for command, first in ((["build"], "2 processes"), (["run"], "2 processes"),
-                           (["bench", "--mode", "train"], "1 process")):  # bench: its 1-process baseline first
+    for command, first in (
+        (["build"], "2 processes"),
+        (["run"], "2 processes"),
+        (["bench", "--mode", "train"], "1 process"),
+    ):  # bench: its 1-process baseline first
         result = invoke(*command, big_file, "--device", "cpu", "--nproc", "2", "--strategy", "fsdp")
         assert result.exit_code == 2, result.output
         assert result.stderr.startswith(f"--nproc {first[0]}: error: not enough memory on cpu for {first}: each rank")
