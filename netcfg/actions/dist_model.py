@@ -13,6 +13,7 @@ outputs on rank 0 in rank order: the one-process run's outputs, up to floating-p
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, replace
 from math import ceil
 
@@ -222,8 +223,6 @@ def prepare(spec: Spec, plan: Plan, device: str, memory_check: bool, rank_spec: 
     """Every check before launching, on a meta build (returned: its summary is the model's)."""
     if d.launched_world() is None:
         dd.check_nproc(plan.nproc, device)
-    if spec.head.pretrained and plan.strategy != "ddp":
-        raise d.pretrained_error(plan.strategy)
     meta = build_spec(spec, device="meta", memory_check=False)
     if plan.strategy != "ddp" and not d.unit_paths(meta):
         raise d.no_units_error(spec, plan.strategy)
@@ -260,9 +259,11 @@ class DistBuild:
     warnings: list[str] = field(default_factory=list)
 
 
-def build(spec: Spec, plan: Plan, device: str, seed: int | None = None, memory_check: bool = True) -> DistBuild:
+def build(spec: Spec, plan: Plan, device: str, seed: int | None = None, memory_check: bool = True,
+          plugins: tuple[str, ...] = ()) -> DistBuild:  # fmt: skip
+    """The model built on the ranks; what each holds. `plugins`: loaded in each rank (already here)."""
     meta = prepare(spec, plan, device, memory_check)
-    job = ModelJob("build", spec, plan.strategy, device, seed, replicas=plan.replicas)
+    job = ModelJob("build", spec, plan.strategy, device, seed, replicas=plan.replicas, plugins=plugins)
     ranks = dd.launch(job, plan.nproc)
     if ranks is None:
         return None  # a rank other than 0 under an outside torchrun
@@ -300,10 +301,29 @@ class ModelJob(dd.Job):
 
     inputs: tuple[torch.Tensor, ...] | None = None
     """The global batch (--input), on the CPU; None: the spec's sample inputs."""
+    plugins: tuple[str, ...] = ()
+    """The plugins the user named (--plugin): each rank loads them before it reads the spec."""
+
+    def __reduce__(self):
+        # The spec holds the plugins' layer classes: a rank must import the plugins before it can
+        # unpickle the spec, so the fields travel as bytes unpickled after the plugins load.
+        import pickle
+
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return _unpickled, (self.plugins, pickle.dumps(fields))
+
+
+def _unpickled(names: tuple[str, ...], blob: bytes) -> ModelJob:
+    import pickle
+
+    from netcfg.building import plugins
+
+    plugins.load(list(names))
+    return ModelJob(**pickle.loads(blob))
 
 
 def run(spec: Spec, plan: Plan, device: str, seed: int | None = None, inputs: list[torch.Tensor] | None = None,
-        memory_check: bool = True) -> RunResult | None:  # fmt: skip
+        memory_check: bool = True, plugins: tuple[str, ...] = ()) -> RunResult | None:  # fmt: skip
     """One eval-mode forward pass of the global batch split over the ranks; the outputs gathered."""
     from netcfg.actions.bench import with_batch
     from netcfg.actions.model import with_inputs
@@ -315,7 +335,7 @@ def run(spec: Spec, plan: Plan, device: str, seed: int | None = None, inputs: li
     given = spec if inputs is None else with_inputs(spec, _shapes(spec, inputs))
     meta = prepare(spec, plan, device, memory_check, with_batch(given, batch // plan.nproc))
     job = ModelJob("run", spec, plan.strategy, device, seed, replicas=plan.replicas,
-                 inputs=None if inputs is None else tuple(x.cpu() for x in inputs))  # fmt: skip
+                 inputs=None if inputs is None else tuple(x.cpu() for x in inputs), plugins=plugins)  # fmt: skip
     found = dd.launch(job, plan.nproc)
     if found is None:
         return None

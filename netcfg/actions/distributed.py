@@ -246,11 +246,23 @@ def _wrapped(job: Job, world: d.World, spec: Spec):
     unit count. No memory check here: the launcher checked each rank's share (dist_model.check_memory)."""
     if job.strategy in ("fsdp", "hsdp"):
         built, units = d.build_sharded(spec, world, job.seed, job.replicas if job.strategy == "hsdp" else None)
+        if spec.head.pretrained:
+            _load_pretrained(built, job.seed)
         return built, built.model, len(units)
     from netcfg.actions.model import build_model
 
     built = build_model(spec, device=str(world.device), seed=job.seed, memory_check=False)
     return built, d.data_parallel(built, world), 0
+
+
+def _load_pretrained(built, seed: int | None) -> None:
+    """The spec's `pretrained:` checkpoints into the shards, after the init rules, as in one process."""
+    from netcfg.actions import pretrained
+    from netcfg.building.builder import build_spec
+
+    meta = build_spec(built.spec, device="meta", seed=seed, memory_check=False)
+    built.pretrained = pretrained.apply_sharded(built, meta, d._put)
+    built.warnings += pretrained.overridden_rule_warnings(built)
 
 
 def _state(job: Job, world: d.World):

@@ -102,6 +102,26 @@ def apply(built: Built) -> dict[str, str]:
     return found.origins()
 
 
+def apply_sharded(built: Built, meta: Built, put) -> dict[str, str]:
+    """`apply` for a sharded model (FSDP2/HSDP), planned against `meta`: the same model built on
+    meta in the spec's dtype (the shards of a bfloat16 model are float32). Each rank reads each
+    tensor it loads whole, one at a time, and `put(model tensor, full value)` keeps its part."""
+    found = plan(meta)
+    if found.refusals:
+        raise CheckpointError(found.refusals)
+    built.warnings += found.warnings
+    state = built.model.state_dict(keep_vars=True)
+    with torch.no_grad():
+        for entry in found.entries:
+            last: dict[str, torch.Tensor] = {}
+            for load in entry.loads:
+                target = state[load.target]
+                put(target, _value(entry.header, load, last, tuple(target.shape)))
+                if not entry.source.trainable and isinstance(target, torch.nn.Parameter):
+                    target.requires_grad_(False)
+    return found.origins()
+
+
 def overridden_rule_warnings(built: Built) -> list[str]:
     """An init rule whose every parameter `pretrained:` then loads sets nothing that is kept."""
     rules: dict[int, list[str]] = {}

@@ -211,8 +211,6 @@ def build_sharded(
     from torch.distributed.fsdp import fully_shard
 
     strategy = "fsdp" if replicas is None else "hsdp"
-    if spec.head.pretrained:
-        raise pretrained_error(strategy)
     meta = b.build_spec(spec, device="meta", seed=seed, memory_check=False)
     units = unit_paths(meta)
     if not units:
@@ -229,14 +227,6 @@ def build_sharded(
     built = b.Built(model, spec, world.device, f"rank {world.rank} of {world.size}", meta.dtype, meta.seed,
                     meta.visits, meta.init_rules, meta.warnings, outputs=meta.outputs)  # fmt: skip
     return built, units
-
-
-def pretrained_error(strategy: str) -> InputError:
-    return InputError(
-        "cannot load the spec's pretrained: checkpoints into shards (yet): use --strategy ddp, or build the "
-        "model in one process",
-        Loc(f"--strategy {strategy}"),
-    )
 
 
 def _replay_init(spec: Spec, model: nn.Module, device: torch.device, seed: int, chosen: dict[str, int]) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from netcfg.cli._common import is_checkpoint, load, note, out, refuse_flags
+from netcfg.cli._common import is_checkpoint, load, note, out
 from netcfg.cli.bench_dist import Strategy
 from netcfg.errors import InputError, Loc
 from netcfg.text import human_bytes
@@ -16,9 +16,6 @@ NprocOpt = Annotated[
     typer.Option("--nproc", metavar="N",
                  help="Build (run) on N processes (elastic launcher, gloo on CPU, NCCL on CUDA); see --strategy."),
 ]  # fmt: skip
-
-PLUGIN_REASON = ("cannot be used with --nproc: the ranks are new processes and import no plugin code "
-                 "(build or run it in one process)")  # fmt: skip
 
 
 def wanted(nproc: str | None, strategy: Strategy | None, replicas: int | None) -> bool:
@@ -50,17 +47,19 @@ def plan(nproc: str | None, strategy: Strategy | None, replicas: int | None):
     return dist_model.Plan(chosen, count, dist_model.check_replicas(chosen, count, replicas))
 
 
-def _loaded(path, set_, plugin):
-    refuse_flags({"--plugin": bool(plugin)}, PLUGIN_REASON)  # before any plugin loads here
-    return load(path, set_, None)
+def _plugins(names: list[str] | None) -> tuple[str, ...]:
+    """The plugins as each rank names them: a .py file by its absolute path."""
+    from pathlib import Path
+
+    return tuple(str(Path(n).resolve()) if n.endswith(".py") else n for n in names or ())
 
 
 def build(path, set_, plugin, nproc, strategy, replicas, device, seed, memory_check) -> None:
     from netcfg.actions import dist_model
 
-    spec = _loaded(path, set_, plugin)
+    spec = load(path, set_, plugin)
     how = plan(nproc, strategy, replicas)
-    result = dist_model.build(spec, how, device or spec.head.device, seed, memory_check)
+    result = dist_model.build(spec, how, device or spec.head.device, seed, memory_check, _plugins(plugin))
     if result is None:
         return  # a rank other than 0 under torchrun: rank 0 reports
     from netcfg.cli.build import summary_line
@@ -83,7 +82,7 @@ def run(path, set_, plugin, nproc, strategy, replicas, device, seed, memory_chec
 
     if is_checkpoint(path):
         raise InputError("does not apply to a checkpoint: run its spec on N processes", Loc("--nproc"))
-    spec = _loaded(path, set_, plugin)
+    spec = load(path, set_, plugin)
     how = plan(nproc, strategy, replicas)
     xs = read_inputs(str(input), spec) if input is not None else None
-    return spec, dist_model.run(spec, how, device or spec.head.device, seed, xs, memory_check)
+    return spec, dist_model.run(spec, how, device or spec.head.device, seed, xs, memory_check, _plugins(plugin))

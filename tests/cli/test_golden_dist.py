@@ -6,7 +6,6 @@ from netcfg.actions import distributed as dd
 from tests.cli.test_golden import VALID, at_root, golden  # noqa: F401  (at_root: run from the repository root)
 
 BLOCKS = "tests/golden/cli/blocks.yaml"  # input [8, 3]; two 3x3 linears: units, rows split in at most 3 parts
-BLOCKS_PRETRAINED = "tests/golden/cli/blocks_pretrained.yaml"
 
 CASES = [
     pytest.param(
@@ -59,18 +58,6 @@ CASES = [
         ["run", BLOCKS, "--strategy", "fsdp"],
         "--strategy fsdp: error: needs --nproc N (the number of processes)\n",
         id="strategy-without-nproc",
-    ),
-    pytest.param(
-        ["build", BLOCKS, "--nproc", "2", "--plugin", "no_such_plugin_module"],
-        "--plugin: error: cannot be used with --nproc: the ranks are new processes and import no plugin code (build "
-        "or run it in one process)\n",
-        id="plugin-with-nproc",
-    ),
-    pytest.param(
-        ["build", BLOCKS_PRETRAINED, "--nproc", "2", "--strategy", "fsdp"],
-        "--strategy fsdp: error: cannot load the spec's pretrained: checkpoints into shards (yet): use --strategy "
-        "ddp, or build the model in one process\n",
-        id="fsdp-pretrained",
     ),
     pytest.param(
         ["run", "configs/chapter/mlp_trained.safetensors", "--nproc", "2"],

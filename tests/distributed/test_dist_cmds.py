@@ -73,3 +73,30 @@ def test_hsdp_build_shards_within_each_replica(spec_file):
     # mesh [[0, 1], [2, 3]]: ranks 0 and 2 hold the first half of every parameter, 1 and 3 the second
     expected = [f"rank {r}: parameters {held(r % 2, 2)}" for r in range(4)]
     assert [line.split(", ")[0] for line in lines[-4:]] == expected
+
+
+def test_fsdp_loads_the_spec_s_pretrained_checkpoints_into_the_shards():
+    from netcfg.actions import distributed as dd
+    from netcfg.actions.model import build_model
+    from netcfg.spec.loader import load_spec
+    from tests.conftest import ROOT
+
+    path = ROOT / "configs/chapter/reuse_first_layers.yaml"  # features.0 from mlp_trained.safetensors, frozen
+    s = load_spec(path, ["shard={units: [linear]}"])
+    reference = build_model(s, device="cpu").model.state_dict()
+    gathered = dd.full_state(s, 2, "fsdp")
+    assert sorted(gathered) == sorted(reference)
+    for key, tensor in reference.items():
+        assert torch.equal(gathered[key], tensor), key
+    file = load_file(path.parent / "mlp_trained.safetensors")
+    assert torch.equal(gathered["features.0.weight"], file["0.weight"])  # the file's, not the init's
+
+
+def test_each_rank_loads_the_plugins_the_user_named():
+    from tests.conftest import ROOT
+
+    spec, plugin = ROOT / "configs/plugins/fixed_hidden_mlp.yaml", "examples/plugins/fixed_hidden.py"
+    alone = invoke("build", str(spec), "--device", "cpu", "--plugin", plugin)
+    lines = invoke("build", str(spec), "--device", "cpu", "--plugin", plugin, "--nproc", "2")
+    assert lines[: len(alone)] == [*alone[:-1], alone[-1].replace("device cpu,", "device cpu (2 processes, ddp),")]
+    assert [line.split(":")[0] for line in lines[len(alone) :]] == ["rank 0", "rank 1"]
