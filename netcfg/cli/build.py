@@ -40,14 +40,21 @@ def build(
     from netcfg.actions.model import build_model, summarize
 
     if dist_cmds.wanted(nproc, strategy, replicas):
-        dist_cmds.build(spec, set_, plugin, nproc, strategy, replicas, device, seed, memory_check)
+        result = dist_cmds.build(spec, set_, plugin, nproc, strategy, replicas, device, seed, memory_check)
+        if result is not None:  # None: a rank other than 0 under torchrun (rank 0 reports)
+            show(result.warnings, result.summary, dist_cmds.rank_lines(result))
         return
     built = build_model(load(spec, set_, plugin), device=device, seed=seed, memory_check=memory_check)
-    for warning in built.warnings:
+    show(built.warnings, summarize(built))
+
+
+def show(warnings: list[str], summary, more: tuple[str, ...] | list[str] = ()) -> None:
+    for warning in warnings:
         note(warning)
-    summary = summarize(built)
     out(summary.tree)
     out(summary_line(summary))
+    for line in more:
+        out(line)
 
 
 def summary_line(s) -> str:

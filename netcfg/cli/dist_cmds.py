@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from netcfg.cli._common import is_checkpoint, load, note, out
+from netcfg.cli._common import is_checkpoint, load
 from netcfg.cli.bench_dist import Strategy
 from netcfg.errors import InputError, Loc
 from netcfg.text import human_bytes
@@ -54,25 +54,23 @@ def _plugins(names: list[str] | None) -> tuple[str, ...]:
     return tuple(str(Path(n).resolve()) if n.endswith(".py") else n for n in names or ())
 
 
-def build(path, set_, plugin, nproc, strategy, replicas, device, seed, memory_check) -> None:
+def build(path, set_, plugin, nproc, strategy, replicas, device, seed, memory_check):
+    """The distributed build's report (None on the ranks other than 0 under torchrun)."""
     from netcfg.actions import dist_model
 
     spec = load(path, set_, plugin)
     how = plan(nproc, strategy, replicas)
-    result = dist_model.build(spec, how, device or spec.head.device, seed, memory_check, _plugins(plugin))
-    if result is None:
-        return  # a rank other than 0 under torchrun: rank 0 reports
-    from netcfg.cli.build import summary_line
+    return dist_model.build(spec, how, device or spec.head.device, seed, memory_check, _plugins(plugin))
 
-    for warning in result.warnings:
-        note(warning)
-    out(result.summary.tree)
-    out(summary_line(result.summary))
-    if result.units:
-        out(f"{result.strategy}: {result.units} units + the root")
-    for r in result.ranks:
-        out(f"rank {r.rank}: parameters {human_bytes(r.parameter_bytes)}, buffers {human_bytes(r.buffer_bytes)}, "
-            f"peak memory {human_bytes(r.peak_memory_bytes)}")  # fmt: skip
+
+def rank_lines(result) -> list[str]:
+    """The units, and what each rank holds."""
+    lines = [f"{result.strategy}: {result.units} units + the root"] if result.units else []
+    return lines + [
+        f"rank {r.rank}: parameters {human_bytes(r.parameter_bytes)}, buffers {human_bytes(r.buffer_bytes)}, "
+        f"peak memory {human_bytes(r.peak_memory_bytes)}"
+        for r in result.ranks
+    ]
 
 
 def run(path, set_, plugin, nproc, strategy, replicas, device, seed, memory_check, input):
