@@ -141,10 +141,12 @@ class Share:
     batch: int | None
     """Samples per rank the activations were planned for (None: a build, no forward pass)."""
     training: bool = False
+    buckets: int = 0
+    """DDP: the gradient buckets its reducer allocates when it wraps the model (trainable parameters' size)."""
 
     @property
     def total(self) -> int:
-        return self.state + self.gathered + self.buffers + self.activations
+        return self.state + self.gathered + self.buffers + self.activations + self.buckets
 
 
 def share(meta: Built, plan: Plan, training: bool = False, rank_spec: Spec | None = None) -> Share:
@@ -162,7 +164,9 @@ def share(meta: Built, plan: Plan, training: bool = False, rank_spec: Spec | Non
         planned = build_spec(rank_spec, device="meta", memory_check=False)
         activations = memplan.plan(planned.visits, meta.dtype.itemsize, rank_spec.shared).bytes
         batch = next(iter(rank_spec.head.inputs.values())).shape[0]
-    return Share(ceil(whole / plan.shards), whole, gathered, buffers, activations, batch, training)
+    trainable = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
+    buckets = trainable if plan.strategy == "ddp" else 0
+    return Share(ceil(whole / plan.shards), whole, gathered, buffers, activations, batch, training, buckets)
 
 
 def _gathered(meta: Built) -> int:
@@ -212,6 +216,8 @@ def describe(mine: Share, plan: Plan) -> str:
     else:
         parts = [f"{what} {human_bytes(mine.state)}, 1/{plan.shards} of {human_bytes(mine.whole_state)}",
                  f"the largest unit gathered {human_bytes(mine.gathered)}"]  # fmt: skip
+    if mine.buckets:
+        parts.append(f"DDP's gradient buckets {human_bytes(mine.buckets)}")
     parts.append(f"buffers {human_bytes(mine.buffers)}")
     if mine.batch is not None:
         parts.append(f"activations {human_bytes(mine.activations)} at batch {mine.batch} per rank")

@@ -35,7 +35,7 @@ def test_a_rank_s_share_is_its_part_of_the_state_plus_one_unit_gathered(spec):
     hsdp = dm.share(meta, dm.Plan("hsdp", 4, replicas=2))  # two copies, each over 2 ranks
     assert hsdp.state == PARAMS * 4 // 2
     ddp = dm.share(meta, dm.Plan("ddp", 4))
-    assert (ddp.state, ddp.gathered) == (PARAMS * 4, 0)
+    assert (ddp.state, ddp.gathered, ddp.buckets) == (PARAMS * 4, 0, PARAMS * 4)  # buckets: DDP's reducer
     # training: parameters, gradients and AdamW's two moments, divided over the shard group
     assert dm.share(meta, dm.Plan("fsdp", 4), training=True).state == 4 * PARAMS * 4 // 4
 
@@ -63,9 +63,9 @@ def test_a_model_too_large_for_one_gpu_fits_sharded_over_four(spec, monkeypatch)
     with pytest.raises(BuildError) as caught:
         dm.check_memory(dm.Plan("ddp", 4), gpu, dm.share(meta, dm.Plan("ddp", 4)))
     assert str(caught.value) == (
-        "--nproc 4: error: not enough memory on cuda for 4 processes: each rank needs about 256.1 MiB (parameters "
-        "256.1 MiB, the whole model; buffers 0 B), 256.1 MiB for each GPU, 143.1 MiB are available (pass "
-        "--no-memory-check)"
+        "--nproc 4: error: not enough memory on cuda for 4 processes: each rank needs about 512.1 MiB (parameters "
+        "256.1 MiB, the whole model; DDP's gradient buckets 256.1 MiB; buffers 0 B), 512.1 MiB for each GPU, "
+        "143.1 MiB are available (pass --no-memory-check)"
     )
 
 
