@@ -339,6 +339,33 @@ def _job(_plugins: tuple[str, ...], fields: dict) -> ModelJob:
     return ModelJob(**fields)
 
 
+def run(spec: Spec, plan: Plan, device: str, seed: int | None = None, inputs: list[torch.Tensor] | None = None,
+        memory_check: bool = True, plugins: tuple[str, ...] = ()) -> RunResult | None:  # fmt: skip
+    """One eval-mode forward pass of the global batch split over the ranks; the outputs gathered."""
+    from netcfg.actions.bench import with_batch
+    from netcfg.actions.model import with_inputs
+
+    if d.launched_world() is None:
+        dd.check_nproc(plan.nproc, device)  # before the batch is divided by it
+    shapes = [list(x.shape) for x in inputs] if inputs is not None else [i.shape for i in spec.head.inputs.values()]
+    batch = check_batch([s[0] if s else 1 for s in shapes], plan.nproc)
+    given = spec if inputs is None else with_inputs(spec, _shapes(spec, inputs))
+    meta = prepare(spec, plan, device, memory_check, with_batch(given, batch // plan.nproc))
+    job = ModelJob("run", spec, plan.strategy, device, seed, replicas=plan.replicas,
+                   inputs=None if inputs is None else tuple(x.cpu() for x in inputs), plugins=plugins)  # fmt: skip
+    found = dd.launch(job, plan.nproc)
+    if found is None:
+        return None
+    outputs, rank_device, shown = found
+    summary = replace(summarize(meta), device=rank_device, device_note=_note(plan))
+    return RunResult(summary, shown, outputs, checksum_all(outputs), list(meta.warnings))
+
+
+def _shapes(spec: Spec, xs: list[torch.Tensor]) -> dict:
+    return {name: (list(x.shape), None if x.is_floating_point() else devices.dtype_name(x.dtype))
+            for name, x in zip(spec.head.inputs, xs, strict=True)}  # fmt: skip
+
+
 def _run_task(job: ModelJob, world: d.World):
     import torch.distributed as dist
 
