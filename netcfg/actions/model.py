@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -138,7 +138,9 @@ def with_inputs(spec: Spec, shapes: dict[str, tuple[list[int], str | None]]) -> 
         if dtype is not None:
             declared[name]["dtype"] = dtype
     data = declared if spec.head.named_inputs else declared["input"]
-    return load_spec_data({**spec.data, "input": data}, spec.file)
+    changed = load_spec_data({**spec.data, "input": data}, spec.file)
+    # the same model: its repeat copies and block instances (FSDP's units), which expanded data no longer shows
+    return replace(changed, units=spec.units)
 
 
 def _input_data(spec: Spec) -> dict[str, dict]:

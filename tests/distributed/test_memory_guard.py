@@ -115,3 +115,12 @@ def test_the_commands_refuse_before_launching_and_no_memory_check_lets_them_star
                         "--no-memory-check")  # fmt: skip
         assert result.exit_code == 0, result.output
     assert launched == [("build", 2), ("run", 2), ("bench", 1), ("bench", 2)]  # bench: its baseline, then 2
+
+
+def test_a_batch_given_to_bench_keeps_the_units_to_shard(spec):
+    from netcfg.actions.bench import BenchConfig, with_batch
+    from netcfg.building import distributed as d
+
+    assert with_batch(spec, 2).units == spec.units  # the expanded data alone no longer says which were copies
+    meta = dm.prepare_bench(spec, dm.Plan("fsdp", 2), BenchConfig(device="cpu", batch=2, memory_check=False))
+    assert d.unit_paths(meta) == ["0", "1", "2", "3"]
