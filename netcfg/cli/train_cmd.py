@@ -100,6 +100,8 @@ def _processes(nproc: int | None, strategy: Strategy | None) -> int | None:
     """The number of processes of a distributed run (an outside torchrun's), None for one process."""
     from netcfg.building.distributed import launched_world
 
+    if strategy is Strategy.hsdp:  # bench/build/run take it (StrategyOpt is theirs too); training does not yet
+        raise InputError("train does not take --strategy hsdp yet: use ddp or fsdp", Loc("--strategy hsdp"))
     placed = launched_world()
     if nproc is None and placed is not None:
         return placed[1]

@@ -65,6 +65,11 @@ CASES = [
         id="run-checkpoint-with-nproc",
     ),
     pytest.param(
+        ["train", BLOCKS, "--nproc", "2", "--strategy", "hsdp"],
+        "--strategy hsdp: error: train does not take --strategy hsdp yet: use ddp or fsdp\n",
+        id="train-hsdp",
+    ),
+    pytest.param(
         ["build", BLOCKS, "--nproc", "0"],
         "--nproc 0: error: must be between 1 and 64, got '0'\n",
         id="build-nproc-zero",
