@@ -31,6 +31,7 @@ from netcfg.cli._common import (
     real,
     refuse_flags,
 )
+from netcfg.cli.bench_dist import load_text
 from netcfg.errors import InputError, Loc
 from netcfg.numbers import BATCH_MAX, MAX_SECONDS, THREADS_PER_CORE, max_threads
 from netcfg.text import human_bytes
@@ -189,12 +190,6 @@ def table(results: list) -> str:
     text = _table(head, columns, rows)
     compiled = [f"{r.device}: compiled in {r.compile_time_s:.2f} s" for r in results if r.compile_time_s is not None]
     return text + "".join("\n" + line for line in compiled + warning_lines(results))
-
-
-def load_text(result) -> str:
-    """What the machine did around the run: the load average before it, the cores others kept busy in it."""
-    load = "" if result.load_before is None else f", load average {result.load_before:.2f} before"
-    return load + ("" if result.others_busy is None else f", other processes {result.others_busy:.2f} cores")
 
 
 def _scenarios(name: str, devices: list[str], format: Format, min_time: float, threads: int | None) -> None:

@@ -84,7 +84,6 @@ def run(spec, configs: list, nproc: str | None, strategy: Strategy | None, forma
 
 def table(results: list) -> str:
     from netcfg.actions.bench_health import warning_lines
-    from netcfg.cli.bench_cmd import load_text
     from netcfg.cli.inspect_cmd import _table
 
     first = results[0]
@@ -107,3 +106,9 @@ def table(results: list) -> str:
 
 def _label(result) -> str:
     return f"{result.strategy} nproc {result.nproc}"
+
+
+def load_text(result) -> str:
+    """What the machine did around the run: the load average before it, the cores others kept busy in it."""
+    load = "" if result.load_before is None else f", load average {result.load_before:.2f} before"
+    return load + ("" if result.others_busy is None else f", other processes {result.others_busy:.2f} cores")
