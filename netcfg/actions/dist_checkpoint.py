@@ -145,7 +145,7 @@ def _save(job: CheckpointJob, world: d.World):
     from netcfg.io.dcp_storage import SafetensorsWriter
 
     if job.strategy == "fsdp":
-        built, _ = d.build_sharded(job.spec, world, job.seed)
+        built, _ = dd.build_sharded(job.spec, world, job.seed)  # with its pretrained: checkpoints
     else:
         from netcfg.actions.model import build_model
 

@@ -245,14 +245,21 @@ def _wrapped(job: Job, world: d.World, spec: Spec):
     """The model on this rank: DDP (whole, same seed on every rank) or FSDP2/HSDP shards; with its
     unit count. No memory check here: the launcher checked each rank's share (dist_model.check_memory)."""
     if job.strategy in ("fsdp", "hsdp"):
-        built, units = d.build_sharded(spec, world, job.seed, job.replicas if job.strategy == "hsdp" else None)
-        if spec.head.pretrained:
-            _load_pretrained(built, job.seed)
+        built, units = build_sharded(spec, world, job.seed, job.replicas if job.strategy == "hsdp" else None)
         return built, built.model, len(units)
     from netcfg.actions.model import build_model
 
     built = build_model(spec, device=str(world.device), seed=job.seed, memory_check=False)
     return built, d.data_parallel(built, world), 0
+
+
+def build_sharded(spec: Spec, world: d.World, seed: int | None = None, replicas: int | None = None):
+    """The FSDP2 (HSDP with `replicas`) model, initialized as one process initializes it: the init
+    rules, then the spec's `pretrained:` checkpoints. (built, units)."""
+    built, units = d.build_sharded(spec, world, seed, replicas)
+    if spec.head.pretrained:
+        _load_pretrained(built, seed)
+    return built, units
 
 
 def _load_pretrained(built, seed: int | None) -> None:

@@ -43,7 +43,7 @@ from netcfg.actions import train as t
 from netcfg.actions import train_state
 from netcfg.actions.checkpoint import alias_groups
 from netcfg.actions.checkpoint import save as save_model
-from netcfg.actions.distributed import _TASKS, Job, check_nproc, launch
+from netcfg.actions.distributed import _TASKS, Job, build_sharded, check_nproc, launch
 from netcfg.building import devices
 from netcfg.building import distributed as d
 from netcfg.errors import Loc, TrainError
@@ -203,7 +203,7 @@ class Ranks(t.Local):
 
     def _build(self, spec: Spec, device: str):
         if self.fsdp:
-            return d.build_sharded(spec, self.world)[0]
+            return build_sharded(spec, self.world)[0]  # with its pretrained: checkpoints
         from netcfg.actions.model import build_model
 
         return build_model(spec, device=device)  # the same seed on every rank: the same weights

@@ -23,7 +23,7 @@ from netcfg.cli._common import (
     refuse_flags,
 )
 from netcfg.cli.bench_dist import StrategyOpt
-from netcfg.errors import Loc
+from netcfg.errors import InputError, Loc
 from netcfg.numbers import parse_size
 from netcfg.text import human_bytes
 
@@ -125,6 +125,8 @@ def save(
 
 def _distributed_flags(nproc: int | None, strategy, ignored: dict[str, bool]) -> None:
     """--strategy needs --nproc; flags a sharded save or load ignores are refused."""
+    if strategy is not None and strategy.value == "hsdp":  # StrategyOpt is bench/build/run's too
+        raise InputError("save and load do not take --strategy hsdp yet: use ddp or fsdp", Loc("--strategy hsdp"))
     if nproc is None:
         refuse_flags({f"--strategy {strategy.value}" if strategy else "": strategy is not None},
                      "needs --nproc N (the processes to shard the model over)")  # fmt: skip

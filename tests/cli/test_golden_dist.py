@@ -70,6 +70,11 @@ CASES = [
         id="train-hsdp",
     ),
     pytest.param(
+        ["save", BLOCKS, "-o", "never.safetensors", "--nproc", "2", "--strategy", "hsdp"],
+        "--strategy hsdp: error: save and load do not take --strategy hsdp yet: use ddp or fsdp\n",
+        id="save-hsdp",
+    ),
+    pytest.param(
         ["build", BLOCKS, "--nproc", "0"],
         "--nproc 0: error: must be between 1 and 64, got '0'\n",
         id="build-nproc-zero",

@@ -75,8 +75,9 @@ def test_hsdp_build_shards_within_each_replica(spec_file):
     assert [line.split(", ")[0] for line in lines[-4:]] == expected
 
 
-def test_fsdp_loads_the_spec_s_pretrained_checkpoints_into_the_shards():
-    from netcfg.actions import distributed as dd
+def test_fsdp_loads_the_spec_s_pretrained_checkpoints_into_the_shards(tmp_path):
+    # through a sharded save (netcfg save --nproc 2 --strategy fsdp), which build/run/train share
+    from netcfg.actions import dist_checkpoint
     from netcfg.actions.model import build_model
     from netcfg.spec.loader import load_spec
     from tests.conftest import ROOT
@@ -84,12 +85,13 @@ def test_fsdp_loads_the_spec_s_pretrained_checkpoints_into_the_shards():
     path = ROOT / "configs/chapter/reuse_first_layers.yaml"  # features.0 from mlp_trained.safetensors, frozen
     s = load_spec(path, ["shard={units: [linear]}"])
     reference = build_model(s, device="cpu").model.state_dict()
-    gathered = dd.full_state(s, 2, "fsdp")
-    assert sorted(gathered) == sorted(reference)
+    dist_checkpoint.save(s, tmp_path / "m.safetensors", 2, "fsdp")
+    saved = load_file(tmp_path / "m.safetensors")
+    assert sorted(saved) == sorted(reference)
     for key, tensor in reference.items():
-        assert torch.equal(gathered[key], tensor), key
+        assert torch.equal(saved[key], tensor), key
     file = load_file(path.parent / "mlp_trained.safetensors")
-    assert torch.equal(gathered["features.0.weight"], file["0.weight"])  # the file's, not the init's
+    assert torch.equal(saved["features.0.weight"], file["0.weight"])  # the file's, not the init's
 
 
 def test_each_rank_loads_the_plugins_the_user_named():
