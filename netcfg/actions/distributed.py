@@ -167,11 +167,19 @@ def _quiet_launcher():
         logger.setLevel(level)
 
 
+PEER_GRACE_S = 1.0
+"""How long a rank that failed on something other than a netcfg error waits before it exits."""
+
+
 def _entry(job: Job, scratch: str):
     try:
         return _run(job)
     except BaseException as exc:  # noqa: BLE001  (every failure is reported, as one line)
         _record(exc, scratch)
+        if not isinstance(exc, NetcfgError):
+            # Most likely a consequence (a peer killed: "connection reset by peer"). The launcher reports
+            # the first exit it sees; waiting lets it see the peer's death by a signal, the cause, first.
+            time.sleep(PEER_GRACE_S)
         raise SystemExit(2) from None
 
 
