@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from netcfg.actions import train_data, train_state
+from netcfg.actions import train_data, train_feed, train_state
 from netcfg.actions.checkpoint import save as save_model
 from netcfg.actions.failures import TORCH_FAILURES, first_line
 from netcfg.actions.model import build_model
@@ -108,6 +108,8 @@ class Run:
     optimizer: torch.optim.Optimizer = field(init=False)
     orders: dict = field(default_factory=dict)
     """The sample order of the current epoch (see _order)."""
+    feeds: dict = field(default_factory=dict)
+    """The readers of the batches (see train_feed), with their worker processes."""
 
     def __post_init__(self) -> None:
         self.optimizer = make_optimizer(self.built.model, self.train)
@@ -138,7 +140,7 @@ def train(
                   str(run.built.device))  # fmt: skip
     last = state.path if state else None
     timer = _Timer(step, run.total_steps)
-    with open(metrics_path(out), "a", encoding="utf-8") as log:
+    with open(metrics_path(out), "a", encoding="utf-8") as log, train_feed.closing(run):
         while step < run.total_steps:
             loss = _step(run, step, window)
             step += 1
@@ -165,6 +167,7 @@ def train(
     model_path = os.path.join(out, "model.safetensors")
     save_model(run.built, model_path)
     final = evaluate(run, run.validation) if run.validation is not None else None
+    train_feed.close(run)
     yield Finished(step, run.total_steps, False, last, model_path, final, time.perf_counter() - begin)
 
 
@@ -194,7 +197,7 @@ def prepare(spec: Spec, out: str, data: str | None, device: str | None) -> Run:
                          f"{train.batch_size} (drop_last)", source.where)  # fmt: skip
     per_epoch = math.ceil(batches / train.accumulate)
     total = train.steps if train.steps is not None else train.epochs * per_epoch
-    record = {"spec": spec.data, "data": train_data.fingerprint(source.path)}
+    record = {"spec": train_data.recorded(spec.data), "data": train_data.fingerprint(source.path)}
     return Run(built, train, out, dataset, validation, name, per_epoch, total, record)
 
 
@@ -317,8 +320,7 @@ def _step(run: Run, step: int, window: dict) -> float:
     batches = _batches(run, step)
     samples = sum(len(b) for b in batches)
     total = 0.0
-    for index in batches:
-        xs, y = run.data.take(index, run.built.device)
+    for index, (xs, y) in zip(batches, train_feed.step(run, step, _batches), strict=True):
         try:
             with _autocast(run):
                 out = named_outputs(model(*xs), run.built.spec.model)[run.output]
@@ -451,8 +453,7 @@ def evaluate(run: Run, data: train_data.Dataset) -> dict:
     window = _empty_window(train)
     model.eval()
     with torch.no_grad():
-        for start in range(0, len(data), train.batch_size):
-            xs, y = data.take(torch.arange(start, min(start + train.batch_size, len(data))), run.built.device)
+        for xs, y in train_feed.validation(run, data):
             with _autocast(run):
                 out = named_outputs(model(*xs), run.built.spec.model)[run.output]
             out = out.float()
