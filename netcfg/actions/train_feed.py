@@ -43,6 +43,7 @@ class Batches:
             self.loader = DataLoader(
                 _Reads(data), sampler=_Keys(keys), batch_size=None, num_workers=workers, collate_fn=_as_is,
                 persistent_workers=True, pin_memory=device.type == "cuda", generator=torch.Generator(),
+                worker_init_fn=_worker_started,
             )  # fmt: skip
 
     def __iter__(self) -> Iterator[list[Batch]]:
@@ -56,11 +57,11 @@ class Batches:
                 read = next(batches)
             except StopIteration:
                 return
-            except RuntimeError as exc:  # torch's words for a worker that died
-                if "DataLoader worker" not in str(exc):
+            except (RuntimeError, EOFError, OSError) as exc:  # torch's words for a worker that died, or its
+                if isinstance(exc, RuntimeError) and "DataLoader worker" not in str(exc):  # queue's end with it
                     raise
-                raise TrainError(f"a data-loader worker died ({str(exc).splitlines()[0].rstrip('. ')}): stopped; "
-                                 "--resume goes on from the last checkpoint", self.where) from None  # fmt: skip
+                raise TrainError(f"a data-loader worker died ({_said(exc)}): stopped; --resume goes on from the last "
+                                 "checkpoint", self.where) from None  # fmt: skip
             if isinstance(read, _Failed):
                 raise read.error(read.diagnostics)
             yield [([x.to(self.device, non_blocking=True) for x in xs], y.to(self.device, non_blocking=True))
@@ -169,6 +170,19 @@ class _Reads(torch.utils.data.Dataset):
 class _Failed:
     error: type
     diagnostics: list
+
+
+def _worker_started(worker: int) -> None:
+    """Ctrl-C reaches the terminal's whole process group: the training process finishes its step
+    and writes a checkpoint, reading batches from workers that must still be there (they are
+    stopped by the training process, or go when it goes)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _said(exc: BaseException) -> str:
+    """The first line of what an exception says, or its kind (an EOFError says nothing)."""
+    text = str(exc).strip().splitlines()
+    return text[0].rstrip(". ") if text else f"{type(exc).__name__} reading from it"
 
 
 def _as_is(batch):

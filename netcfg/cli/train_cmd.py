@@ -29,6 +29,11 @@ OutDirOpt = Annotated[
     ),
 ]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Go on from the newest checkpoint in --out.")]
+WorkersOpt = Annotated[
+    Optional[int],
+    typer.Option("--workers", metavar="N", min=0, max=256,
+                 help="Data-loader worker processes reading batches ahead (train.workers; 0: none)."),
+]  # fmt: skip
 
 
 def train(
@@ -38,6 +43,7 @@ def train(
     resume: ResumeOpt = False,
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
+    workers: WorkersOpt = None,
     set_: SetOpt = None,
     plugin: PluginOpt = None,
     debug: DebugOpt = False,
@@ -57,7 +63,11 @@ def train(
     if threads:
         torch.set_num_threads(threads)
     stop = _Stop()
-    events = actions.train(load(spec, set_, plugin), str(out_dir), None if data is None else str(data), resume,
+    loaded = load(spec, set_, plugin)
+    if workers is not None and loaded.head.train is not None:  # checked by typer: 0 to 256
+        train_spec = loaded.head.train.model_copy(update={"workers": workers})
+        loaded.head = loaded.head.model_copy(update={"train": train_spec})
+    events = actions.train(loaded, str(out_dir), None if data is None else str(data), resume,
                            device, stop)  # fmt: skip
     with stop.installed():
         _show(events)
