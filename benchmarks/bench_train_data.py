@@ -9,7 +9,8 @@ file (`--rows` samples of float32 [3, 32, 32] and an int64 label: 1.47 GB at 120
 streamed and trained on by a small MLP, so reading the data is most of a step; it sits in the
 page cache after writing (a file larger than memory reads at the disk's speed instead).
 
-    python benchmarks/bench_train_data.py [--rows 120000] [--workers 2] [--steps 200] [--threads 1] [--json]
+    python benchmarks/bench_train_data.py [--rows 120000] [--workers 2] [--steps 200] [--repeat 3] [--threads 1]
+                                          [--json]
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -58,7 +58,8 @@ def one(spec: str, stream: str, workers: int, warmup: int, steps: int, threads: 
     torch.set_num_threads(threads)
     total = warmup + steps
     overrides = [f"train.steps={total}", "train.epochs=null", "train.validation=null", f"train.stream={stream}",
-                 f"train.workers={workers}", f"train.checkpoint.every={total}", f"train.log_every={total}"]  # fmt: skip
+                 f"train.workers={workers}", f"train.checkpoint={{every: {total}}}",
+                 f"train.log_every={total}"]  # fmt: skip
     with tempfile.TemporaryDirectory() as out:
         began = time.perf_counter()
         events = actions.train(load_spec(spec, overrides), out)
@@ -71,12 +72,32 @@ def one(spec: str, stream: str, workers: int, warmup: int, steps: int, threads: 
         while pulled < total:
             pulled += type(next(events)).__name__ == "Stepped"
         seconds = time.perf_counter() - timed
+        worker_peak = max([peak_rss_mb(pid) for pid in children()], default=0.0)
         events.close()
     return {
         "stream": stream, "workers": workers, "steps_per_s": steps / seconds, "startup_s": first,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if workers else 0.0,
+        "peak_rss_mb": peak_rss_mb("self"), "worker_peak_rss_mb": worker_peak,
     }  # fmt: skip
+
+
+def peak_rss_mb(pid) -> float:
+    """VmHWM of a process (Linux): its own since exec, unlike ru_maxrss, which a child started
+    by fork and exec inherits from its parent."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+
+
+def children() -> list[int]:
+    """The processes this one started (its data-loader workers)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if entry.isdigit() and int(f.read().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                    found.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
 
 
 def write_large(folder: Path, rows: int) -> Path:
@@ -105,6 +126,13 @@ def run_child(spec: Path, stream: str, workers: int, args) -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
+def _median(runs: tuple[dict, ...]) -> dict:
+    """The run of median steps/s, with the spread of steps/s over the runs."""
+    ordered = sorted(runs, key=lambda r: r["steps_per_s"])
+    rates = [r["steps_per_s"] for r in ordered]
+    return {**ordered[len(ordered) // 2], "steps_per_s_min": rates[0], "steps_per_s_max": rates[-1]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=120_000)
@@ -112,6 +140,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", nargs=3, metavar=("SPEC", "STREAM", "WORKERS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -126,21 +155,24 @@ def main() -> None:
         written = time.perf_counter() - began
         spec = Path(folder) / "large.yaml"
         spec.write_text(LARGE.format(data=data))
+        configs = [(stream, workers) for stream in ("false", "true") for workers in (0, args.workers)]
         for name, path in (("digits", DIGITS), ("large", spec)):
-            results[name] = [run_child(path, stream, workers, args) for stream in ("false", "true")
-                             for workers in (0, args.workers)]  # fmt: skip
+            # Each configuration --repeat times, interleaved (the machine's load drifts): the median.
+            runs = [[run_child(path, *config, args) for config in configs] for _ in range(args.repeat)]
+            results[name] = [_median(same) for same in zip(*runs, strict=True)]
         size = os.path.getsize(data)
     if args.json:
         print(json.dumps({"large_file_bytes": size, "write_s": written, **results}, indent=2))
         return
     print(f"{args.threads} thread(s); {args.warmup} warm-up + {args.steps} timed steps; large file {size:,} bytes "
           f"({args.rows:,} samples, written in {written:.1f} s)")  # fmt: skip
-    print(f"{'data':8} {'read':8} {'workers':>7} {'steps/s':>9} {'startup s':>10} {'peak RSS MB':>12} "
+    print(f"{'data':8} {'read':8} {'workers':>7} {'steps/s (min-max)':>19} {'startup s':>10} {'peak RSS MB':>12} "
           f"{'worker RSS MB':>14}")  # fmt: skip
     for name, rows in results.items():
         for r in rows:
             read = "streamed" if r["stream"] == "true" else "whole"
-            print(f"{name:8} {read:8} {r['workers']:>7} {r['steps_per_s']:>9.1f} {r['startup_s']:>10.2f} "
+            rate = f"{r['steps_per_s']:.1f} ({r['steps_per_s_min']:.0f}-{r['steps_per_s_max']:.0f})"
+            print(f"{name:8} {read:8} {r['workers']:>7} {rate:>19} {r['startup_s']:>10.2f} "
                   f"{r['peak_rss_mb']:>12.0f} {r['worker_peak_rss_mb']:>14.0f}")  # fmt: skip
 
 
