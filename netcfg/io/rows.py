@@ -19,6 +19,9 @@ from netcfg.errors import CheckpointError, Loc
 from netcfg.io.reading import torch_dtype
 from netcfg.io.shards import Checkpoint
 
+SPAN = 1 << 20
+"""Rows spread over at most this many bytes are read in one call (see RowReader.rows)."""
+
 
 class RowReader:
     """Reads rows of the named tensors of a checked checkpoint (see the module's docstring)."""
@@ -38,18 +41,30 @@ class RowReader:
             os.close(fd)
         self._fds = {}
 
+    def __del__(self) -> None:
+        self.close()
+
     def rows(self, name: str, rows: Sequence[int]) -> torch.Tensor:
-        """Rows `rows` of tensor `name` (any order, repeats allowed) as a new tensor [len(rows), ...];
-        consecutive rows are read in one call."""
+        """Rows `rows` of tensor `name` (any order, repeats allowed) as a new tensor [len(rows), ...]:
+        consecutive rows in one call, rows within a span of SPAN bytes in one call."""
         header = self.checkpoint.header_of(name)
         info = header.tensors[name]
         out = torch.empty((len(rows), *info.shape[1:]), dtype=torch_dtype(header, info))
         size = out[0].numel() * out.element_size() if len(rows) else 0
         if not size:
             return out
-        buffer = memoryview(out.reshape(-1).view(torch.uint8).numpy())
         fd = self._fd(header)
         base = header.header_size + info.start
+        low, high = min(rows), max(rows) + 1
+        if (high - low) * size <= SPAN and high - low != len(rows):  # not one run already
+            # Small rows scattered over a short span (labels): one read of the span and a
+            # gather cost less than a call per row.
+            span = torch.empty(((high - low) * size,), dtype=torch.uint8)
+            self._read(fd, memoryview(span.numpy()), base + low * size, header.path, name)
+            picked = span.view(high - low, size)[torch.tensor(rows) - low]
+            out.reshape(-1).view(torch.uint8).copy_(picked.reshape(-1))
+            return out
+        buffer = memoryview(out.reshape(-1).view(torch.uint8).numpy())
         first = 0
         for i in range(1, len(rows) + 1):  # runs of consecutive rows: one read each
             if i == len(rows) or rows[i] != rows[i - 1] + 1:

@@ -236,7 +236,7 @@ class TrainSpec(_Part):
     reads them). The data order and the results are the same for any number."""
     stream: Union[bool, Literal["auto"]] = "auto"
     """true: read each batch's samples from the file as it is needed (a file larger than memory
-    trains); false: read the data whole first; auto: stream data over 1 GiB or past the free memory."""
+    trains); false: read the data whole first; auto: stream data over 1 GiB or over half the free memory."""
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainSpec:

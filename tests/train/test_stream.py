@@ -113,18 +113,17 @@ def _first_step_reading(spec_path, sample: int) -> int:
     raise AssertionError("never read")
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_a_nan_in_a_streamed_batch_names_its_sample_and_step(tmp_path, workers):
+@pytest.mark.parametrize(("workers", "value"), [(0, "nan"), (2, "-inf")])
+def test_a_nan_in_a_streamed_batch_names_its_sample_and_step(tmp_path, workers, value):
     x = torch.randn(96, 6)
-    x[41, 3] = float("nan")
+    x[41, 3] = float(value)
     spec = make_spec(tmp_path, stream="true", workers=str(workers))
     data = _bad_data(tmp_path, x=x)
     spec.write_text(spec.read_text().replace("  validation: {fraction: 0.25}\n", ""))
     step = _first_step_reading(spec, 41)
-    line = _one_error(_train(spec, "--data", data, "--out", tmp_path / "out"),
-                      f"--data {data}: error: {data}: tensor 'x' holds NaN or infinite values at sample 41 "
-                      f"(step {step}; streamed data is checked as it is read)")  # fmt: skip
-    assert line
+    _one_error(_train(spec, "--data", data, "--out", tmp_path / "out"),
+               f"--data {data}: error: {data}: tensor 'x' holds NaN or infinite values at sample 41 "
+               f"(step {step}; streamed data is checked as it is read)")  # fmt: skip
 
 
 def test_a_label_out_of_range_in_streamed_validation_data_names_its_sample(tmp_path):
@@ -190,5 +189,8 @@ def test_a_worker_that_dies_is_one_line(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_data.StreamedDataset, "take", dying)  # the forked workers inherit it
     spec = make_spec(tmp_path, stream="true")
-    _one_error(_train(spec, "--out", tmp_path / "out", "--workers", "2"),
-               "error: a data-loader worker died (", "): stopped; --resume goes on from the last checkpoint")
+    _one_error(
+        _train(spec, "--out", tmp_path / "out", "--workers", "2"),
+        "error: a data-loader worker died (",
+        "): stopped; --resume goes on from the last checkpoint",
+    )
