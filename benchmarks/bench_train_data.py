@@ -7,10 +7,11 @@ steps/s, the time to the first step (reading whole, or only the header, plus the
 file that every run takes), the training process's peak RSS and the largest worker's. The large
 file (`--rows` samples of float32 [3, 32, 32] and an int64 label: 1.47 GB at 120,000) is written
 streamed and trained on by a small MLP, so reading the data is most of a step; it sits in the
-page cache after writing (a file larger than memory reads at the disk's speed instead).
+page cache after writing (a file larger than memory reads at the disk's speed instead: `--cold`
+evicts its pages before each run).
 
     python benchmarks/bench_train_data.py [--rows 120000] [--workers 2] [--steps 200] [--repeat 3] [--threads 1]
-                                          [--json]
+                                          [--cold] [--json]
 """
 
 from __future__ import annotations
@@ -119,7 +120,20 @@ def write_large(folder: Path, rows: int) -> Path:
     return path
 
 
-def run_child(spec: Path, stream: str, workers: int, args) -> dict:
+def evict(path: Path) -> None:
+    """Drop the file's pages from the page cache (its own, nobody else's): reads go to the disk,
+    as a file larger than memory's would."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def run_child(spec: Path, stream: str, workers: int, args, data: Path | None = None) -> dict:
+    if data is not None and args.cold:
+        evict(data)
     command = [sys.executable, __file__, "--child", str(spec), stream, str(workers), "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--threads", str(args.threads)]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -141,6 +155,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--cold", action="store_true", help="evict the large file from the page cache before each run")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", nargs=3, metavar=("SPEC", "STREAM", "WORKERS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -158,14 +173,16 @@ def main() -> None:
         configs = [(stream, workers) for stream in ("false", "true") for workers in (0, args.workers)]
         for name, path in (("digits", DIGITS), ("large", spec)):
             # Each configuration --repeat times, interleaved (the machine's load drifts): the median.
-            runs = [[run_child(path, *config, args) for config in configs] for _ in range(args.repeat)]
+            file = data if name == "large" else None
+            runs = [[run_child(path, *config, args, file) for config in configs] for _ in range(args.repeat)]
             results[name] = [_median(same) for same in zip(*runs, strict=True)]
         size = os.path.getsize(data)
     if args.json:
         print(json.dumps({"large_file_bytes": size, "write_s": written, **results}, indent=2))
         return
+    cold = ", evicted from the page cache before each run" if args.cold else ""
     print(f"{args.threads} thread(s); {args.warmup} warm-up + {args.steps} timed steps; large file {size:,} bytes "
-          f"({args.rows:,} samples, written in {written:.1f} s)")  # fmt: skip
+          f"({args.rows:,} samples, written in {written:.1f} s){cold}")  # fmt: skip
     print(f"{'data':8} {'read':8} {'workers':>7} {'steps/s (min-max)':>19} {'startup s':>10} {'peak RSS MB':>12} "
           f"{'worker RSS MB':>14}")  # fmt: skip
     for name, rows in results.items():

@@ -194,3 +194,20 @@ def test_a_worker_that_dies_is_one_line(tmp_path, monkeypatch):
         "error: a data-loader worker died (",
         "): stopped; --resume goes on from the last checkpoint",
     )
+
+
+def test_the_fingerprint_of_large_data_samples_it(tmp_path, monkeypatch):
+    """Past FULL_HASH_UP_TO bytes the fingerprint reads blocks of the file: the same data gives the
+    same one, data made again (other values, same shapes) another, and so does a changed byte in a block."""
+    monkeypatch.setattr(train_data, "FULL_HASH_UP_TO", 0)
+    monkeypatch.setattr(train_data, "SAMPLE", 64)
+    path = tmp_path / "d.safetensors"
+    save_tensors({"x": torch.randn(1000, 16)}, path)
+    first = train_data.fingerprint(str(path))
+    assert train_data.fingerprint(str(path)) == first and len(first) == 64
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1  # the last block is always read
+    path.write_bytes(bytes(data))
+    assert train_data.fingerprint(str(path)) != first
+    save_tensors({"x": torch.randn(1000, 16)}, path)
+    assert train_data.fingerprint(str(path)) != first
