@@ -284,14 +284,15 @@ def _epoch(run: Run, step: int) -> int:
 
 
 def _order(run: Run, epoch: int) -> torch.Tensor:
-    """The sample order of an epoch (from 0), drawn once per epoch."""
+    """The sample order of an epoch (from 0), drawn once per epoch (the last two kept: the
+    data-loader's sampler reads steps ahead of the one training)."""
     if run.orders.get(epoch) is None:
         if run.train.shuffle:
             seed = (run.train.seed * 1_000_003 + epoch) % 2**63
             order = torch.randperm(len(run.data), generator=torch.Generator().manual_seed(seed))
         else:
             order = torch.arange(len(run.data))
-        run.orders = {epoch: order}
+        run.orders = {e: o for e, o in run.orders.items() if e == epoch - 1} | {epoch: order}
     return run.orders[epoch]
 
 

@@ -80,13 +80,24 @@ def step(run, step: int, batches_of: Callable) -> list[Batch]:
     gives their sample indices. Read ahead by the run's workers; the steps are read in order, and
     a step out of order (the first, or after a resume) starts the reading there."""
     feed = run.feeds.get("train")
-    if feed is None or feed[1] != step:
+    if feed is None or feed.next_step != step:
         close(run)
         keys = StepKeys(lambda s: batches_of(run, s), step, run.total_steps)
-        batches = Batches(run.data, keys, run.train.workers, run.built.device, _where(run))
-        feed = run.feeds["train"] = [batches, step, iter(batches)]
-    feed[1] += 1
-    return next(feed[2])
+        feed = run.feeds["train"] = _Steps(Batches(run.data, keys, run.train.workers, run.built.device, _where(run)))
+        feed.next_step = step
+    feed.next_step += 1
+    return next(feed.reading)
+
+
+class _Steps:
+    """The batches of the steps in order, and the step read next."""
+
+    def __init__(self, batches: Batches):
+        self.batches, self.reading, self.next_step = batches, iter(batches), 0
+
+    def close(self) -> None:
+        self.reading.close()
+        self.batches.close()
 
 
 def validation(run, data) -> Iterable[Batch]:
@@ -110,7 +121,7 @@ def closing(run):
 
 def close(run) -> None:
     for feed in run.feeds.values():
-        (feed[0] if isinstance(feed, list) else feed).close()
+        feed.close()
     run.feeds.clear()
 
 
