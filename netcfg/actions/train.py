@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from netcfg.actions import train_data, train_state
+from netcfg.actions import train_data, train_feed, train_state
 from netcfg.actions.checkpoint import save as save_model
 from netcfg.actions.failures import TORCH_FAILURES, first_line
 from netcfg.actions.model import build_model
@@ -114,6 +114,8 @@ class Run:
     optimizer: torch.optim.Optimizer = field(init=False)
     orders: dict = field(default_factory=dict)
     """The sample order of the current epoch (see _order)."""
+    feeds: dict = field(default_factory=dict)
+    """The readers of the batches (see train_feed), with their worker processes."""
 
     def __post_init__(self) -> None:
         self.optimizer = make_optimizer(self.built.model, self.train)
@@ -183,7 +185,8 @@ def steps(run: Run, place: Local, resume: bool, stop: Callable[[], bool]) -> Ite
                   str(run.built.device))  # fmt: skip
     last = state.path if state else None
     timer = _Timer(step, run.total_steps)
-    with open(metrics_path(out), "a", encoding="utf-8") if place.main else contextlib.nullcontext() as log:
+    log_file = open(metrics_path(out), "a", encoding="utf-8") if place.main else contextlib.nullcontext()  # noqa: SIM115
+    with log_file as log, train_feed.closing(run):
         while step < run.total_steps:
             loss = place.step(step, window)
             step += 1
@@ -209,6 +212,7 @@ def steps(run: Run, place: Local, resume: bool, stop: Callable[[], bool]) -> Ite
     model_path = os.path.join(out, "model.safetensors")
     place.save_model(model_path)
     final = place.evaluate(run.validation) if run.validation is not None else None
+    train_feed.close(run)
     yield Finished(step, run.total_steps, False, last, model_path, final, time.perf_counter() - begin)
 
 
@@ -241,7 +245,7 @@ def prepare(
                          f"{train.batch_size} (drop_last)", source.where)  # fmt: skip
     per_epoch = math.ceil(batches / train.accumulate)
     total = train.steps if train.steps is not None else train.epochs * per_epoch
-    record = {"spec": spec.data, "data": train_data.fingerprint(source.path)}
+    record = {"spec": train_data.recorded(spec.data), "data": train_data.fingerprint(source.path)}
     return Run(built, train, out, dataset, validation, name, per_epoch, total, record)
 
 
@@ -348,14 +352,15 @@ def _epoch(run: Run, step: int) -> int:
 
 
 def _order(run: Run, epoch: int) -> torch.Tensor:
-    """The sample order of an epoch (from 0), drawn once per epoch."""
+    """The sample order of an epoch (from 0), drawn once per epoch (the last two kept: the
+    data-loader's sampler reads steps ahead of the one training)."""
     if run.orders.get(epoch) is None:
         if run.train.shuffle:
             seed = (run.train.seed * 1_000_003 + epoch) % 2**63
             order = torch.randperm(len(run.data), generator=torch.Generator().manual_seed(seed))
         else:
             order = torch.arange(len(run.data))
-        run.orders = {epoch: order}
+        run.orders = {e: o for e, o in run.orders.items() if e == epoch - 1} | {epoch: order}
     return run.orders[epoch]
 
 
@@ -379,8 +384,8 @@ def _step(run: Run, step: int, window: dict) -> float:
     batches = _batches(run, step)
     samples = sum(len(b) for b in batches)
     total = 0.0
-    for index in batches:
-        value, out, y = backward(run, run.built.model, step, index, len(index) / samples)
+    for index, batch in zip(batches, train_feed.step(run, step, _batches), strict=True):
+        value, out, y = backward(run, run.built.model, step, batch, len(index) / samples)
         total += value * len(index) / samples
         _add(window, run.train, value, len(index), out, y)
     check_finite(run, step, total)
@@ -398,19 +403,20 @@ def begin_step(run: Run, step: int) -> None:
     run.optimizer.zero_grad(set_to_none=True)
 
 
-def backward(run: Run, model: nn.Module, step: int, index: torch.Tensor, weight: float):
-    """Forward and backward of the samples `index` through `model`, the loss scaled by `weight`
-    (its share of the step); (the loss, the output, the target)."""
+def backward(run: Run, model: nn.Module, step: int, batch: tuple, weight: float):
+    """Forward and backward of a batch `(xs, y)` (read by train_feed) through `model`, the loss
+    scaled by `weight` (its share of the step); (the loss, the output, the target)."""
     train = run.train
-    xs, y = run.data.take(index, run.built.device)
+    xs, y = batch
     try:
         with _autocast(run):
             out = named_outputs(model(*xs), run.built.spec.model)[run.output]
         loss = loss_of(train, out.float(), y)
         (loss if weight == 1 else loss * weight).backward()
     except TORCH_FAILURES as exc:  # a batch of one sample through batchnorm, memory ...
-        hint = "; `drop_last: true` leaves out partial batches" if len(index) < train.batch_size else ""
-        raise TrainError(f"step {step + 1} (a batch of {len(index)}) failed: {first_line(exc)}{hint}",
+        count = len(y)
+        hint = "; `drop_last: true` leaves out partial batches" if count < train.batch_size else ""
+        raise TrainError(f"step {step + 1} (a batch of {count}) failed: {first_line(exc)}{hint}",
                          run.built.spec.loc(("train",))) from exc  # fmt: skip
     return loss.item(), out.detach(), y
 
@@ -545,10 +551,7 @@ def evaluated(run: Run, data: train_data.Dataset, model: nn.Module, part: Callab
     window = _empty_window(train)
     model.eval()
     with torch.no_grad():
-        for start in range(0, len(data), train.batch_size):
-            index = torch.arange(start, min(start + train.batch_size, len(data)))
-            index, counts = part(index) if part else (index, True)
-            xs, y = data.take(index, run.built.device)
+        for (xs, y), counts in train_feed.validation(run, data, part):
             with _autocast(run):
                 out = named_outputs(model(*xs), run.built.spec.model)[run.output]
             out = out.float()

@@ -40,7 +40,7 @@ import torch
 import torch.distributed as dist
 
 from netcfg.actions import train as t
-from netcfg.actions import train_state
+from netcfg.actions import train_feed, train_state
 from netcfg.actions.checkpoint import alias_groups
 from netcfg.actions.checkpoint import save as save_model
 from netcfg.actions.distributed import _TASKS, Job, build_sharded, check_nproc, launch
@@ -228,10 +228,10 @@ class Ranks(t.Local):
         batches = t._batches(run, step)
         samples = sum(len(b) for b in batches)
         mine = t._empty_window(run.train)
-        for i, index in enumerate(batches):
-            part = index.tensor_split(world.size)[world.rank]
+        parts = train_feed.step(run, step, self._parts)  # read by the run's workers, if any
+        for i, (part, batch) in enumerate(zip(self._parts(run, step), parts, strict=True)):
             with self._sync(i == len(batches) - 1):
-                value, out, y = t.backward(run, self.net, step, part, len(part) * world.size / samples)
+                value, out, y = t.backward(run, self.net, step, batch, len(part) * world.size / samples)
             t._add(mine, run.train, value, len(part), out, y)
         summed = self._reduce(mine, self.asked or Path(self.job.scratch, "stop").exists())
         self.stopped = summed.pop("stop") > 0
@@ -240,6 +240,10 @@ class Ranks(t.Local):
         _merge(window, summed)
         t.end_step(run)
         return total
+
+    def _parts(self, run, step: int) -> list[torch.Tensor]:
+        """This rank's slice of each batch of `step`."""
+        return [index.tensor_split(self.world.size)[self.world.rank] for index in t._batches(run, step)]
 
     def _sync(self, last: bool):
         """Gradients are averaged over the ranks on the last batch of a step only."""

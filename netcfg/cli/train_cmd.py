@@ -49,6 +49,11 @@ NprocOpt = Annotated[
                  help="Train on N processes (gloo on CPU, NCCL on CUDA); train.batch_size is the global batch.",
                  parser=integer("--nproc", 1, 64)),
 ]  # fmt: skip
+WorkersOpt = Annotated[
+    Optional[int],
+    typer.Option("--workers", metavar="N", min=0, max=256,
+                 help="Data-loader worker processes reading batches ahead (train.workers; 0: none)."),
+]  # fmt: skip
 
 
 def train(
@@ -60,6 +65,7 @@ def train(
     strategy: StrategyOpt = None,
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
+    workers: WorkersOpt = None,
     set_: SetOpt = None,
     plugin: PluginOpt = None,
     debug: DebugOpt = False,
@@ -83,6 +89,9 @@ def train(
         torch.set_num_threads(threads)
     stop = _Stop()
     loaded = load(spec, set_, plugin)
+    if workers is not None and loaded.head.train is not None:  # checked by typer: 0 to 256
+        train_spec = loaded.head.train.model_copy(update={"workers": workers})
+        loaded.head = loaded.head.model_copy(update={"train": train_spec})
     data_path = None if data is None else str(data)
     count = _processes(nproc, strategy)
     if count is None:

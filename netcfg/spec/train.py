@@ -231,6 +231,12 @@ class TrainSpec(_Part):
     log_every: Count = 10
     """Steps between lines of OUT/metrics.jsonl."""
     checkpoint: CheckpointPolicy = Field(default_factory=CheckpointPolicy)
+    workers: Annotated[int, Field(ge=0, le=256)] = 0
+    """Data-loader worker processes reading the batches ahead of the step (0: the training process
+    reads them). The data order and the results are the same for any number."""
+    stream: Union[bool, Literal["auto"]] = "auto"
+    """true: read each batch's samples from the file as it is needed (a file larger than memory
+    trains); false: read the data whole first; auto: stream data over 1 GiB or over half the free memory."""
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainSpec:

@@ -264,7 +264,8 @@ def _phrase(err: dict) -> str:
     if kind == "string_pattern_mismatch" and "A-Za-z_" in str(err["ctx"].get("pattern", "")):
         return "must be an identifier (letters, digits and _, not starting with a digit; no dots)"
     if kind == "literal_error":
-        return "must be one of " + err["ctx"]["expected"].replace(" or ", ", ")
+        expected = err["ctx"]["expected"]
+        return "must be " + expected if " or " not in expected else "must be one of " + expected.replace(" or ", ", ")
     if kind == "value_error":
         return str(err["ctx"]["error"])
     msg = err["msg"]

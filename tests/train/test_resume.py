@@ -82,6 +82,23 @@ def test_kills_at_random_points_then_resume_give_the_same_run(reference, tmp_pat
     assert kills >= 10
 
 
+def _with_workers(spec, folder, workers: int = 2):
+    """The reference's spec and data in `folder`, read by data-loader workers (the same run)."""
+    path = folder / "spec.yaml"
+    path.write_text(spec.read_text() + f"  workers: {workers}\n")
+    (folder / "data.safetensors").write_bytes((spec.parent / "data.safetensors").read_bytes())
+    return path
+
+
+def test_kills_at_random_points_with_workers_then_resume_give_the_same_run(reference, tmp_path, monkeypatch):
+    spec, reference_out, events = reference
+    rng = random.Random(4321)
+    writes = sum(type(e).__name__ == "Saved" for e in events)
+    kills = _interrupted_run(_with_workers(spec, tmp_path), tmp_path / "out", rng, len(events), writes, monkeypatch)
+    assert_same_run(reference_out, tmp_path / "out")
+    assert kills >= 3
+
+
 def test_stop_request_saves_and_resume_finishes_the_same(reference, tmp_path):
     spec, reference_out, events = reference
     total = events[0].total_steps
@@ -117,7 +134,8 @@ def test_resume_of_another_spec_is_refused_naming_the_difference(reference, tmp_
 def _start(spec, out, *flags):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "netcfg", "train", str(spec), "--out", str(out), "--threads", "1",
-                             *flags], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+                             *flags], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
 
 
 def _wait_for_step(process, out, step: int) -> None:
@@ -148,6 +166,30 @@ def test_real_sigkill_and_sigint_then_resume(tmp_path):
     assert "go on with --resume" in stderr.decode()
     process = _start(spec, out, "--resume")
     stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr.decode()
+    assert_same_run(tmp_path / "reference", out)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_real_sigkill_and_ctrl_c_with_workers_then_resume(tmp_path):
+    """Ctrl-C on a terminal reaches the workers too (the whole process group): the run still
+    finishes its step, saves and exits 0; a SIGKILL of the training process orphans its workers."""
+    spec = make_spec(tmp_path, length="steps: 40", log_every=1)
+    run_all(spec, tmp_path / "reference")
+    out = tmp_path / "out"
+    process = _start(spec, out, "--workers", "2")
+    _wait_for_step(process, out, 9)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    process = _start(spec, out, "--resume", "--workers", "2")
+    _wait_for_step(process, out, 25)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr.decode()
+    assert "go on with --resume" in stderr.decode()
+    assert stderr.decode().count("stopping after this step") == 1  # said by the training process, not its workers
+    process = _start(spec, out, "--resume", "--workers", "2")
+    _, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr.decode()
     assert_same_run(tmp_path / "reference", out)
 
