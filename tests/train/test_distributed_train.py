@@ -246,3 +246,13 @@ def test_fsdp_on_a_low_precision_spec_is_refused_naming_its_dtype(tmp_path, monk
     assert result.exit_code == 2
     assert result.stderr == (f"{spec}:3:8: error: --strategy fsdp trains a bfloat16 spec's float32 shards, which a "
                              "checkpoint could not hold: train the float32 spec with `precision: bf16`\n")  # fmt: skip
+
+
+def test_workers_and_streaming_on_two_processes_change_nothing(runs, tmp_path):
+    """Each rank's data-loader workers read its slice of every batch (streamed from the file):
+    the run is the one read whole in each rank, bit for bit."""
+    spec, folder, _ = runs
+    text = SPEC.replace("  seed: 7\n", "  seed: 7\n  workers: 1\n  stream: true\n")
+    streamed = _spec(tmp_path, text)
+    _dist(streamed, tmp_path / "out", "ddp")
+    assert_same_run(folder / "ddp", tmp_path / "out")
