@@ -157,14 +157,19 @@ def launch(job: Job, nproc: int):
 
 @contextlib.contextmanager
 def _quiet_launcher():
-    """The launcher logs each start and stop; netcfg reports a failure itself, once."""
-    logger = logging.getLogger("torch.distributed.elastic")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    """The launcher logs each start and stop; netcfg reports a failure itself, once.
+
+    torch.multiprocessing.spawn warns as it terminates the ranks left after one failed (a second line
+    before netcfg's one)."""
+    loggers = [logging.getLogger(name) for name in ("torch.distributed.elastic", "torch.multiprocessing.spawn")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 PEER_GRACE_S = 1.0

@@ -50,3 +50,15 @@ def test_a_rank_that_fails_ends_the_run_with_its_message(monkeypatch):
 
     with pytest.raises(dd.InputError, match=r"^--nproc: error: rank 1 failed: rank one broke$"):
         dd.launch(dd.Job("broken", load_spec(ROOT / "configs/mlp.yaml"), timeout_s=30), 2)
+
+
+def test_the_launcher_quiets_torchs_warning_as_it_ends_the_other_ranks():
+    # torch.multiprocessing.spawn logs "Terminating process N via signal SIGTERM" when a rank fails: a
+    # second line before netcfg's one
+    import logging
+
+    spawn_log = logging.getLogger("torch.multiprocessing.spawn")
+    with dd._quiet_launcher():
+        assert not spawn_log.isEnabledFor(logging.WARNING)
+        assert not logging.getLogger("torch.distributed.elastic").isEnabledFor(logging.WARNING)
+    assert spawn_log.isEnabledFor(logging.WARNING)
