@@ -46,6 +46,7 @@ from netcfg.actions.checkpoint import save as save_model
 from netcfg.actions.distributed import _TASKS, Job, build_sharded, check_nproc, launch
 from netcfg.building import devices
 from netcfg.building import distributed as d
+from netcfg.building.builder import build_spec
 from netcfg.errors import Loc, TrainError
 from netcfg.spec.model import Spec
 
@@ -89,6 +90,8 @@ def train(
         raise TrainError(f"--strategy fsdp trains a {spec.head.dtype} spec's float32 shards, which a checkpoint "
                          "could not hold: train the float32 spec with `precision: bf16`",
                          spec.loc(("dtype",)))  # fmt: skip
+    if strategy != "ddp" and not d.unit_paths(build_spec(spec, device="meta")):  # before any process starts
+        raise d.no_units_error(spec, strategy)
     if placed is None or placed[0] == 0:  # under an outside torchrun, rank 0 alone writes to --out
         t._check_out(out, resume)
     with tempfile.TemporaryDirectory(prefix="netcfg-train-") as scratch:

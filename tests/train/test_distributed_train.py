@@ -234,6 +234,26 @@ def test_sigint_on_the_parent_finishes_the_step_saves_once_and_exits_0(tmp_path)
     assert f"stopped at step {last:,} of 100,000" in stderr.decode() and "go on with --resume" in stderr.decode()
 
 
+def test_fsdp_on_a_model_with_no_unit_is_refused_before_anything_starts(tmp_path, monkeypatch):
+    # it was refused inside the ranks, after starting them (16 s from the CLI)
+    from typer.testing import CliRunner
+
+    from netcfg.cli.app import app
+
+    monkeypatch.setattr(dd, "launch", lambda *a: pytest.fail("launched"))
+    repeat = "    - type: repeat\n      times: 2\n      body: {type: sequential, layers: [{type: linear, out_features: 16}, {type: tanh}]}\n"
+    assert repeat in SPEC
+    spec = _spec(tmp_path, SPEC.replace(repeat, ""))  # no repeat, no block: nothing to shard
+    flags = ["--out", str(tmp_path / "out"), "--nproc", "2", "--strategy", "fsdp"]
+    result = CliRunner().invoke(app, ["train", str(spec), *flags])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "--strategy fsdp: error: --strategy fsdp needs units to shard and this model has none (no repeat and no "
+        "block template); name some in a shard: section (shard: {units: [linear]}), or use --strategy ddp\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_fsdp_on_a_low_precision_spec_is_refused_naming_its_dtype(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
