@@ -120,6 +120,8 @@ def load(
     problems = compare(skeleton.model, header) or _stored_twice(skeleton, path)
     if problems:
         raise CheckpointError([Diagnostic(Loc(header.path), p) for p in problems])
+    if check and input is not None:
+        read_inputs(input, spec)  # a missing file or tensor: refused here, not by every rank once started
     job = CheckpointJob("load", spec, strategy, device or "cpu", path=os.path.abspath(path), check=check,
                         input=None if input is None else os.path.abspath(input), gather=gather)  # fmt: skip
     loaded = dd.launch(job, nproc)
