@@ -241,7 +241,8 @@ def test_fsdp_on_a_model_with_no_unit_is_refused_before_anything_starts(tmp_path
     from netcfg.cli.app import app
 
     monkeypatch.setattr(dd, "launch", lambda *a: pytest.fail("launched"))
-    repeat = "    - type: repeat\n      times: 2\n      body: {type: sequential, layers: [{type: linear, out_features: 16}, {type: tanh}]}\n"
+    repeat = "    - type: repeat\n      times: 2\n      body: {type: sequential, layers: [{type: linear, "
+    repeat += "out_features: 16}, {type: tanh}]}\n"
     assert repeat in SPEC
     spec = _spec(tmp_path, SPEC.replace(repeat, ""))  # no repeat, no block: nothing to shard
     flags = ["--out", str(tmp_path / "out"), "--nproc", "2", "--strategy", "fsdp"]
