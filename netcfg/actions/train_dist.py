@@ -44,7 +44,7 @@ from netcfg.actions import train_feed, train_state
 from netcfg.actions.checkpoint import alias_groups
 from netcfg.actions.checkpoint import save as save_model
 from netcfg.actions.distributed import _TASKS, Job, build_sharded, check_nproc, launch
-from netcfg.building import devices
+from netcfg.building import devices, ties
 from netcfg.building import distributed as d
 from netcfg.building.builder import build_spec
 from netcfg.errors import Loc, TrainError
@@ -401,6 +401,8 @@ def _whole(built, state: dict):
     from netcfg.building.builder import build_spec
 
     twin = build_spec(built.spec, device="meta", seed=built.seed, memory_check=False)
-    twin.model.to_empty(device="cpu")
+    tied = [g for g in alias_groups(twin.model) if len(g) > 1]
+    twin.model.to_empty(device="cpu")  # gives each path of a tie its own tensor: saved twice, unless tied again
+    ties.tie(twin.model, tied)
     twin.model.load_state_dict(state)
     return replace(twin, device=torch.device("cpu"))

@@ -277,3 +277,16 @@ def test_workers_and_streaming_on_two_processes_change_nothing(runs, tmp_path):
     streamed = _spec(tmp_path, text)
     _dist(streamed, tmp_path / "out", "ddp")
     assert_same_run(folder / "ddp", tmp_path / "out")
+
+
+def test_the_final_model_of_an_fsdp_run_stores_a_tie_once(tmp_path):
+    # rank 0 rebuilds the model from the gathered state with to_empty, which gave each path of a tie its own
+    # tensor: model.safetensors held the tied tensor twice (the one-process file holds it once)
+    from netcfg.actions.checkpoint import save
+    from netcfg.actions.model import build_model
+
+    built = build_model(load_spec(ROOT / "configs/chapter/tied_params.yaml"))
+    save(built, tmp_path / "one.safetensors")
+    save(train_dist._whole(built, built.model.state_dict()), tmp_path / "rebuilt.safetensors")
+    assert load_tensors(tmp_path / "rebuilt.safetensors").keys() == {"embed.weight", "norm.weight", "norm.bias"}
+    assert (tmp_path / "rebuilt.safetensors").read_bytes() == (tmp_path / "one.safetensors").read_bytes()
