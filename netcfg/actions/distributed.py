@@ -391,7 +391,7 @@ def _bench(job: Job, world: d.World):
     dist.all_gather_object(stats, mine)
     if world.rank != 0:
         return None
-    batch = int(job.spec.head.input.shape[0])
+    batch = int(next(iter(job.spec.head.inputs.values())).shape[0])  # named inputs: a dict
     median = max(s.median for s in stats)
     q1, _, q3 = statistics.quantiles(times, n=4) if len(times) >= 2 else (times[0],) * 3
     result = DistBenchResult(
