@@ -87,6 +87,10 @@ def save(
     """Build `spec` on `nproc` processes and write it as a one-process save would. None on the
     ranks other than 0 under an outside torchrun."""
     (check_output if max_shard_size is None else check_index_output)(path, "-o")
+    if d.launched_world() is None:
+        dd.check_nproc(nproc, device or "cpu")
+    if strategy != "ddp" and not d.unit_paths(build_spec(spec, device="meta")):  # before any process starts
+        raise d.no_units_error(spec, strategy)
     job = CheckpointJob("save", spec, strategy, device or "cpu", seed, path=os.path.abspath(path),
                         max_shard_size=max_shard_size)  # fmt: skip
     try:
@@ -116,6 +120,8 @@ def load(
     problems = compare(skeleton.model, header) or _stored_twice(skeleton, path)
     if problems:
         raise CheckpointError([Diagnostic(Loc(header.path), p) for p in problems])
+    if check and input is not None:
+        read_inputs(input, spec)  # a missing file or tensor: refused here, not by every rank once started
     job = CheckpointJob("load", spec, strategy, device or "cpu", path=os.path.abspath(path), check=check,
                         input=None if input is None else os.path.abspath(input), gather=gather)  # fmt: skip
     loaded = dd.launch(job, nproc)

@@ -137,6 +137,7 @@ def launch(job: Job, nproc: int):
 
         multiprocessing.set_forkserver_preload(["torch", "torch.distributed.fsdp", "netcfg.actions.distributed"])
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -152,19 +153,39 @@ def launch(job: Job, nproc: int):
                 answers = elastic_launch(config, _entry)(job, scratch)
         except ChildFailedError as exc:
             raise _first_error(scratch, exc) from None
+        except SignalException as exc:  # the launcher's handler of Ctrl-C (or a kill); it has ended the ranks
+            raise _stopped(exc.sigval) from None
     return answers[0]
+
+
+def _stopped(number: int) -> BaseException:
+    """Ctrl-C: KeyboardInterrupt, which the CLI reports in one line (exit 130); another signal: one line."""
+    import signal
+
+    if number == signal.SIGINT:
+        return KeyboardInterrupt()
+    name = signal.Signals(number).name if number in signal.valid_signals() else f"signal {number}"
+    return InputError(f"stopped by {name}", Loc("--nproc"))
 
 
 @contextlib.contextmanager
 def _quiet_launcher():
-    """The launcher logs each start and stop; netcfg reports a failure itself, once."""
-    logger = logging.getLogger("torch.distributed.elastic")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    """The launcher logs each start and stop; netcfg reports a failure itself, once.
+
+    Each of its loggers: several set their own level (WARNING), so quieting their parent is not
+    enough (the agent's "Received 2 death signal" on Ctrl-C, torch.multiprocessing.spawn's
+    "Terminating process N" when a rank fails: lines before netcfg's one)."""
+    prefixes = ("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing")
+    names = [n for n in list(logging.root.manager.loggerDict) if n.startswith(prefixes)]
+    loggers = [logging.getLogger(name) for name in {*names, *prefixes}]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 PEER_GRACE_S = 1.0
@@ -370,7 +391,7 @@ def _bench(job: Job, world: d.World):
     dist.all_gather_object(stats, mine)
     if world.rank != 0:
         return None
-    batch = int(job.spec.head.input.shape[0])
+    batch = int(next(iter(job.spec.head.inputs.values())).shape[0])  # named inputs: a dict
     median = max(s.median for s in stats)
     q1, _, q3 = statistics.quantiles(times, n=4) if len(times) >= 2 else (times[0],) * 3
     result = DistBenchResult(

@@ -44,8 +44,9 @@ from netcfg.actions import train_feed, train_state
 from netcfg.actions.checkpoint import alias_groups
 from netcfg.actions.checkpoint import save as save_model
 from netcfg.actions.distributed import _TASKS, Job, build_sharded, check_nproc, launch
-from netcfg.building import devices
+from netcfg.building import devices, ties
 from netcfg.building import distributed as d
+from netcfg.building.builder import build_spec
 from netcfg.errors import Loc, TrainError
 from netcfg.spec.model import Spec
 
@@ -89,6 +90,8 @@ def train(
         raise TrainError(f"--strategy fsdp trains a {spec.head.dtype} spec's float32 shards, which a checkpoint "
                          "could not hold: train the float32 spec with `precision: bf16`",
                          spec.loc(("dtype",)))  # fmt: skip
+    if strategy != "ddp" and not d.unit_paths(build_spec(spec, device="meta")):  # before any process starts
+        raise d.no_units_error(spec, strategy)
     if placed is None or placed[0] == 0:  # under an outside torchrun, rank 0 alone writes to --out
         t._check_out(out, resume)
     with tempfile.TemporaryDirectory(prefix="netcfg-train-") as scratch:
@@ -398,6 +401,8 @@ def _whole(built, state: dict):
     from netcfg.building.builder import build_spec
 
     twin = build_spec(built.spec, device="meta", seed=built.seed, memory_check=False)
-    twin.model.to_empty(device="cpu")
+    tied = [g for g in alias_groups(twin.model) if len(g) > 1]
+    twin.model.to_empty(device="cpu")  # gives each path of a tie its own tensor: saved twice, unless tied again
+    ties.tie(twin.model, tied)
     twin.model.load_state_dict(state)
     return replace(twin, device=torch.device("cpu"))

@@ -61,6 +61,24 @@ def test_a_checkpoint_that_does_not_fit_the_spec_is_refused_before_any_process_s
         f"{checkpoint}: error: tensor '2.bias' has shape [4] in the file, the model needs [5]\n")  # fmt: skip
 
 
+def test_a_sharded_save_of_a_model_with_no_unit_is_refused_before_any_process_starts(tmp_path):
+    # it was refused inside the ranks, after starting them (18 s from the CLI)
+    out = tmp_path / "x.safetensors"
+    assert refused("save", VALID, "-o", out, "--nproc", 2) == (
+        "--strategy fsdp: error: --strategy fsdp needs units to shard and this model has none (no repeat and no "
+        "block template); name some in a shard: section (shard: {units: [linear]}), or use --strategy ddp\n"
+    )
+
+
+def test_a_check_input_without_the_models_inputs_is_refused_before_any_process_starts(tmp_path, checkpoint):
+    # it was refused by the ranks, after starting them (18 s from the CLI)
+    wrong = tmp_path / "wrong.safetensors"
+    save_tensors({"a": __import__("torch").ones(2, 20), "b": __import__("torch").ones(2, 20)}, wrong)
+    assert refused("load", checkpoint, "--nproc", 2, "--check", "--input", wrong) == (
+        f"--input {wrong}: error: 2 tensors and none named 'input' ('a', 'b')\n"
+    )
+
+
 @pytest.mark.parametrize("value", [0, 65])
 def test_nproc_out_of_range(tmp_path, monkeypatch, value):
     monkeypatch.undo()  # the range is checked inside launch, before any process starts

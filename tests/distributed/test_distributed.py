@@ -114,3 +114,23 @@ def test_bench_reports_each_rank_and_the_scaling_efficiency():
         assert 0.4 < rank.state_bytes / one.ranks[0].state_bytes < 0.6
     text = table(results)
     assert "efficiency" in text and "fsdp: 3 units + the root" in text and "\nfsdp          2" in text
+
+
+def test_bench_of_a_model_with_named_inputs_and_a_dict_output():
+    # the rank read spec.head.input, a dict for named inputs: "'dict' object has no attribute 'shape'"
+    from netcfg.actions.bench import BenchConfig
+
+    s = load_spec_data({
+        "netcfg": 1,
+        "input": {"ids": {"shape": [4, 6], "dtype": "int64", "high": 50},
+                  "types": {"shape": [4, 6], "dtype": "int64", "high": 2}},
+        "model": {"type": "graph", "nodes": {
+            "tok": {"type": "embedding", "num_embeddings": 50, "embedding_dim": 8, "inputs": "ids"},
+            "typ": {"type": "embedding", "num_embeddings": 2, "embedding_dim": 8, "inputs": "types"},
+            "sum": {"type": "add", "inputs": ["tok", "typ"]},
+            "cls": {"type": "select", "dim": 1, "index": 0},
+        }, "output": {"sequence": "sum", "pooled": "cls"}},
+    }, "named.yaml")  # fmt: skip
+    config = BenchConfig(device="cpu", mode="train", warmup=1, min_time=0.05, max_time=0.5)
+    result = dd.bench(s, config, 2, "ddp")
+    assert (result.batch, result.global_batch, len(result.ranks)) == (4, 8, 2)

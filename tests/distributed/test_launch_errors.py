@@ -50,3 +50,52 @@ def test_a_rank_that_fails_ends_the_run_with_its_message(monkeypatch):
 
     with pytest.raises(dd.InputError, match=r"^--nproc: error: rank 1 failed: rank one broke$"):
         dd.launch(dd.Job("broken", load_spec(ROOT / "configs/mlp.yaml"), timeout_s=30), 2)
+
+
+def test_the_launcher_quiets_torchs_warning_as_it_ends_the_other_ranks():
+    # torch.multiprocessing.spawn logs "Terminating process N via signal SIGTERM" when a rank fails: a
+    # second line before netcfg's one
+    import logging
+
+    seen = []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    spawn_log = logging.getLogger("torch.multiprocessing.spawn")
+    import torch.distributed.elastic.agent.server.api  # noqa: F401  (its logger: set to WARNING on import)
+
+    agent_log = logging.getLogger("torch.distributed.elastic.agent.server.api")
+    assert agent_log.level == logging.WARNING  # its own level: quieting its parent does not quiet it
+    for log in (spawn_log, agent_log):
+        log.addHandler(handler)
+    try:
+        with dd._quiet_launcher():
+            spawn_log.warning("Terminating process 1 via signal SIGTERM")
+            agent_log.warning("Received 2 death signal, shutting down workers")
+        assert seen == []
+        spawn_log.warning("after")
+        assert [r.getMessage() for r in seen] == ["after"]
+    finally:
+        for log in (spawn_log, agent_log):
+            log.removeHandler(handler)
+
+
+@pytest.mark.parametrize(
+    ("number", "code", "said"), [(2, 130, "interrupted\n"), (15, 2, "--nproc: error: stopped by SIGTERM\n")]
+)
+def test_ctrl_c_while_the_ranks_run_is_one_line(monkeypatch, number, code, said):
+    # the launcher turns SIGINT/SIGTERM into its SignalException (after ending the ranks): it came out as a
+    # traceback, exit 1
+    import signal
+
+    import torch.distributed.launcher.api as launcher
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    def signalled(*args, **kwargs):
+        def run(*a):
+            raise SignalException(f"Process 1 got signal: {number}", sigval=signal.Signals(number))
+
+        return run
+
+    monkeypatch.setattr(launcher, "elastic_launch", signalled)
+    result = CliRunner().invoke(app, ["run", str(ROOT / "configs/mlp.yaml"), "--nproc", "2"])
+    assert (result.exit_code, result.stdout, result.stderr) == (code, "", said)

@@ -234,6 +234,27 @@ def test_sigint_on_the_parent_finishes_the_step_saves_once_and_exits_0(tmp_path)
     assert f"stopped at step {last:,} of 100,000" in stderr.decode() and "go on with --resume" in stderr.decode()
 
 
+def test_fsdp_on_a_model_with_no_unit_is_refused_before_anything_starts(tmp_path, monkeypatch):
+    # it was refused inside the ranks, after starting them (16 s from the CLI)
+    from typer.testing import CliRunner
+
+    from netcfg.cli.app import app
+
+    monkeypatch.setattr(dd, "launch", lambda *a: pytest.fail("launched"))
+    repeat = "    - type: repeat\n      times: 2\n      body: {type: sequential, layers: [{type: linear, "
+    repeat += "out_features: 16}, {type: tanh}]}\n"
+    assert repeat in SPEC
+    spec = _spec(tmp_path, SPEC.replace(repeat, ""))  # no repeat, no block: nothing to shard
+    flags = ["--out", str(tmp_path / "out"), "--nproc", "2", "--strategy", "fsdp"]
+    result = CliRunner().invoke(app, ["train", str(spec), *flags])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "--strategy fsdp: error: --strategy fsdp needs units to shard and this model has none (no repeat and no "
+        "block template); name some in a shard: section (shard: {units: [linear]}), or use --strategy ddp\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_fsdp_on_a_low_precision_spec_is_refused_naming_its_dtype(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
@@ -256,3 +277,16 @@ def test_workers_and_streaming_on_two_processes_change_nothing(runs, tmp_path):
     streamed = _spec(tmp_path, text)
     _dist(streamed, tmp_path / "out", "ddp")
     assert_same_run(folder / "ddp", tmp_path / "out")
+
+
+def test_the_final_model_of_an_fsdp_run_stores_a_tie_once(tmp_path):
+    # rank 0 rebuilds the model from the gathered state with to_empty, which gave each path of a tie its own
+    # tensor: model.safetensors held the tied tensor twice (the one-process file holds it once)
+    from netcfg.actions.checkpoint import save
+    from netcfg.actions.model import build_model
+
+    built = build_model(load_spec(ROOT / "configs/chapter/tied_params.yaml"))
+    save(built, tmp_path / "one.safetensors")
+    save(train_dist._whole(built, built.model.state_dict()), tmp_path / "rebuilt.safetensors")
+    assert load_tensors(tmp_path / "rebuilt.safetensors").keys() == {"embed.weight", "norm.weight", "norm.bias"}
+    assert (tmp_path / "rebuilt.safetensors").read_bytes() == (tmp_path / "one.safetensors").read_bytes()
