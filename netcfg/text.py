@@ -101,3 +101,8 @@ def human_bytes(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+def units_text(units: int) -> str:
+    """'1 unit + the root', '12 units + the root': FSDP's units as the commands print them."""
+    return f"{units} unit{'' if units == 1 else 's'} + the root"

@@ -11,7 +11,7 @@ import typer
 from netcfg.cli._common import Format, integer, out, refuse_flags
 from netcfg.errors import Loc
 from netcfg.numbers import parse_int_list
-from netcfg.text import human_bytes
+from netcfg.text import human_bytes, units_text
 
 
 class Strategy(str, Enum):
@@ -100,7 +100,7 @@ def table(results: list) -> str:
                ("state/rank", "right"), ("peak/rank", "right"), ("rank step ms", "left")]  # fmt: skip
     head = (f"{first.mode} on {first.device} ({first.device_name[:40]}), {first.dtype}, torch {first.torch}, "
             f"{first.cores} cores{load_text(first)}")  # fmt: skip
-    notes = [f"fsdp: {r.units} units + the root" for r in results[:1] if r.strategy == "fsdp"]
+    notes = [f"fsdp: {units_text(r.units)}" for r in results[:1] if r.strategy == "fsdp"]
     return _table(head, columns, rows) + "".join("\n" + line for line in notes + warning_lines(results, _label))
 
 

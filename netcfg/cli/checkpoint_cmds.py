@@ -25,7 +25,7 @@ from netcfg.cli._common import (
 from netcfg.cli.bench_dist import StrategyOpt
 from netcfg.errors import InputError, Loc
 from netcfg.numbers import parse_size
-from netcfg.text import human_bytes
+from netcfg.text import human_bytes, units_text
 
 OutputOpt = Annotated[
     Path,
@@ -204,7 +204,7 @@ def _load_sharded(checkpoint: Path, nproc: int, strategy: str, spec, device, che
     loaded = dist_checkpoint.load(checkpoint, nproc, strategy, spec, device, check, given)
     if loaded is None:
         return  # a rank other than 0 under torchrun: rank 0 reports
-    units = f", {loaded.units} units + the root" if strategy == "fsdp" else ""
+    units = f", {units_text(loaded.units)}" if strategy == "fsdp" else ""
     out(f"loaded {checkpoint} on {nproc} processes ({strategy}{units}): {loaded.tensors} of {loaded.tensors} tensors")
     out(summary_line(loaded.summary))
     for name, count in loaded.nonfinite.items():

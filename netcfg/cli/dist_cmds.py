@@ -9,7 +9,7 @@ import typer
 from netcfg.cli._common import is_checkpoint, load
 from netcfg.cli.bench_dist import Strategy
 from netcfg.errors import InputError, Loc
-from netcfg.text import human_bytes
+from netcfg.text import human_bytes, units_text
 
 NprocOpt = Annotated[
     Optional[str],
@@ -65,7 +65,7 @@ def build(path, set_, plugin, nproc, strategy, replicas, device, seed, memory_ch
 
 def rank_lines(result) -> list[str]:
     """The units, and what each rank holds."""
-    lines = [f"{result.strategy}: {result.units} units + the root"] if result.units else []
+    lines = [f"{result.strategy}: {units_text(result.units)}"] if result.units else []
     return lines + [
         f"rank {r.rank}: parameters {human_bytes(r.parameter_bytes)}, buffers {human_bytes(r.buffer_bytes)}, "
         f"peak memory {human_bytes(r.peak_memory_bytes)}"
