@@ -17,6 +17,7 @@ exactly as a run planned that long from the start.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -227,11 +228,7 @@ def prepare(
     data (before anything is written)."""
     train = spec.head.train
     built = build(spec, device=device)
-    name = _output_name(built, train)
-    shape = built.outputs[name][0]
-    if not built.outputs[name][1].is_floating_point:
-        raise TrainError(f"the model's output '{name}' is {built.outputs[name][1]}, not scores a loss can train",
-                         spec.loc(("model",)))  # fmt: skip
+    name, shape = _trained_output(built)
     source = train_data.data_source(built, data)
     dataset = train_data.load(built, source, shape)
     validation = None
@@ -247,6 +244,33 @@ def prepare(
     total = train.steps if train.steps is not None else train.epochs * per_epoch
     record = {"spec": train_data.recorded(spec.data), "data": train_data.fingerprint(source.path)}
     return Run(built, train, out, dataset, validation, name, per_epoch, total, record)
+
+
+def check_files(spec: Spec, data: str | None) -> int:
+    """What `prepare` checks from the headers alone (the trained output; the data and validation
+    files' tensors, shapes and dtypes; the validation split), on a meta build: a distributed run's
+    parent refuses bad files before any process starts. The values are the ranks' to check (they
+    read them). Returns the number of training samples."""
+    train = spec.head.train.model_copy(update={"stream": True})  # header checks only: nothing read
+    spec = dataclasses.replace(spec, head=spec.head.model_copy(update={"train": train}))
+    built = build_model(spec, device="meta")
+    _, shape = _trained_output(built)
+    source = train_data.data_source(built, data)
+    dataset = train_data.load(built, source, shape)
+    if train.validation is not None and train.validation.file is not None:
+        train_data.load(built, train_data.validation_source(built), shape)
+    elif train.validation is not None:
+        dataset, _ = _split(dataset, train, source)
+    return len(dataset)
+
+
+def _trained_output(built: Built) -> tuple[str, tuple]:
+    """The name and shape of the output the loss trains, checked to be scores."""
+    name = _output_name(built, built.spec.head.train)
+    if not built.outputs[name][1].is_floating_point:
+        raise TrainError(f"the model's output '{name}' is {built.outputs[name][1]}, not scores a loss can train",
+                         built.spec.loc(("model",)))  # fmt: skip
+    return name, built.outputs[name][0]
 
 
 def _output_name(built: Built, train: TrainSpec) -> str:

@@ -92,12 +92,26 @@ def train(
                          spec.loc(("dtype",)))  # fmt: skip
     if strategy != "ddp" and not d.unit_paths(build_spec(spec, device="meta")):  # before any process starts
         raise d.no_units_error(spec, strategy)
+    samples = t.check_files(spec, data)  # the ranks would find a bad file only after starting (seconds each)
+    _check_last_batch(spec, samples, nproc)
     if placed is None or placed[0] == 0:  # under an outside torchrun, rank 0 alone writes to --out
         t._check_out(out, resume)
     with tempfile.TemporaryDirectory(prefix="netcfg-train-") as scratch:
         job = TrainJob("train", spec, strategy, kind, out=out, data=data, resume=resume, scratch=scratch,
                        threads=threads)  # fmt: skip
         yield from _follow(job, nproc, stop)
+
+
+def _check_last_batch(spec: Spec, samples: int, nproc: int) -> None:
+    """A rank must have samples in every batch: the last, partial one too."""
+    train = spec.head.train
+    rest = 0 if train.drop_last else samples % train.batch_size
+    if 0 < rest < nproc:
+        raise TrainError(
+            f"each epoch's last batch holds {rest} sample(s), fewer than the {nproc} processes: "
+            "`drop_last: true` leaves it out",
+            spec.loc(("train", "batch_size")),
+        )
 
 
 def _check_split(spec: Spec, nproc: int) -> None:
@@ -212,15 +226,7 @@ class Ranks(t.Local):
         return build_model(spec, device=device)  # the same seed on every rank: the same weights
 
     def _check_slices(self) -> None:
-        """A rank must have samples in every batch: the last, partial one too."""
-        run, size = self.run, self.world.size
-        rest = 0 if run.train.drop_last else len(run.data) % run.train.batch_size
-        if 0 < rest < size:
-            raise TrainError(
-                f"each epoch's last batch holds {rest} sample(s), fewer than the {size} processes: "
-                "`drop_last: true` leaves it out",
-                run.built.spec.loc(("train", "batch_size")),
-            )
+        _check_last_batch(self.run.built.spec, len(self.run.data), self.world.size)
 
     # -- steps
 

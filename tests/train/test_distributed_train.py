@@ -210,6 +210,32 @@ def test_a_batch_that_does_not_split_is_refused_before_anything_starts(tmp_path,
     assert result.stderr == "--strategy fsdp: error: needs --nproc N: the number of processes\n"
 
 
+def test_bad_data_files_are_refused_before_anything_starts(tmp_path, monkeypatch):
+    """The checks a rank would make from the files' headers, made by the parent (seconds sooner)."""
+    from typer.testing import CliRunner
+
+    from netcfg.cli.app import app
+    from netcfg.io.tensor_files import save_tensors
+
+    monkeypatch.setattr(train_dist, "_follow", lambda *a: pytest.fail("launched"))
+    spec = _spec(tmp_path)
+    save_tensors({"x": torch.randn(96, 6)}, tmp_path / "no_target.safetensors")
+    (tmp_path / "odd").mkdir()
+    make_data(tmp_path / "odd", samples=97)  # 73 to train after the validation's 24: 9 batches of 8 and 1
+    cases = {
+        "no_target.safetensors": "no tensor 'y'",
+        "odd/data.safetensors": "each epoch's last batch holds 1 sample(s), fewer than the 2 processes",
+        "missing.safetensors": "no such file",
+    }
+    for data, words in cases.items():
+        out = tmp_path / f"out-{len(words)}"
+        args = ["train", str(spec), "--out", str(out), "--nproc", "2", "--data", str(tmp_path / data)]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert result.stderr.count("\n") == 1 and words in result.stderr, result.stderr
+        assert not out.exists()
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_sigint_on_the_parent_finishes_the_step_saves_once_and_exits_0(tmp_path):
     text = SPEC.replace("epochs: 3", "steps: 100000").replace("log_every: 3", "log_every: 1")
